@@ -1,0 +1,1 @@
+"""The embedded py-evm ledger that every site replicates and that elects leaders."""

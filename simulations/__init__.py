@@ -1,0 +1,1 @@
+"""Baselines, comparison runs and (later) the Ray engine for simulated sites."""

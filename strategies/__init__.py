@@ -1,0 +1,1 @@
+"""How a round's leader merges: Flower strategies run outside a server."""
