@@ -1,3 +1,3 @@
-"""Swarm Learning on Flower: train one model across sites with a ledger-elected leader."""
+"""Swarm Learning on Flower: one model across sites, a ledger-elected leader."""
 
 __version__ = "0.1.0"

@@ -1,0 +1,48 @@
+"""`swarmflower compare`: every method on the same task, data, seeds and budget."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from swarmflower.simulations.fedavg import run_flower_fedavg
+from swarmflower.simulations.local import run_local
+from swarmflower.simulations.pooled import run_pooled
+from swarmflower.simulations.results import MethodResult
+
+from swarmflower.errors import ConfigError
+from swarmflower.tasks import TaskSpec
+
+Runner = Callable[[TaskSpec, int, Callable[[int], None] | None], MethodResult]
+
+RUNNERS: dict[str, Runner] = {
+    "fedavg": run_flower_fedavg,
+    "local": run_local,
+    "pooled": run_pooled,
+}
+
+
+def check_methods(methods: Sequence[str]) -> list[str]:
+    """Known method names, in the order given, without repeats."""
+    unknown = [m for m in methods if m not in RUNNERS]
+    if unknown:
+        raise ConfigError(
+            f"unknown method(s) {', '.join(unknown)}: use {', '.join(RUNNERS)}"
+        )
+    return list(dict.fromkeys(methods))
+
+
+def run_compare(
+    spec: TaskSpec,
+    rounds: int,
+    methods: Sequence[str],
+    progress: Callable[[str, int], None] | None = None,
+) -> list[MethodResult]:
+    """Run each method in turn; `progress(method, round)` follows every round."""
+    if rounds < 1:
+        raise ConfigError(f"rounds must be at least 1, got {rounds}")
+    spec.load()  # bad data fails here, before any engine starts
+    results = []
+    for method in check_methods(methods):
+        hook = (lambda r, m=method: progress(m, r)) if progress else None
+        results.append(RUNNERS[method](spec, rounds, hook))
+    return results
