@@ -1,0 +1,137 @@
+"""Signed commitments: a site's promise of (round, update hash, examples).
+
+Packed as fixed 125-byte records so a leader can ship a whole round's
+commitments as one calldata blob; every replica checks every signature here
+(coincurve), which is far cheaper than one EVM transaction per site.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from coincurve import PublicKey
+from eth_keys.datatypes import PrivateKey
+from eth_utils import keccak, to_canonical_address, to_checksum_address
+
+from .errors import BadCommitmentSignature, BadRound
+
+RECORD_BYTES = 125  # site 20 | update hash 32 | examples 8 | signature 65
+_DOMAIN = b"swarmflower/commitment/v1"
+
+
+def commitment_digest(
+    swarm_id: bytes, round: int, update_hash: bytes, num_examples: int
+) -> bytes:
+    """The 32-byte hash a site signs; binds swarm and round against replay."""
+    return keccak(
+        _DOMAIN
+        + swarm_id
+        + struct.pack(">Q", round)
+        + update_hash
+        + struct.pack(">Q", num_examples)
+    )
+
+
+def recover_address(digest: bytes, signature: bytes) -> bytes:
+    """The canonical address whose key produced `signature` over `digest`."""
+    public = PublicKey.from_signature_and_message(signature, digest, hasher=None)
+    return keccak(public.format(compressed=False)[1:])[12:]
+
+
+@dataclass(frozen=True)
+class Commitment:
+    """A site's signed promise about its update for one round."""
+
+    site: str
+    round: int
+    update_hash: bytes
+    num_examples: int
+    signature: bytes
+
+    @classmethod
+    def sign(
+        cls,
+        key: PrivateKey,
+        swarm_id: bytes,
+        round: int,
+        update_hash: bytes,
+        num_examples: int,
+    ) -> Commitment:
+        if len(update_hash) != 32:
+            raise ValueError("update_hash must be 32 bytes")
+        if num_examples < 0:
+            raise ValueError("num_examples must be non-negative")
+        digest = commitment_digest(swarm_id, round, update_hash, num_examples)
+        return cls(
+            site=key.public_key.to_checksum_address(),
+            round=round,
+            update_hash=update_hash,
+            num_examples=num_examples,
+            signature=key.sign_msg_hash(digest).to_bytes(),
+        )
+
+    def verify(self, swarm_id: bytes) -> None:
+        """Raise BadCommitmentSignature unless `site` signed this commitment."""
+        digest = commitment_digest(
+            swarm_id, self.round, self.update_hash, self.num_examples
+        )
+        try:
+            signer = recover_address(digest, self.signature)
+        except Exception as exc:  # coincurve raises bare ValueError/Exception
+            raise BadCommitmentSignature(
+                f"commitment of {self.site} for round {self.round}: "
+                f"unreadable signature ({exc})"
+            ) from exc
+        if signer != to_canonical_address(self.site):
+            raise BadCommitmentSignature(
+                f"commitment of {self.site} for round {self.round} is signed by "
+                f"{to_checksum_address(signer)}"
+            )
+
+    def pack(self) -> bytes:
+        return (
+            to_canonical_address(self.site)
+            + self.update_hash
+            + struct.pack(">Q", self.num_examples)
+            + self.signature
+        )
+
+
+def pack_commitments(commitments: Iterable[Commitment]) -> bytes:
+    """One blob in the fixed contributor order (ascending site address)."""
+    ordered = sorted(commitments, key=lambda c: to_canonical_address(c.site))
+    return b"".join(c.pack() for c in ordered)
+
+
+def unpack_commitments(blob: bytes, round: int) -> tuple[Commitment, ...]:
+    """Decode a blob; refuses ragged blobs and a site listed twice or unordered."""
+    if len(blob) % RECORD_BYTES:
+        raise BadRound(f"commitments blob of {len(blob)} bytes is ragged")
+    out: list[Commitment] = []
+    previous = b""
+    for offset in range(0, len(blob), RECORD_BYTES):
+        record = blob[offset : offset + RECORD_BYTES]
+        site = record[:20]
+        if site <= previous:
+            raise BadRound(
+                f"round {round}: commitments not in strictly ascending site order "
+                f"at {to_checksum_address(site)}"
+            )
+        previous = site
+        out.append(
+            Commitment(
+                site=to_checksum_address(site),
+                round=round,
+                update_hash=record[20:52],
+                num_examples=struct.unpack(">Q", record[52:60])[0],
+                signature=record[60:],
+            )
+        )
+    return tuple(out)
+
+
+def verify_all(commitments: Sequence[Commitment], swarm_id: bytes) -> None:
+    for commitment in commitments:
+        commitment.verify(swarm_id)

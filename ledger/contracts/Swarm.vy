@@ -1,0 +1,232 @@
+# pragma version ~=0.4.3
+# pragma evm-version cancun
+"""
+@title Swarm
+@notice Membership, per-round commitments and leader election of one swarm.
+@dev Every replica runs this contract. A round's block carries exactly one
+     `sealRound` call from its proposer; the contract itself refuses a
+     proposer it did not elect. The signed commitments travel as one packed
+     blob in calldata (checked off-chain, signature by signature, by every
+     replica); only their keccak root is stored, so the cost of a round does
+     not grow with one storage write per site.
+"""
+
+MAX_SITES: constant(uint256) = 4096
+MAX_VIEW: constant(uint256) = 64
+MAX_ENROLL: constant(uint256) = 64
+# site (20) | update hash (32) | num examples (8) | signature r,s,v (65)
+RECORD_BYTES: constant(uint256) = 125
+MAX_BLOB: constant(uint256) = 512000  # MAX_SITES * RECORD_BYTES
+
+NORMAL: constant(uint8) = 0
+LEADER_TIMEOUT: constant(uint8) = 1
+BAD_MERGE: constant(uint8) = 2
+
+
+struct Round:
+    seed: bytes32
+    view: uint256
+    reason: uint8
+    leader: address
+    commitmentsRoot: bytes32
+    numCommitments: uint256
+    modelHash: bytes32
+    stateHash: bytes32
+
+
+event Enrolled:
+    site: indexed(address)
+    fingerprint: bytes32
+
+
+event Fault:
+    round: indexed(uint256)
+    site: indexed(address)
+    reason: uint8
+
+
+event Sealed:
+    round: indexed(uint256)
+    leader: indexed(address)
+    view: uint256
+    reason: uint8
+    commitmentsRoot: bytes32
+    modelHash: bytes32
+
+
+fingerprint: public(HashMap[address, bytes32])
+numSites: public(uint256)
+live: public(DynArray[address, MAX_SITES])
+liveIndex: HashMap[address, uint256]  # position in `live` plus one; 0 = not live
+seed: public(bytes32)
+lastRound: public(uint256)
+rounds: public(HashMap[uint256, Round])
+totalRounds: public(uint256)
+roundTimeout: public(uint256)
+minPeers: public(uint256)
+strategy: public(String[64])
+
+
+@deploy
+def __init__(
+    sites: DynArray[address, MAX_SITES],
+    fingerprints: DynArray[bytes32, MAX_SITES],
+    initialModelHash: bytes32,
+    totalRounds: uint256,
+    roundTimeout: uint256,
+    minPeers: uint256,
+    strategy: String[64],
+):
+    assert len(sites) > 0, "no founding sites"
+    assert len(sites) == len(fingerprints), "one fingerprint per site"
+    for i: uint256 in range(len(sites), bound=MAX_SITES):
+        self._enroll(sites[i], fingerprints[i])
+    self.totalRounds = totalRounds
+    self.roundTimeout = roundTimeout
+    self.minPeers = minPeers
+    self.strategy = strategy
+    self.seed = keccak256(concat(b"swarmflower/seed", initialModelHash))
+    self.rounds[0] = Round(
+        seed=empty(bytes32),
+        view=0,
+        reason=NORMAL,
+        leader=empty(address),
+        commitmentsRoot=empty(bytes32),
+        numCommitments=0,
+        modelHash=initialModelHash,
+        stateHash=empty(bytes32),
+    )
+
+
+@internal
+def _enroll(site: address, fingerprint: bytes32):
+    assert site != empty(address), "zero address"
+    assert fingerprint != empty(bytes32), "empty fingerprint"
+    assert self.fingerprint[site] == empty(bytes32), "already enrolled"
+    self.fingerprint[site] = fingerprint
+    self.numSites += 1
+    self._revive(site)
+    log Enrolled(site=site, fingerprint=fingerprint)
+
+
+@internal
+def _revive(site: address):
+    if self.liveIndex[site] == 0:
+        self.live.append(site)
+        self.liveIndex[site] = len(self.live)
+
+
+@internal
+def _retire(site: address):
+    """Swap-remove `site` from the live list (O(1))."""
+    pos: uint256 = self.liveIndex[site]
+    if pos == 0:
+        return
+    last: address = self.live.pop()
+    if last != site:
+        self.live[pos - 1] = last
+        self.liveIndex[last] = pos
+    self.liveIndex[site] = 0
+
+
+@internal
+@view
+def _electee(view: uint256) -> address:
+    n: uint256 = len(self.live)
+    start: uint256 = convert(self.seed, uint256) % n
+    return self.live[(start + view % n) % n]
+
+
+@external
+@view
+def electee(view: uint256) -> address:
+    """The site elected to seal the next round at `view` (0 = leader)."""
+    return self._electee(view)
+
+
+@external
+@view
+def electees(count: uint256) -> DynArray[address, MAX_SITES]:
+    """Leader then ordered backups of the next round."""
+    n: uint256 = len(self.live)
+    start: uint256 = convert(self.seed, uint256) % n
+    out: DynArray[address, MAX_SITES] = []
+    for v: uint256 in range(min(count, n), bound=MAX_SITES):
+        out.append(self.live[(start + v) % n])
+    return out
+
+
+@external
+@view
+def numLive() -> uint256:
+    return len(self.live)
+
+
+@external
+@view
+def isLive(site: address) -> bool:
+    return self.liveIndex[site] != 0
+
+
+@external
+def sealRound(
+    round: uint256,
+    view: uint256,
+    reason: uint8,
+    modelHash: bytes32,
+    stateHash: bytes32,
+    commitments: Bytes[MAX_BLOB],
+    revived: DynArray[address, MAX_SITES],
+    newSites: DynArray[address, MAX_ENROLL],
+    newFingerprints: DynArray[bytes32, MAX_ENROLL],
+):
+    """Record round `round`; only the electee of `view` may call it."""
+    assert round == self.lastRound + 1, "round out of order"
+    assert round == block.number, "round is not the block height"
+    assert msg.sender == block.coinbase, "sender is not the block proposer"
+    n: uint256 = len(self.live)
+    assert view < n and view < MAX_VIEW, "view beyond the backups"
+    assert reason <= BAD_MERGE, "unknown reason"
+    assert (view == 0) == (reason == NORMAL), "reason does not match view"
+    assert msg.sender == self._electee(view), "not the elected proposer"
+    assert len(commitments) % RECORD_BYTES == 0, "ragged commitments"
+    k: uint256 = len(commitments) // RECORD_BYTES
+    assert k >= self.minPeers, "fewer commitments than min_peers"
+    assert len(newSites) == len(newFingerprints), "one fingerprint per site"
+
+    # The electees skipped by a raised view lose liveness until they contribute.
+    skipped: DynArray[address, MAX_VIEW] = []
+    start: uint256 = convert(self.seed, uint256) % n
+    for v: uint256 in range(view, bound=MAX_VIEW):
+        skipped.append(self.live[(start + v) % n])
+    for site: address in skipped:
+        self._retire(site)
+        log Fault(round=round, site=site, reason=reason)
+    for site: address in revived:
+        assert self.fingerprint[site] != empty(bytes32), "revived site not enrolled"
+        assert self.liveIndex[site] == 0, "revived site already live"
+        self._revive(site)
+    for i: uint256 in range(len(newSites), bound=MAX_ENROLL):
+        self._enroll(newSites[i], newFingerprints[i])
+
+    root: bytes32 = keccak256(commitments)
+    self.rounds[round] = Round(
+        seed=self.seed,
+        view=view,
+        reason=reason,
+        leader=msg.sender,
+        commitmentsRoot=root,
+        numCommitments=k,
+        modelHash=modelHash,
+        stateHash=stateHash,
+    )
+    self.seed = keccak256(concat(self.seed, convert(round, bytes32), root, modelHash))
+    self.lastRound = round
+    log Sealed(
+        round=round,
+        leader=msg.sender,
+        view=view,
+        reason=reason,
+        commitmentsRoot=root,
+        modelHash=modelHash,
+    )

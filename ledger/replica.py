@@ -1,0 +1,508 @@
+"""`Ledger`: one site's replica of the swarm chain, behind `LedgerAPI`.
+
+Every block is checked in the same order, cheapest first: seal, elected
+proposer (asked of the contract on the parent state), transaction and nonce,
+commitments and their signatures, then full re-execution against the
+header's state root. Only then is it stored and offered to the fork choice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from eth_keys.datatypes import PrivateKey
+from eth_utils import to_canonical_address, to_checksum_address
+
+from .abc import BlockSourceAPI, BlockStoreAPI, LedgerAPI
+from .commitments import Commitment, pack_commitments, unpack_commitments, verify_all
+from .errors import (
+    BadRound,
+    InvalidBlock,
+    LedgerStateError,
+    MalformedBlock,
+    ReplayedTransaction,
+    StoreError,
+    UnknownParent,
+    UnknownSite,
+    WrongProposer,
+)
+from .evm import CONTRACT_ADDRESS, EvmChain
+from .forkchoice import beats, preferred
+from .records import (
+    BlockRef,
+    Enrollment,
+    Genesis,
+    ImportOutcome,
+    Reason,
+    RoundRecord,
+)
+from .seal import parse_vanity, seal_header, seal_signer, vanity
+from .store import SqliteBlockStore, resolve
+
+MAX_VIEW = 64  # the contract's bound on backups
+SYNC_BATCH = 64
+
+
+@dataclass(frozen=True)
+class _Node:
+    """A valid block known to this replica."""
+
+    ref: BlockRef
+    parent: bytes
+    header: object
+    data: bytes
+    record: RoundRecord | None
+    sites: frozenset[bytes]  # enrolled after this block
+
+
+def _constructor_args(genesis: Genesis) -> tuple:
+    p = genesis.params
+    return (
+        [to_canonical_address(s.address) for s in genesis.sites],
+        [s.cert_fingerprint for s in genesis.sites],
+        genesis.initial_model_hash,
+        p.rounds,
+        p.round_timeout,
+        p.min_peers,
+        p.strategy,
+    )
+
+
+class Ledger(LedgerAPI):
+    """A replica: in memory, or on disk when given a store."""
+
+    def __init__(self, genesis: Genesis, store: BlockStoreAPI | None = None):
+        if len(genesis.initial_model_hash) != 32:
+            raise ValueError("initial_model_hash must be 32 bytes")
+        self.genesis = genesis
+        self._evm = EvmChain(
+            _constructor_args(genesis), genesis.digest(), genesis.timestamp
+        )
+        header = self._evm.genesis_header
+        sites = frozenset(to_canonical_address(s.address) for s in genesis.sites)
+        root = _Node(BlockRef(0, header.hash), b"", header, b"", None, sites)
+        self._nodes: dict[bytes, _Node] = {header.hash: root}
+        self._children: dict[bytes, list[bytes]] = {}
+        self._canonical: list[bytes] = [header.hash]
+        self._electorates: dict[bytes, tuple[str, ...]] = {}
+        self._pending: dict[str, Commitment] = {}
+        self._store = store
+
+    # -- opening ------------------------------------------------------------
+
+    @classmethod
+    def create(cls, genesis: Genesis, path: str | Path | None = None) -> Ledger:
+        """A new replica of `genesis`, kept on disk in folder `path` if given."""
+        if path is None:
+            return cls(genesis)
+        store = SqliteBlockStore(path, create=True)
+        if store.genesis_json() is not None:
+            store.close()
+            raise StoreError(f"{path} already holds a replica; use Ledger.open")
+        ledger = cls(genesis, store)
+        store.initialize(genesis.to_json(), ledger.swarm_id)
+        return ledger
+
+    @classmethod
+    def open(cls, path: str | Path) -> Ledger:
+        """Reopen a replica on disk, re-validating every stored block from genesis.
+
+        `path` is the replica folder or a site folder holding it in `ledger/`.
+        """
+        store = SqliteBlockStore(resolve(path))
+        try:
+            text = store.genesis_json()
+            if text is None:
+                raise StoreError(f"{path}: the replica has no genesis")
+            ledger = cls(Genesis.from_json(text))
+            if ledger.swarm_id != store.genesis_hash():
+                raise StoreError(
+                    f"{path}: stored genesis does not hash to its swarm id"
+                )
+            for number, data in enumerate(store.blocks(), start=1):
+                try:
+                    ledger._import(data)
+                except InvalidBlock as exc:
+                    raise StoreError(f"{path}: stored block {number}: {exc}") from exc
+            if store.stored_head() != ledger.head().hash:
+                raise StoreError(
+                    f"{path}: stored head {(store.stored_head() or b'').hex()} is not "
+                    f"the head {ledger.head().hash.hex()} recomputed from its blocks"
+                )
+        except BaseException:
+            store.close()
+            raise
+        ledger._store = store
+        return ledger
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    # -- reading ------------------------------------------------------------
+
+    @property
+    def swarm_id(self) -> bytes:
+        return self._canonical[0]
+
+    def head(self) -> BlockRef:
+        return self._nodes[self._canonical[-1]].ref
+
+    def block_hash(self, height: int) -> bytes:
+        return self._canonical_node(height).ref.hash
+
+    def block_bytes(self, height: int) -> bytes:
+        if height == 0:
+            raise LedgerStateError("genesis is rebuilt from Genesis, not shipped")
+        return self._canonical_node(height).data
+
+    def blocks_range(self, start: int, end: int) -> list[bytes]:
+        end = min(end, len(self._canonical))
+        return [self.block_bytes(h) for h in range(max(start, 1), end)]
+
+    def round(self, round: int) -> RoundRecord:
+        if round == 0:
+            raise LedgerStateError("round 0 is genesis: no round was sealed")
+        return self._canonical_node(round).record
+
+    def rounds(self) -> Iterator[RoundRecord]:
+        for block_hash in self._canonical[1:]:
+            yield self._nodes[block_hash].record
+
+    def is_enrolled(self, site: str) -> bool:
+        head = self._nodes[self._canonical[-1]]
+        return to_canonical_address(site) in head.sites
+
+    def model_hash(self, round: int) -> bytes:
+        """The merged model of `round` (round 0: the initial model)."""
+        if round == 0:
+            return self.genesis.initial_model_hash
+        return self.round(round).model_hash
+
+    def _canonical_node(self, height: int) -> _Node:
+        if not 0 <= height < len(self._canonical):
+            raise LedgerStateError(
+                f"no block at height {height}: head is {len(self._canonical) - 1}"
+            )
+        return self._nodes[self._canonical[height]]
+
+    # -- election -----------------------------------------------------------
+
+    def electees(self, round: int, count: int | None = None) -> tuple[str, ...]:
+        parent = self._canonical_node(round - 1) if round >= 1 else None
+        if parent is None:
+            raise LedgerStateError("round numbers start at 1")
+        electorate = self._electorate(parent)
+        return electorate if count is None else electorate[:count]
+
+    def proposer(self, round: int, view: int) -> str:
+        electorate = self.electees(round)
+        if not 0 <= view < len(electorate):
+            raise LedgerStateError(
+                f"round {round} has {len(electorate)} electees; no view {view}"
+            )
+        return electorate[view]
+
+    def _electorate(self, parent: _Node) -> tuple[str, ...]:
+        """Leader and ordered backups of the round after `parent`, per the contract."""
+        cached = self._electorates.get(parent.ref.hash)
+        if cached is None:
+            (found,) = self._evm.call(parent.header, "electees", MAX_VIEW)
+            cached = tuple(to_checksum_address(a) for a in found)
+            self._electorates[parent.ref.hash] = cached
+        return cached
+
+    # -- commitments --------------------------------------------------------
+
+    def submit_commitment(self, commitment: Commitment) -> None:
+        next_round = self.head().height + 1
+        if commitment.round != next_round:
+            raise LedgerStateError(
+                f"commitment of {commitment.site} is for round {commitment.round}, "
+                f"the open round is {next_round}"
+            )
+        if not self.is_enrolled(commitment.site):
+            raise UnknownSite(f"commitment from {commitment.site}: site not enrolled")
+        commitment.verify(self.swarm_id)
+        self._pending[commitment.site] = commitment
+
+    def pending_commitments(self) -> tuple[Commitment, ...]:
+        next_round = self.head().height + 1
+        return tuple(c for c in self._pending.values() if c.round == next_round)
+
+    # -- producing ----------------------------------------------------------
+
+    def propose(
+        self,
+        key: PrivateKey,
+        round: int,
+        model_hash: bytes,
+        state_hash: bytes,
+        commitments: Sequence[Commitment],
+        view: int = 0,
+        reason: Reason = Reason.NORMAL,
+        enrollments: Sequence[Enrollment] = (),
+        timestamp: int | None = None,
+    ) -> bytes:
+        """Build and seal the block of `round` on the head, without adopting it."""
+        head = self._nodes[self._canonical[-1]]
+        if round != head.ref.height + 1:
+            raise LedgerStateError(
+                f"round {round} cannot follow head {head.ref.height}"
+            )
+        parent_ts = head.header.timestamp
+        earliest = parent_ts + view * self.genesis.params.round_timeout
+        if timestamp is None:
+            timestamp = max(int(time.time()), parent_ts + 1)
+            if timestamp < earliest:
+                raise LedgerStateError(
+                    f"round {round} view {view} may be sealed from t={earliest} only"
+                )
+        address = key.public_key.to_canonical_address()
+        contributors = {to_canonical_address(c.site) for c in commitments}
+        revived = sorted(self._revivals(head, contributors, view))
+        fn = self._evm.artifact.function("sealRound")
+        data = fn.encode_call(
+            round,
+            view,
+            int(reason),
+            model_hash,
+            state_hash,
+            pack_commitments(commitments),
+            revived,
+            [to_canonical_address(e.address) for e in enrollments],
+            [e.cert_fingerprint for e in enrollments],
+        )
+        tx = self._evm.seal_round_tx(key, self._evm.nonce(head.header, address), data)
+        block = self._evm.build(
+            head.header, address, timestamp, vanity(view, reason), [tx]
+        )
+        return self._evm.encode_block(block.copy(header=seal_header(block.header, key)))
+
+    def _revivals(
+        self, parent: _Node, contributors: set[bytes], view: int
+    ) -> set[bytes]:
+        """Contributors that are not live (or lose liveness now) and so regain it."""
+        skipped = {to_canonical_address(a) for a in self._electorate(parent)[:view]}
+        return {
+            site
+            for site in contributors
+            if site in skipped or not self._evm.call(parent.header, "isLive", site)[0]
+        }
+
+    def seal_round(
+        self,
+        key: PrivateKey,
+        round: int,
+        model_hash: bytes,
+        state_hash: bytes,
+        commitments: Sequence[Commitment] | None = None,
+        view: int = 0,
+        reason: Reason = Reason.NORMAL,
+        enrollments: Sequence[Enrollment] = (),
+        timestamp: int | None = None,
+    ) -> bytes:
+        if commitments is None:
+            commitments = self.pending_commitments()
+        data = self.propose(
+            key,
+            round,
+            model_hash,
+            state_hash,
+            commitments,
+            view,
+            reason,
+            enrollments,
+            timestamp,
+        )
+        self.import_block(data)
+        return data
+
+    # -- importing ----------------------------------------------------------
+
+    def import_block(self, data: bytes) -> ImportOutcome:
+        outcome = self._import(data)
+        if outcome is not ImportOutcome.KNOWN and self._store is not None:
+            block_hash = self._last_imported
+            self._store.append(
+                block_hash, self._nodes[block_hash].ref.height, data, self.head().hash
+            )
+        return outcome
+
+    def _import(self, data: bytes) -> ImportOutcome:
+        block = self._evm.decode_block(data)
+        header = block.header
+        if header.hash in self._nodes:
+            return ImportOutcome.KNOWN
+        parent = self._nodes.get(header.parent_hash)
+        if parent is None:
+            raise UnknownParent(
+                f"block #{header.block_number} {header.hash.hex()}: parent "
+                f"{header.parent_hash.hex()} unknown; sync earlier blocks first"
+            )
+        if header.block_number != parent.ref.height + 1:
+            raise MalformedBlock(
+                f"block #{header.block_number} does not follow its parent "
+                f"#{parent.ref.height}"
+            )
+        view, reason = parse_vanity(header.extra_data)
+        signer = seal_signer(header)
+        self._check_proposer(header, parent, signer, view, reason)
+        record, sites = self._check_body(block, parent, signer, view, reason)
+        self._evm.execute(block, parent.header)
+        node = _Node(
+            BlockRef(header.block_number, header.hash, view),
+            parent.ref.hash,
+            header,
+            data,
+            record,
+            sites,
+        )
+        self._nodes[header.hash] = node
+        self._children.setdefault(parent.ref.hash, []).append(header.hash)
+        self._last_imported = header.hash
+        return self._choose(node)
+
+    def _check_proposer(
+        self, header, parent: _Node, signer: bytes, view: int, reason: Reason
+    ) -> None:
+        round = header.block_number
+        if (view == 0) != (reason is Reason.NORMAL):
+            raise BadRound(f"round {round}: view {view} with reason {reason.name}")
+        earliest = parent.header.timestamp + view * self.genesis.params.round_timeout
+        if view and header.timestamp < earliest:
+            raise BadRound(
+                f"round {round}: view {view} sealed at t={header.timestamp}, before "
+                f"its leader's timeout at t={earliest}"
+            )
+        electorate = self._electorate(parent)
+        if view >= len(electorate):
+            raise WrongProposer(
+                f"round {round}: view {view} but only {len(electorate)} electees"
+            )
+        if to_canonical_address(electorate[view]) != signer:
+            raise WrongProposer(
+                f"round {round} view {view}: sealed by {to_checksum_address(signer)}, "
+                f"the contract elected {electorate[view]}"
+            )
+
+    def _check_body(
+        self, block, parent: _Node, signer: bytes, view: int, reason: Reason
+    ) -> tuple[RoundRecord, frozenset[bytes]]:
+        header = block.header
+        round = header.block_number
+        if len(block.transactions) != 1:
+            raise BadRound(
+                f"round {round}: {len(block.transactions)} transactions, not 1"
+            )
+        tx = block.transactions[0]
+        try:
+            sender = tx.sender
+        except Exception as exc:  # eth-keys raises several types on bad signatures
+            raise MalformedBlock(f"round {round}: unreadable tx signature") from exc
+        if sender != signer or tx.to != CONTRACT_ADDRESS:
+            raise BadRound(
+                f"round {round}: the tx is not the proposer's call of the swarm"
+            )
+        expected_nonce = self._evm.nonce(parent.header, sender)
+        if tx.nonce < expected_nonce:
+            raise ReplayedTransaction(
+                f"round {round}: tx {tx.hash.hex()} of {to_checksum_address(sender)} "
+                f"has nonce {tx.nonce}, already used (next is {expected_nonce})"
+            )
+        if tx.nonce != expected_nonce:
+            raise BadRound(
+                f"round {round}: tx nonce {tx.nonce}, expected {expected_nonce}"
+            )
+        try:
+            args = self._evm.artifact.function("sealRound").decode_call(tx.data)
+        except Exception as exc:  # eth-abi raises many decoding errors
+            raise BadRound(
+                f"round {round}: the tx is not a sealRound call ({exc})"
+            ) from exc
+        (
+            a_round,
+            a_view,
+            a_reason,
+            model_hash,
+            state_hash,
+            blob,
+            revived,
+            new_sites,
+            new_fps,
+        ) = args
+        if (a_round, a_view, a_reason) != (round, view, int(reason)):
+            raise BadRound(
+                f"round {round}: header says view {view} {reason.name}, the call says "
+                f"round {a_round} view {a_view} reason {a_reason}"
+            )
+        commitments = unpack_commitments(blob, round)
+        for commitment in commitments:
+            if to_canonical_address(commitment.site) not in parent.sites:
+                raise UnknownSite(
+                    f"round {round}: commitment from unenrolled {commitment.site}"
+                )
+        verify_all(commitments, self.swarm_id)
+        contributors = {to_canonical_address(c.site) for c in commitments}
+        revived_set = {to_canonical_address(a) for a in revived}
+        if len(revived_set) != len(revived) or not revived_set <= contributors:
+            raise BadRound(
+                f"round {round}: revived sites must be distinct contributors"
+            )
+        enrolled = tuple(
+            Enrollment(a, fp) for a, fp in zip(new_sites, new_fps, strict=True)
+        )
+        sites = parent.sites
+        if enrolled:
+            sites = sites | {to_canonical_address(e.address) for e in enrolled}
+        record = RoundRecord(
+            round=round,
+            view=view,
+            reason=reason,
+            leader=to_checksum_address(signer),
+            block_hash=header.hash,
+            timestamp=header.timestamp,
+            model_hash=model_hash,
+            state_hash=state_hash,
+            commitments=commitments,
+            skipped=self._electorate(parent)[:view],
+            revived=tuple(to_checksum_address(a) for a in revived),
+            enrolled=enrolled,
+        )
+        return record, sites
+
+    def _choose(self, node: _Node) -> ImportOutcome:
+        """Apply the fork choice to a newly valid block (see forkchoice.py)."""
+        height = node.ref.height
+        canonical = self._canonical
+        if height > len(canonical) or canonical[height - 1] != node.parent:
+            return ImportOutcome.SIDE  # extends a branch that already lost
+        if height < len(canonical):
+            incumbent = self._nodes[canonical[height]].ref
+            if not beats(node.ref, incumbent):
+                return ImportOutcome.SIDE
+        del canonical[height:]
+        canonical.append(node.ref.hash)
+        while children := self._children.get(canonical[-1]):
+            canonical.append(preferred(self._nodes[c].ref for c in children).hash)
+        return ImportOutcome.ADOPTED
+
+    # -- replication --------------------------------------------------------
+
+    def sync(self, peer: BlockSourceAPI) -> int:
+        """Pull the peer's canonical blocks this replica lacks; return how many."""
+        peer_head = peer.head()
+        height = min(len(self._canonical) - 1, peer_head.height)
+        while height > 0 and peer.block_hash(height) not in self._nodes:
+            height -= 1
+        imported = 0
+        for start in range(height + 1, peer_head.height + 1, SYNC_BATCH):
+            end = min(start + SYNC_BATCH, peer_head.height + 1)
+            for data in peer.blocks_range(start, end):
+                if self.import_block(data) is not ImportOutcome.KNOWN:
+                    imported += 1
+        return imported

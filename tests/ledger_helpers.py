@@ -1,0 +1,85 @@
+"""Shared builders for the ledger tests: deterministic keys, genesis, rounds."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from eth_keys import keys
+from eth_utils import keccak
+
+from swarmflower.ledger import (
+    Commitment,
+    FoundingSite,
+    Genesis,
+    Ledger,
+    Reason,
+    SwarmParams,
+)
+
+TIMEOUT = 30
+
+
+def site_keys(n: int, tag: str = "site") -> list[keys.PrivateKey]:
+    return [keys.PrivateKey(keccak(text=f"{tag}-{i}")) for i in range(n)]
+
+
+def make_genesis(
+    site_keys: Sequence[keys.PrivateKey], min_peers: int = 1, rounds: int = 100
+) -> Genesis:
+    return Genesis(
+        sites=tuple(
+            FoundingSite(k.public_key.to_checksum_address(), keccak(k.to_bytes()))
+            for k in site_keys
+        ),
+        initial_model_hash=keccak(b"initial model"),
+        params=SwarmParams(
+            rounds=rounds, round_timeout=TIMEOUT, min_peers=min_peers, strategy="FedAvg"
+        ),
+        timestamp=1_700_000_000,
+    )
+
+
+def commitments(
+    ledger: Ledger, site_keys: Sequence[keys.PrivateKey], round: int
+) -> list[Commitment]:
+    return [
+        Commitment.sign(
+            k, ledger.swarm_id, round, keccak(text=f"update-{round}-{i}"), 10 + i
+        )
+        for i, k in enumerate(site_keys)
+    ]
+
+
+def key_of(address: str, site_keys: Sequence[keys.PrivateKey]) -> keys.PrivateKey:
+    for k in site_keys:
+        if k.public_key.to_checksum_address() == address:
+            return k
+    raise KeyError(address)
+
+
+def produce(
+    ledger: Ledger,
+    site_keys: Sequence[keys.PrivateKey],
+    view: int = 0,
+    contributors: Sequence[keys.PrivateKey] | None = None,
+    adopt: bool = True,
+) -> bytes:
+    """Seal the next round on `ledger` by its electee at `view`; return the bytes."""
+    head = ledger.head()
+    round = head.height + 1
+    proposer = key_of(ledger.proposer(round, view), site_keys)
+    reason = Reason.NORMAL if view == 0 else Reason.LEADER_TIMEOUT
+    parent_ts = ledger.genesis.timestamp + 0 if head.height == 0 else None
+    if parent_ts is None:
+        parent_ts = ledger.round(head.height).timestamp
+    made = ledger.seal_round if adopt else ledger.propose
+    return made(
+        proposer,
+        round,
+        keccak(text=f"model-{round}-{view}"),
+        keccak(text=f"state-{round}"),
+        commitments(ledger, contributors if contributors is not None else site_keys, round),
+        view=view,
+        reason=reason,
+        timestamp=parent_ts + 1 + view * TIMEOUT,
+    )
