@@ -96,6 +96,9 @@ def run_flower_fedavg(
     """Run Flower's simulation engine; return per-round and final accuracies."""
     from flwr.simulation import run_simulation
 
+    # Keep Ray from rewriting CUDA_VISIBLE_DEVICES for CPU-only actors (and
+    # from warning that it will stop doing so).
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     started = time.perf_counter()
     data = spec.load()
     outcome: dict[str, Result] = {}

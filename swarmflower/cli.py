@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -16,6 +15,7 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.text import Text
 
 from swarmflower.errors import SwarmflowerError
 
@@ -165,11 +165,10 @@ def _mount_subcommands() -> None:
 
 def main() -> None:
     """Console-script entry point: user errors become one line and exit code 1."""
-    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
-    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     _mount_subcommands()
     try:
         app()
     except SwarmflowerError as exc:
-        errors.print(f"[red]error:[/] {exc}", highlight=False)
+        message = Text.assemble(("error: ", "bold red"), str(exc))
+        errors.print(message, highlight=False, soft_wrap=True)
         sys.exit(1)

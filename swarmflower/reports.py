@@ -58,6 +58,7 @@ def plot_curves(results: Sequence[MethodResult], path: Path, title: str) -> Path
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for result in results:
@@ -68,6 +69,7 @@ def plot_curves(results: Sequence[MethodResult], path: Path, title: str) -> Path
             markersize=3,
             label=result.method,
         )
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("round")
     axes.set_ylabel("mean per-site test accuracy")
     axes.set_title(title)
