@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from coincurve import PublicKey
 from eth_keys.datatypes import PrivateKey
@@ -34,10 +35,21 @@ def commitment_digest(
     )
 
 
+# Sites recur every round: caching their address conversions keeps a
+# 1000-site block's validation dominated by the signature checks themselves.
+checksum = lru_cache(maxsize=16384)(to_checksum_address)
+canonical = lru_cache(maxsize=16384)(to_canonical_address)
+
+
+@lru_cache(maxsize=16384)
+def _address_of(public_key: bytes) -> bytes:
+    return keccak(public_key[1:])[12:]
+
+
 def recover_address(digest: bytes, signature: bytes) -> bytes:
     """The canonical address whose key produced `signature` over `digest`."""
     public = PublicKey.from_signature_and_message(signature, digest, hasher=None)
-    return keccak(public.format(compressed=False)[1:])[12:]
+    return _address_of(public.format(compressed=False))
 
 
 @dataclass(frozen=True)
@@ -84,15 +96,15 @@ class Commitment:
                 f"commitment of {self.site} for round {self.round}: "
                 f"unreadable signature ({exc})"
             ) from exc
-        if signer != to_canonical_address(self.site):
+        if signer != canonical(self.site):
             raise BadCommitmentSignature(
                 f"commitment of {self.site} for round {self.round} is signed by "
-                f"{to_checksum_address(signer)}"
+                f"{checksum(signer)}"
             )
 
     def pack(self) -> bytes:
         return (
-            to_canonical_address(self.site)
+            canonical(self.site)
             + self.update_hash
             + struct.pack(">Q", self.num_examples)
             + self.signature
@@ -101,7 +113,7 @@ class Commitment:
 
 def pack_commitments(commitments: Iterable[Commitment]) -> bytes:
     """One blob in the fixed contributor order (ascending site address)."""
-    ordered = sorted(commitments, key=lambda c: to_canonical_address(c.site))
+    ordered = sorted(commitments, key=lambda c: canonical(c.site))
     return b"".join(c.pack() for c in ordered)
 
 
@@ -117,12 +129,12 @@ def unpack_commitments(blob: bytes, round: int) -> tuple[Commitment, ...]:
         if site <= previous:
             raise BadRound(
                 f"round {round}: commitments not in strictly ascending site order "
-                f"at {to_checksum_address(site)}"
+                f"at {checksum(site)}"
             )
         previous = site
         out.append(
             Commitment(
-                site=to_checksum_address(site),
+                site=checksum(site),
                 round=round,
                 update_hash=record[20:52],
                 num_examples=struct.unpack(">Q", record[52:60])[0],

@@ -20,6 +20,7 @@ from eth.vm.execution_context import ExecutionContext
 from eth.vm.forks.cancun import CancunVM
 from eth.vm.forks.cancun.blocks import CancunBlockHeader
 from eth.vm.message import Message
+from eth_abi import decode
 from eth_keys.datatypes import PrivateKey
 from eth_utils import ValidationError
 
@@ -31,6 +32,17 @@ CHAIN_ID = 0x5357  # "SW"; swarms are told apart by genesis hash, not chain id
 CONTRACT_ADDRESS = bytes(18) + b"\x53\x57"
 GAS_LIMIT = 1_000_000_000  # one round's calldata is large; fees are zero
 CALL_GAS = 50_000_000
+
+
+def revert_reason(computation) -> str:
+    """The contract's `assert` message, decoded from the revert data."""
+    data = computation.output
+    if data[:4] == bytes.fromhex("08c379a0"):
+        try:
+            return decode(["string"], data[4:])[0]
+        except Exception:  # eth-abi raises many decoding errors
+            pass
+    return repr(computation.error)
 
 
 class SwarmVM(CancunVM):
@@ -99,11 +111,12 @@ class EvmChain:
         tx_context = state.get_transaction_context_class()(
             gas_price=0, origin=ZERO_ADDRESS
         )
-        computation = state.computation_class.apply_create_message(
-            state, message, tx_context
-        )
+        # A plain message, not a create: genesis is no transaction, so the
+        # EIP-3860 init-code cap (hit by ~700 founding sites) does not apply.
+        computation = state.computation_class.apply_message(state, message, tx_context)
         if computation.is_error:
             raise ValueError(f"genesis constructor failed: {computation.error!r}")
+        state.set_code(CONTRACT_ADDRESS, computation.output)
         state.persist()
         return state.state_root
 
@@ -177,7 +190,7 @@ class EvmChain:
         new_header, receipts, computations = vm.apply_all_transactions(txs, header)
         for computation in computations:
             if computation.is_error:
-                raise BadRound(f"sealRound reverted: {computation.error}")
+                raise BadRound(f"sealRound reverted: {revert_reason(computation)}")
         block = vm.set_block_transactions_and_withdrawals(
             vm.get_block(), new_header, txs, receipts, withdrawals=[]
         )

@@ -92,17 +92,8 @@ class Genesis:
         return keccak(text=self.to_json())
 
 
-@dataclass(frozen=True)
-class Enrollment:
+class Enrollment(FoundingSite):
     """A site admitted at run time, carried by the next round's block."""
-
-    address: str
-    cert_fingerprint: bytes
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "address", to_checksum_address(self.address))
-        if len(self.cert_fingerprint) != 32:
-            raise ValueError("cert_fingerprint must be 32 bytes (a SHA-256 digest)")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,13 @@ from eth_keys.datatypes import PrivateKey
 from eth_utils import to_canonical_address, to_checksum_address
 
 from .abc import BlockSourceAPI, BlockStoreAPI, LedgerAPI
-from .commitments import Commitment, pack_commitments, unpack_commitments, verify_all
+from .commitments import (
+    Commitment,
+    canonical,
+    pack_commitments,
+    unpack_commitments,
+    verify_all,
+)
 from .errors import (
     BadRound,
     InvalidBlock,
@@ -56,6 +62,7 @@ class _Node:
     data: bytes
     record: RoundRecord | None
     sites: frozenset[bytes]  # enrolled after this block
+    live: frozenset[bytes]  # electable after this block (mirrors the contract)
 
 
 def _constructor_args(genesis: Genesis) -> tuple:
@@ -83,7 +90,7 @@ class Ledger(LedgerAPI):
         )
         header = self._evm.genesis_header
         sites = frozenset(to_canonical_address(s.address) for s in genesis.sites)
-        root = _Node(BlockRef(0, header.hash), b"", header, b"", None, sites)
+        root = _Node(BlockRef(0, header.hash), b"", header, b"", None, sites, sites)
         self._nodes: dict[bytes, _Node] = {header.hash: root}
         self._children: dict[bytes, list[bytes]] = {}
         self._canonical: list[bytes] = [header.hash]
@@ -196,8 +203,7 @@ class Ledger(LedgerAPI):
         parent = self._canonical_node(round - 1) if round >= 1 else None
         if parent is None:
             raise LedgerStateError("round numbers start at 1")
-        electorate = self._electorate(parent)
-        return electorate if count is None else electorate[:count]
+        return self._electorate(parent, MAX_VIEW if count is None else count)
 
     def proposer(self, round: int, view: int) -> str:
         electorate = self.electees(round)
@@ -207,13 +213,18 @@ class Ledger(LedgerAPI):
             )
         return electorate[view]
 
-    def _electorate(self, parent: _Node) -> tuple[str, ...]:
-        """Leader and ordered backups of the round after `parent`, per the contract."""
-        cached = self._electorates.get(parent.ref.hash)
+    def _electorate(self, parent: _Node, count: int) -> tuple[str, ...]:
+        """Leader and `count - 1` backups of the round after `parent`, per the contract.
+
+        Importers ask only as far as the view they check: each electee costs
+        the EVM a storage read.
+        """
+        key = (parent.ref.hash, count)
+        cached = self._electorates.get(key)
         if cached is None:
-            (found,) = self._evm.call(parent.header, "electees", MAX_VIEW)
+            (found,) = self._evm.call(parent.header, "electees", count)
             cached = tuple(to_checksum_address(a) for a in found)
-            self._electorates[parent.ref.hash] = cached
+            self._electorates[key] = cached
         return cached
 
     # -- commitments --------------------------------------------------------
@@ -263,8 +274,9 @@ class Ledger(LedgerAPI):
                     f"round {round} view {view} may be sealed from t={earliest} only"
                 )
         address = key.public_key.to_canonical_address()
-        contributors = {to_canonical_address(c.site) for c in commitments}
-        revived = sorted(self._revivals(head, contributors, view))
+        contributors = {canonical(c.site) for c in commitments}
+        skipped = {to_canonical_address(a) for a in self._electorate(head, view)}
+        revived = sorted((contributors & head.sites) - (head.live - skipped))
         fn = self._evm.artifact.function("sealRound")
         data = fn.encode_call(
             round,
@@ -282,17 +294,6 @@ class Ledger(LedgerAPI):
             head.header, address, timestamp, vanity(view, reason), [tx]
         )
         return self._evm.encode_block(block.copy(header=seal_header(block.header, key)))
-
-    def _revivals(
-        self, parent: _Node, contributors: set[bytes], view: int
-    ) -> set[bytes]:
-        """Contributors that are not live (or lose liveness now) and so regain it."""
-        skipped = {to_canonical_address(a) for a in self._electorate(parent)[:view]}
-        return {
-            site
-            for site in contributors
-            if site in skipped or not self._evm.call(parent.header, "isLive", site)[0]
-        }
 
     def seal_round(
         self,
@@ -352,7 +353,7 @@ class Ledger(LedgerAPI):
         view, reason = parse_vanity(header.extra_data)
         signer = seal_signer(header)
         self._check_proposer(header, parent, signer, view, reason)
-        record, sites = self._check_body(block, parent, signer, view, reason)
+        record, sites, live = self._check_body(block, parent, signer, view, reason)
         self._evm.execute(block, parent.header)
         node = _Node(
             BlockRef(header.block_number, header.hash, view),
@@ -361,6 +362,7 @@ class Ledger(LedgerAPI):
             data,
             record,
             sites,
+            live,
         )
         self._nodes[header.hash] = node
         self._children.setdefault(parent.ref.hash, []).append(header.hash)
@@ -379,7 +381,7 @@ class Ledger(LedgerAPI):
                 f"round {round}: view {view} sealed at t={header.timestamp}, before "
                 f"its leader's timeout at t={earliest}"
             )
-        electorate = self._electorate(parent)
+        electorate = self._electorate(parent, view + 1)
         if view >= len(electorate):
             raise WrongProposer(
                 f"round {round}: view {view} but only {len(electorate)} electees"
@@ -392,7 +394,7 @@ class Ledger(LedgerAPI):
 
     def _check_body(
         self, block, parent: _Node, signer: bytes, view: int, reason: Reason
-    ) -> tuple[RoundRecord, frozenset[bytes]]:
+    ) -> tuple[RoundRecord, frozenset[bytes], frozenset[bytes]]:
         header = block.header
         round = header.block_number
         if len(block.transactions) != 1:
@@ -442,12 +444,12 @@ class Ledger(LedgerAPI):
             )
         commitments = unpack_commitments(blob, round)
         for commitment in commitments:
-            if to_canonical_address(commitment.site) not in parent.sites:
+            if canonical(commitment.site) not in parent.sites:
                 raise UnknownSite(
                     f"round {round}: commitment from unenrolled {commitment.site}"
                 )
         verify_all(commitments, self.swarm_id)
-        contributors = {to_canonical_address(c.site) for c in commitments}
+        contributors = {canonical(c.site) for c in commitments}
         revived_set = {to_canonical_address(a) for a in revived}
         if len(revived_set) != len(revived) or not revived_set <= contributors:
             raise BadRound(
@@ -456,9 +458,13 @@ class Ledger(LedgerAPI):
         enrolled = tuple(
             Enrollment(a, fp) for a, fp in zip(new_sites, new_fps, strict=True)
         )
-        sites = parent.sites
-        if enrolled:
-            sites = sites | {to_canonical_address(e.address) for e in enrolled}
+        sites, live = parent.sites, parent.live
+        skipped = self._electorate(parent, view) if view else ()
+        if skipped or revived_set or enrolled:
+            joined = {to_canonical_address(e.address) for e in enrolled}
+            sites = sites | joined
+            skipped_set = {to_canonical_address(a) for a in skipped}
+            live = (live - skipped_set) | revived_set | joined
         record = RoundRecord(
             round=round,
             view=view,
@@ -469,11 +475,11 @@ class Ledger(LedgerAPI):
             model_hash=model_hash,
             state_hash=state_hash,
             commitments=commitments,
-            skipped=self._electorate(parent)[:view],
+            skipped=skipped,
             revived=tuple(to_checksum_address(a) for a in revived),
             enrolled=enrolled,
         )
-        return record, sites
+        return record, sites, live
 
     def _choose(self, node: _Node) -> ImportOutcome:
         """Apply the fork choice to a newly valid block (see forkchoice.py)."""

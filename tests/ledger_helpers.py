@@ -6,7 +6,6 @@ from collections.abc import Sequence
 
 from eth_keys import keys
 from eth_utils import keccak
-
 from swarmflower.ledger import (
     Commitment,
     FoundingSite,
@@ -69,17 +68,53 @@ def produce(
     round = head.height + 1
     proposer = key_of(ledger.proposer(round, view), site_keys)
     reason = Reason.NORMAL if view == 0 else Reason.LEADER_TIMEOUT
-    parent_ts = ledger.genesis.timestamp + 0 if head.height == 0 else None
-    if parent_ts is None:
-        parent_ts = ledger.round(head.height).timestamp
+    parent_ts = (
+        ledger.genesis.timestamp
+        if head.height == 0
+        else ledger.round(head.height).timestamp
+    )
     made = ledger.seal_round if adopt else ledger.propose
     return made(
         proposer,
         round,
         keccak(text=f"model-{round}-{view}"),
         keccak(text=f"state-{round}"),
-        commitments(ledger, contributors if contributors is not None else site_keys, round),
+        commitments(
+            ledger, contributors if contributors is not None else site_keys, round
+        ),
         view=view,
         reason=reason,
         timestamp=parent_ts + 1 + view * TIMEOUT,
     )
+
+
+def rebuild(
+    data: bytes,
+    key: keys.PrivateKey,
+    transactions=None,
+    **header_fields,
+) -> bytes:
+    """Re-seal a block with `key` after changing its header or transactions.
+
+    This is what a malicious (or buggy) elected site could ship: a properly
+    sealed block whose contents are wrong.
+    """
+    from eth.db.trie import make_trie_root_and_nodes
+    from swarmflower.ledger.evm import EvmChain
+    from swarmflower.ledger.seal import VANITY_BYTES, seal_header
+
+    block = EvmChain.decode_block(data)
+    if transactions is not None:
+        root, _ = make_trie_root_and_nodes(transactions)
+        header_fields["transaction_root"] = root
+        block = block.copy(transactions=transactions)
+    header = block.header.copy(
+        extra_data=block.header.extra_data[:VANITY_BYTES], **header_fields
+    )
+    return EvmChain.encode_block(block.copy(header=seal_header(header, key)))
+
+
+def transactions_of(data: bytes):
+    from swarmflower.ledger.evm import EvmChain
+
+    return EvmChain.decode_block(data).transactions

@@ -1,0 +1,67 @@
+"""`swarmflower ledger show|verify DIR`: inspect and re-verify a replica on disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import LedgerError
+from .replica import Ledger
+
+app = typer.Typer(no_args_is_help=True, add_completion=False)
+
+_DIR = typer.Argument(..., help="A replica folder, or a site folder holding ledger/.")
+
+
+def _short(value: bytes) -> str:
+    return "0x" + value.hex()[:12]
+
+
+def _open(folder: Path) -> Ledger:
+    """Open (and so fully re-validate) the replica, or exit 1 with one line."""
+    try:
+        return Ledger.open(folder)
+    except LedgerError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+@app.command()
+def show(folder: Path = _DIR) -> None:
+    """A table of the sealed rounds: leader, view, reason, contributors, hashes."""
+    ledger = _open(folder)
+    try:
+        table = Table(title=f"swarm {_short(ledger.swarm_id)}")
+        for column in ("round", "leader", "view", "reason", "sites", "model", "block"):
+            table.add_column(column)
+        for rec in ledger.rounds():
+            table.add_row(
+                str(rec.round),
+                rec.leader,
+                str(rec.view),
+                rec.reason.name.lower(),
+                str(len(rec.commitments)),
+                _short(rec.model_hash),
+                _short(rec.block_hash),
+            )
+        Console().print(table)
+    finally:
+        ledger.close()
+
+
+@app.command()
+def verify(folder: Path = _DIR) -> None:
+    """Re-verify a replica from genesis; print the head block's hash last."""
+    ledger = _open(folder)
+    try:
+        head = ledger.head()
+        typer.echo(f"swarm {ledger.swarm_id.hex()}")
+        typer.echo(
+            f"verified {head.height} rounds: seals, elections, commitments, state roots"
+        )
+        typer.echo("0x" + head.hash.hex())
+    finally:
+        ledger.close()
