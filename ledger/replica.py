@@ -259,12 +259,16 @@ class Ledger(LedgerAPI):
         enrollments: Sequence[Enrollment] = (),
         timestamp: int | None = None,
     ) -> bytes:
-        """Build and seal the block of `round` on the head, without adopting it."""
-        head = self._nodes[self._canonical[-1]]
-        if round != head.ref.height + 1:
+        """Build and seal the block of `round`, without adopting it.
+
+        `round` is usually the next one; a backup redoing a round after a bad
+        merge builds on the canonical block of `round - 1` with a raised view.
+        """
+        if not 1 <= round <= self.head().height + 1:
             raise LedgerStateError(
-                f"round {round} cannot follow head {head.ref.height}"
+                f"round {round} cannot be sealed: head is {self.head().height}"
             )
+        head = self._canonical_node(round - 1)
         parent_ts = head.header.timestamp
         earliest = parent_ts + view * self.genesis.params.round_timeout
         if timestamp is None:
@@ -275,7 +279,11 @@ class Ledger(LedgerAPI):
                 )
         address = key.public_key.to_canonical_address()
         contributors = {canonical(c.site) for c in commitments}
-        skipped = {to_canonical_address(a) for a in self._electorate(head, view)}
+        skipped = (
+            {to_canonical_address(a) for a in self._electorate(head, view)}
+            if view
+            else set()
+        )
         revived = sorted((contributors & head.sites) - (head.live - skipped))
         fn = self._evm.artifact.function("sealRound")
         data = fn.encode_call(
@@ -321,6 +329,8 @@ class Ledger(LedgerAPI):
             timestamp,
         )
         self.import_block(data)
+        height = self.head().height
+        self._pending = {s: c for s, c in self._pending.items() if c.round > height}
         return data
 
     # -- importing ----------------------------------------------------------

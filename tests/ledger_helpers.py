@@ -62,16 +62,16 @@ def produce(
     view: int = 0,
     contributors: Sequence[keys.PrivateKey] | None = None,
     adopt: bool = True,
+    round: int | None = None,
+    reason: Reason | None = None,
 ) -> bytes:
     """Seal the next round on `ledger` by its electee at `view`; return the bytes."""
-    head = ledger.head()
-    round = head.height + 1
+    round = ledger.head().height + 1 if round is None else round
     proposer = key_of(ledger.proposer(round, view), site_keys)
-    reason = Reason.NORMAL if view == 0 else Reason.LEADER_TIMEOUT
+    if reason is None:
+        reason = Reason.NORMAL if view == 0 else Reason.LEADER_TIMEOUT
     parent_ts = (
-        ledger.genesis.timestamp
-        if head.height == 0
-        else ledger.round(head.height).timestamp
+        ledger.genesis.timestamp if round == 1 else ledger.round(round - 1).timestamp
     )
     made = ledger.seal_round if adopt else ledger.propose
     return made(
@@ -118,3 +118,9 @@ def transactions_of(data: bytes):
     from swarmflower.ledger.evm import EvmChain
 
     return EvmChain.decode_block(data).transactions
+
+
+def block_hash_of(data: bytes) -> bytes:
+    from swarmflower.ledger.evm import EvmChain
+
+    return EvmChain.decode_block(data).header.hash

@@ -1,0 +1,207 @@
+"""Failover, fork choice, sync and enrollment across independent replicas."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from eth_keys import keys
+from eth_utils import keccak
+from ledger_helpers import (
+    block_hash_of,
+    commitments,
+    key_of,
+    make_genesis,
+    produce,
+    site_keys,
+)
+from swarmflower.ledger import (
+    BadCommitmentSignature,
+    Commitment,
+    Enrollment,
+    ImportOutcome,
+    Ledger,
+    Reason,
+    UnknownSite,
+)
+
+KEYS = site_keys(4, "forks")
+GENESIS = make_genesis(KEYS)
+
+
+def _swarm(n: int = 4, rounds: int = 3) -> list[Ledger]:
+    replicas = [Ledger(GENESIS) for _ in range(n)]
+    for _ in range(rounds):
+        data = produce(replicas[0], KEYS)
+        for replica in replicas[1:]:
+            replica.import_block(data)
+    return replicas
+
+
+def test_backup_seals_after_leader_timeout_and_the_leader_loses_liveness():
+    replicas = _swarm()
+    round = replicas[0].head().height + 1
+    leader, backup = replicas[0].electees(round, 2)
+    alive = [k for k in KEYS if k.public_key.to_checksum_address() != leader]
+    data = produce(replicas[1], KEYS, view=1, contributors=alive)
+    for replica in replicas:
+        replica.import_block(data)
+    assert len({r.head() for r in replicas}) == 1
+    rec = replicas[3].round(round)
+    assert (rec.view, rec.reason, rec.leader) == (1, Reason.LEADER_TIMEOUT, backup)
+    assert rec.skipped == (leader,)
+    assert leader not in replicas[2].electees(round + 1)  # not electable while out
+    # it comes back: its next commitment revives it
+    data = produce(replicas[0], KEYS)
+    for replica in replicas[1:]:
+        replica.import_block(data)
+    assert replicas[2].round(round + 1).revived == (leader,)
+    assert leader in replicas[2].electees(round + 2)
+
+
+def _competing(replicas, round):
+    """The late leader's view-0 block and its backup's view-1 block for `round`."""
+    late = produce(replicas[0], KEYS, adopt=False)
+    takeover = produce(replicas[0], KEYS, view=1, adopt=False)
+    return late, takeover
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(2))))
+def test_late_leader_block_loses_in_either_order(order):
+    replicas = _swarm(2)
+    round = replicas[0].head().height + 1
+    blocks = _competing(replicas, round)
+    outcomes = [replicas[1].import_block(blocks[i]) for i in order]
+    assert replicas[1].round(round).view == 1
+    assert replicas[1].round(round).reason is Reason.LEADER_TIMEOUT
+    assert outcomes[-1] is (
+        ImportOutcome.ADOPTED if order[-1] == 1 else ImportOutcome.SIDE
+    )
+
+
+def test_bad_merge_redo_replaces_the_leader_block_and_its_descendants():
+    replicas = _swarm()
+    round = replicas[0].head().height + 1
+    bad = produce(replicas[0], KEYS)  # the leader's (bad) merge, adopted by all
+    for replica in replicas[1:]:
+        replica.import_block(bad)
+    on_top = produce(replicas[0], KEYS)  # and a round built on it
+    for replica in replicas[1:]:
+        replica.import_block(on_top)
+    # a site finds the merge mismatch; the next backup redoes round `round`
+    redo = produce(
+        replicas[2], KEYS, view=1, round=round, reason=Reason.BAD_MERGE, adopt=False
+    )
+    for replica in replicas:
+        assert replica.import_block(redo) is ImportOutcome.ADOPTED
+    assert {r.head().height for r in replicas} == {round}
+    rec = replicas[1].round(round)
+    assert (rec.view, rec.reason) == (1, Reason.BAD_MERGE)
+    assert rec.skipped == (replicas[1].electees(round, 1)[0],)
+
+
+def test_equal_views_resolve_to_the_lowest_hash_in_any_order():
+    replicas = _swarm(3)
+    round = replicas[0].head().height + 1
+    leader = key_of(replicas[0].proposer(round, 0), KEYS)
+    ts = replicas[0].round(round - 1).timestamp + 1
+    variants = [
+        replicas[0].propose(
+            leader,
+            round,
+            keccak(bytes([i])),
+            keccak(b"s"),
+            commitments(replicas[0], KEYS, round),
+            timestamp=ts,
+        )
+        for i in range(3)
+    ]
+    heads = set()
+    for replica, order in zip(replicas, [(0, 1, 2), (2, 1, 0), (1, 2, 0)], strict=True):
+        for i in order:
+            replica.import_block(variants[i])
+        heads.add(replica.head())
+    assert len(heads) == 1
+    hashes = [block_hash_of(v) for v in variants]
+    assert heads.pop().hash == min(hashes)
+
+
+def test_replica_behind_syncs_a_range_from_a_peer():
+    replicas = _swarm(2, rounds=2)
+    laggard = Ledger(GENESIS)
+    for _ in range(8):
+        data = produce(replicas[0], KEYS)
+        replicas[1].import_block(data)
+    assert laggard.sync(replicas[1]) == 10
+    assert laggard.head() == replicas[0].head()
+    assert laggard.sync(replicas[0]) == 0
+
+
+def test_replica_on_a_losing_fork_syncs_to_the_winner():
+    replicas = _swarm(2)
+    round = replicas[0].head().height + 1
+    late, takeover = _competing(replicas, round)
+    loser = Ledger(GENESIS)
+    loser.sync(replicas[0])
+    loser.import_block(late)  # it saw only the late leader's block
+    replicas[1].import_block(takeover)
+    for _ in range(3):
+        produce(replicas[1], KEYS)
+    assert loser.head().height == round
+    loser.sync(replicas[1])
+    assert loser.head() == replicas[1].head()
+    assert loser.round(round).view == 1
+
+
+def test_enrollment_at_run_time_admits_a_new_site():
+    replicas = _swarm(2)
+    newcomer = keys.PrivateKey(keccak(b"newcomer"))
+    address = newcomer.public_key.to_checksum_address()
+    round = replicas[0].head().height + 1
+    early = commitments(replicas[0], [newcomer], round)[0]
+    with pytest.raises(UnknownSite):
+        replicas[0].submit_commitment(early)
+    leader = key_of(replicas[0].proposer(round, 0), KEYS)
+    data = replicas[0].seal_round(
+        leader,
+        round,
+        keccak(b"m"),
+        keccak(b"s"),
+        commitments(replicas[0], KEYS, round),
+        enrollments=[Enrollment(address, keccak(b"cert"))],
+        timestamp=replicas[0].round(round - 1).timestamp + 1,
+    )
+    replicas[1].import_block(data)
+    assert replicas[1].round(round).enrolled[0].address == address
+    assert replicas[1].is_enrolled(address)
+    assert address in replicas[1].electees(round + 1)
+    everyone = [*KEYS, newcomer]
+    block = produce(replicas[0], everyone, contributors=everyone)
+    replicas[1].import_block(block)
+    assert address in replicas[1].round(round + 1).contributors
+
+
+def test_commitment_pool_checks_and_feeds_the_seal():
+    (replica,) = _swarm(1)
+    round = replica.head().height + 1
+    for commitment in commitments(replica, KEYS[:3], round):
+        replica.submit_commitment(commitment)
+    forged = Commitment(
+        site=KEYS[3].public_key.to_checksum_address(),
+        round=round,
+        update_hash=keccak(b"u"),
+        num_examples=1,
+        signature=KEYS[0].sign_msg_hash(keccak(b"u")).to_bytes(),
+    )
+    with pytest.raises(BadCommitmentSignature):
+        replica.submit_commitment(forged)
+    leader = key_of(replica.proposer(round, 0), KEYS)
+    replica.seal_round(
+        leader,
+        round,
+        keccak(b"m"),
+        keccak(b"s"),
+        timestamp=replica.round(round - 1).timestamp + 1,
+    )
+    assert len(replica.round(round).commitments) == 3
+    assert replica.pending_commitments() == ()
