@@ -1,1 +1,23 @@
-"""How a round's leader merges: Flower strategies run outside a server."""
+"""How a round's leader merges: Flower strategies run outside a server.
+
+`build_strategy(name, **options)` gives a `LeaderStrategy` whose `merge` runs
+the Flower strategy's own `aggregate_train` and hands its state on as bytes.
+"""
+
+from swarmflower.strategies.base import LeaderStrategy, MergeOutcome, Update
+from swarmflower.strategies.helpers import arrays_hash
+from swarmflower.strategies.registry import (
+    DEFAULT_STRATEGY,
+    STRATEGY_NAMES,
+    build_strategy,
+)
+
+__all__ = [
+    "DEFAULT_STRATEGY",
+    "STRATEGY_NAMES",
+    "LeaderStrategy",
+    "MergeOutcome",
+    "Update",
+    "arrays_hash",
+    "build_strategy",
+]

@@ -13,3 +13,27 @@ class DataError(SwarmflowerError):
 
 class ConfigError(SwarmflowerError):
     """A task name, option or configuration value is not valid."""
+
+
+class MergeError(SwarmflowerError):
+    """A leader cannot merge the round as asked (bad updates, state or strategy)."""
+
+
+class EmptyMergeError(MergeError):
+    """A merge was asked for with no updates to merge."""
+
+
+class InvalidUpdateError(MergeError):
+    """A site's update cannot be merged (duplicate site, bad weight or metrics)."""
+
+
+class UpdateMismatchError(InvalidUpdateError):
+    """A site's arrays differ from the current model in keys, shapes or dtypes."""
+
+
+class NonFiniteUpdateError(InvalidUpdateError):
+    """A site's arrays or metrics contain NaN or infinity."""
+
+
+class StrategyStateError(MergeError):
+    """A strategy state blob is corrupt or belongs to another strategy or model."""

@@ -1,0 +1,140 @@
+"""The leader's side of a round: run a Flower strategy's aggregation, no server.
+
+In a swarm the leader changes every round, so the Flower strategy object
+cannot live across rounds as it does in a ServerApp. Each merge builds a fresh
+one, restores the state the previous leader published (as bytes, hashed on
+the ledger), aggregates, and publishes the new state.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from eth_utils import keccak
+from flwr.app import ArrayRecord, MetricRecord
+from flwr.serverapp.exception import AggregationError, InconsistentMessageReplies
+from flwr.serverapp.strategy import Strategy
+from swarmflower.strategies.helpers import (
+    checked_updates,
+    evaluate_reply,
+    metrics_dict,
+    train_reply,
+)
+
+from swarmflower.errors import MergeError
+
+ConfigValue = int | float | str | bool
+
+
+@dataclass(frozen=True)
+class Update:
+    """One site's committed training result."""
+
+    site: int
+    arrays: ArrayRecord
+    num_examples: int
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MergeOutcome:
+    """A round's merged model and the strategy state the next leader needs."""
+
+    arrays: ArrayRecord
+    state: bytes
+    state_hash: bytes
+    metrics: Mapping[str, float]
+
+
+class LeaderStrategy(ABC):
+    """A Flower strategy run by whichever site leads the round.
+
+    `merge` is a template method and pure: the same inputs give bit-identical
+    arrays and state on any site, in any process. Subclasses say how to build
+    the Flower strategy and how its state goes to and from bytes.
+    """
+
+    name: str
+
+    @abstractmethod
+    def flower_strategy(self) -> Strategy:
+        """A fresh Flower strategy object with this leader's settings."""
+
+    @abstractmethod
+    def train_config(self, server_round: int) -> dict[str, ConfigValue]:
+        """What sites get in the train config besides "server-round"."""
+
+    @abstractmethod
+    def initial_state(self, arrays: ArrayRecord) -> bytes:
+        """The state before round 1, for the initial model `arrays`."""
+
+    @abstractmethod
+    def restore(
+        self, strategy: Strategy, server_round: int, current: ArrayRecord, state: bytes
+    ) -> None:
+        """Load `state` and the round's `current` model into a fresh strategy."""
+
+    @abstractmethod
+    def state_of(
+        self, strategy: Strategy, server_round: int, merged: ArrayRecord
+    ) -> bytes:
+        """The canonical bytes of a strategy's state after it merged a round."""
+
+    def merge(
+        self,
+        server_round: int,
+        current: ArrayRecord,
+        updates: Sequence[Update],
+        state: bytes,
+    ) -> MergeOutcome:
+        """Merge the round's updates in site order with Flower's `aggregate_train`."""
+        strategy = self.flower_strategy()
+        weight_key = strategy.weighted_by_key
+        ordered = checked_updates(server_round, current, updates, weight_key)
+        self.restore(strategy, server_round, current, state)
+        replies = [
+            train_reply(server_round, update, current.keys(), weight_key)
+            for update in ordered
+        ]
+        arrays, metrics = _flower_call(
+            self.name, lambda: strategy.aggregate_train(server_round, replies)
+        )
+        if arrays is None:
+            raise MergeError(f"{self.name} merged round {server_round} into nothing")
+        new_state = self.state_of(strategy, server_round, arrays)
+        return MergeOutcome(
+            arrays=arrays,
+            state=new_state,
+            state_hash=keccak(new_state),
+            metrics=metrics_dict(metrics),
+        )
+
+    def aggregate_evaluate(
+        self,
+        server_round: int,
+        replies_metrics: Sequence[tuple[int, Mapping[str, float], int]],
+    ) -> Mapping[str, float]:
+        """Flower's `aggregate_evaluate` over (site, metrics, num_examples)."""
+        strategy = self.flower_strategy()
+        weight_key = strategy.weighted_by_key
+        replies = [
+            evaluate_reply(server_round, site, metrics, num_examples, weight_key)
+            for site, metrics, num_examples in sorted(
+                replies_metrics, key=lambda reply: reply[0]
+            )
+        ]
+        record: MetricRecord | None = _flower_call(
+            self.name, lambda: strategy.aggregate_evaluate(server_round, replies)
+        )
+        return metrics_dict(record)
+
+
+def _flower_call(name: str, call: Any) -> Any:
+    """Run a Flower aggregation, turning its refusals into `MergeError`."""
+    try:
+        return call()
+    except (AggregationError, InconsistentMessageReplies) as err:
+        raise MergeError(f"{name} refused to aggregate: {err}") from err

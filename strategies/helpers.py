@@ -1,0 +1,343 @@
+"""Pure helpers for leader merges: canonical bytes, hashes, checks and replies.
+
+Everything that goes on the ledger (model hashes, strategy state hashes) is
+derived from one canonical byte format, so any site, in any process, gets the
+same bytes for the same arrays: key, little-endian dtype, shape, then the raw
+C-order bytes. No pickle: a state blob is data, never code.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from eth_utils import keccak
+from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
+
+from swarmflower.errors import (
+    EmptyMergeError,
+    InvalidUpdateError,
+    NonFiniteUpdateError,
+    StrategyStateError,
+    UpdateMismatchError,
+)
+from swarmflower.flower_messages import EVALUATE, TRAIN, instruction
+
+if TYPE_CHECKING:
+    from swarmflower.strategies.base import Update
+
+NDArray = np.ndarray
+STATE_MAGIC = b"SWFLSTATE"
+STATE_VERSION = 1
+ARRAYS_KEY = "arrays"
+METRICS_KEY = "metrics"
+
+_U8 = struct.Struct("<B")
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+
+
+# --- canonical arrays -------------------------------------------------------
+
+
+def canonical_dtype(array: NDArray) -> np.dtype:
+    """The little-endian dtype an array is serialized with; rejects objects."""
+    dtype = array.dtype
+    if dtype.hasobject or dtype.fields is not None or dtype.kind in "OUSV":
+        raise TypeError(f"dtype {dtype} has no canonical byte form")
+    return dtype.newbyteorder("<")
+
+
+def encode_ndarrays(items: Iterable[tuple[str, NDArray]]) -> bytes:
+    """Canonical bytes of named arrays, in the order given.
+
+    Per entry: key (u32 length + UTF-8), dtype (u8 length + ASCII, little
+    endian), ndim (u8), shape (u64 each), data length (u64), raw C-order bytes.
+    """
+    entries = list(items)
+    out = bytearray(_U32.pack(len(entries)))
+    for key, array in entries:
+        dtype = canonical_dtype(array)
+        key_bytes = key.encode("utf-8")
+        dtype_bytes = dtype.str.encode("ascii")
+        data = np.ascontiguousarray(array, dtype=dtype).tobytes()
+        out += _U32.pack(len(key_bytes)) + key_bytes
+        out += _U8.pack(len(dtype_bytes)) + dtype_bytes
+        out += _U8.pack(array.ndim)
+        out += b"".join(_U64.pack(dim) for dim in array.shape)
+        out += _U64.pack(len(data)) + data
+    return bytes(out)
+
+
+class _Reader:
+    """Bounds-checked reads from a blob; any overrun means a corrupt state."""
+
+    def __init__(self, blob: bytes) -> None:
+        self.view = memoryview(blob)
+        self.pos = 0
+
+    def take(self, size: int) -> bytes:
+        if size < 0 or self.pos + size > len(self.view):
+            raise StrategyStateError("strategy state is truncated or corrupt")
+        chunk = self.view[self.pos : self.pos + size].tobytes()
+        self.pos += size
+        return chunk
+
+    def unpack(self, fmt: struct.Struct) -> int:
+        return fmt.unpack(self.take(fmt.size))[0]
+
+    def done(self) -> bool:
+        return self.pos == len(self.view)
+
+
+def _read_ndarrays(reader: _Reader) -> dict[str, NDArray]:
+    arrays: dict[str, NDArray] = {}
+    for _ in range(reader.unpack(_U32)):
+        key = reader.take(reader.unpack(_U32)).decode("utf-8")
+        dtype = np.dtype(reader.take(reader.unpack(_U8)).decode("ascii"))
+        shape = tuple(reader.unpack(_U64) for _ in range(reader.unpack(_U8)))
+        data = reader.take(reader.unpack(_U64))
+        if len(data) != dtype.itemsize * math.prod(shape) or key in arrays:
+            raise StrategyStateError(f"strategy state entry {key!r} is corrupt")
+        arrays[key] = np.frombuffer(data, dtype=dtype).reshape(shape).copy()
+    return arrays
+
+
+def decode_ndarrays(blob: bytes) -> dict[str, NDArray]:
+    """Inverse of `encode_ndarrays`; raises `StrategyStateError` if corrupt."""
+    reader = _Reader(blob)
+    try:
+        arrays = _read_ndarrays(reader)
+    except (UnicodeDecodeError, TypeError, ValueError) as err:
+        raise StrategyStateError(f"strategy state is corrupt: {err}") from err
+    if not reader.done():
+        raise StrategyStateError("strategy state has trailing bytes")
+    return arrays
+
+
+def record_items(record: ArrayRecord) -> list[tuple[str, NDArray]]:
+    """A record's arrays as numpy, in the record's own order."""
+    return [(key, array.numpy()) for key, array in record.items()]
+
+
+def arrays_hash(record: ArrayRecord) -> bytes:
+    """keccak256 of a model's canonical bytes: the model hash on the ledger.
+
+    Keeps the record's key order: list-based models (`to_numpy_ndarrays`)
+    depend on it, so two orders are two models.
+    """
+    return keccak(encode_ndarrays(record_items(record)))
+
+
+# --- strategy state blobs ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StateSnapshot:
+    """What a stateful strategy hands to the next leader.
+
+    `model_hash` binds the state to the model it was produced with, and
+    `hyperparameters` to the strategy settings, so a leader with another
+    model or other settings refuses it instead of merging silently wrong.
+    """
+
+    strategy: str
+    hyperparameters: Mapping[str, Any]
+    server_round: int
+    model_hash: bytes
+    fields: Mapping[str, Mapping[str, NDArray]] = field(default_factory=dict)
+
+
+def encode_state(snapshot: StateSnapshot) -> bytes:
+    """Canonical bytes of a snapshot: magic, JSON header, then sorted fields."""
+    names = sorted(snapshot.fields)
+    header = {
+        "fields": names,
+        "hyperparameters": dict(snapshot.hyperparameters),
+        "model": snapshot.model_hash.hex(),
+        "round": snapshot.server_round,
+        "strategy": snapshot.strategy,
+    }
+    header_bytes = json.dumps(
+        header, sort_keys=True, separators=(",", ":"), allow_nan=False
+    ).encode("ascii")
+    out = bytearray(STATE_MAGIC + _U8.pack(STATE_VERSION))
+    out += _U32.pack(len(header_bytes)) + header_bytes
+    for name in names:
+        arrays = snapshot.fields[name]
+        out += encode_ndarrays((key, arrays[key]) for key in sorted(arrays))
+    return bytes(out)
+
+
+def decode_state(blob: bytes) -> StateSnapshot:
+    """Inverse of `encode_state`; raises `StrategyStateError` if corrupt."""
+    if not blob.startswith(STATE_MAGIC):
+        raise StrategyStateError("not a swarmflower strategy state (bad magic)")
+    reader = _Reader(blob)
+    reader.take(len(STATE_MAGIC))
+    version = reader.unpack(_U8)
+    if version != STATE_VERSION:
+        raise StrategyStateError(f"unsupported strategy state version {version}")
+    try:
+        header = json.loads(reader.take(reader.unpack(_U32)).decode("ascii"))
+        names = list(header["fields"])
+        snapshot = StateSnapshot(
+            strategy=str(header["strategy"]),
+            hyperparameters=dict(header["hyperparameters"]),
+            server_round=int(header["round"]),
+            model_hash=bytes.fromhex(header["model"]),
+            fields={name: _read_ndarrays(reader) for name in names},
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise StrategyStateError(f"strategy state header is corrupt: {err}") from err
+    if not reader.done():
+        raise StrategyStateError("strategy state has trailing bytes")
+    if encode_state(snapshot) != blob:
+        raise StrategyStateError("strategy state is not in canonical form")
+    return snapshot
+
+
+def hyperparameter_values(strategy: object, names: Sequence[str]) -> dict[str, Any]:
+    """The named settings of a Flower strategy object, as JSON-safe scalars."""
+    values: dict[str, Any] = {}
+    for name in names:
+        value = getattr(strategy, name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value}")
+        values[name] = value
+    return values
+
+
+# --- update checks ----------------------------------------------------------
+
+
+def _check_metrics(update: Update, weight_key: str) -> None:
+    for key, value in update.metrics.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidUpdateError(
+                f"site {update.site}: metric {key!r} is {value!r}, not a number"
+            )
+        if not math.isfinite(value):
+            raise NonFiniteUpdateError(
+                f"site {update.site}: metric {key!r} is {value} (not finite)"
+            )
+        if key == weight_key and value != update.num_examples:
+            raise InvalidUpdateError(
+                f"site {update.site}: metric {key!r}={value} differs from "
+                f"num_examples={update.num_examples}"
+            )
+
+
+def _check_arrays(update: Update, shapes: Mapping[str, tuple[int, ...]]) -> None:
+    keys = list(update.arrays.keys())
+    missing = [key for key in shapes if key not in update.arrays]
+    extra = [key for key in keys if key not in shapes]
+    if missing or extra:
+        raise UpdateMismatchError(
+            f"site {update.site}: arrays differ from the current model "
+            f"(missing keys {missing}, unexpected keys {extra})"
+        )
+    for key in keys:
+        array = update.arrays[key].numpy()
+        if array.shape != shapes[key]:
+            raise UpdateMismatchError(
+                f"site {update.site}: array {key!r} has shape {array.shape}, "
+                f"the current model has {shapes[key]}"
+            )
+        if array.dtype.kind not in "biufc":
+            raise UpdateMismatchError(
+                f"site {update.site}: array {key!r} has non-numeric dtype {array.dtype}"
+            )
+        if array.dtype.kind in "fc" and not np.isfinite(array).all():
+            raise NonFiniteUpdateError(
+                f"site {update.site}: array {key!r} contains NaN or infinity"
+            )
+
+
+def checked_updates(
+    server_round: int,
+    current: ArrayRecord,
+    updates: Sequence[Update],
+    weight_key: str,
+) -> list[Update]:
+    """The updates in merge order (by site), after rejecting any malformed one."""
+    if not updates:
+        raise EmptyMergeError(f"round {server_round}: no updates to merge")
+    ordered = sorted(updates, key=lambda update: update.site)
+    shapes = {key: tuple(array.shape) for key, array in current.items()}
+    metric_keys = set(ordered[0].metrics) - {weight_key}
+    for previous, update in zip([None, *ordered], ordered, strict=False):
+        if previous is not None and previous.site == update.site:
+            raise InvalidUpdateError(f"site {update.site} sent two updates")
+        count = update.num_examples
+        if isinstance(count, bool) or not isinstance(count, int) or count <= 0:
+            raise InvalidUpdateError(
+                f"site {update.site}: num_examples must be a positive int, "
+                f"got {count!r}"
+            )
+        _check_metrics(update, weight_key)
+        if set(update.metrics) - {weight_key} != metric_keys:
+            raise InvalidUpdateError(
+                f"site {update.site}: metrics {sorted(update.metrics)} differ from "
+                f"site {ordered[0].site}'s {sorted(ordered[0].metrics)}"
+            )
+        _check_arrays(update, shapes)
+    return ordered
+
+
+# --- Flower replies ---------------------------------------------------------
+
+
+def _reply(
+    content: RecordDict, message_type: str, server_round: int, site: int
+) -> Message:
+    """A reply from site `site` (node id site + 1, as in `site_context`)."""
+    request = instruction(
+        RecordDict(),
+        message_type,
+        dst_node_id=site + 1,
+        message_id=f"{message_type}-{server_round}-{site}",
+    )
+    return Message(content=content, reply_to=request)
+
+
+def train_reply(
+    server_round: int, update: Update, key_order: Iterable[str], weight_key: str
+) -> Message:
+    """The train reply Flower would get from the update's site.
+
+    The arrays go in a new record, in the current model's key order: strategies
+    that pop arrays (FedMedian, FedTrimmedAvg) empty that record, never the
+    caller's, and the merged model's key order does not depend on the site.
+    """
+    arrays = ArrayRecord({key: update.arrays[key] for key in key_order})
+    metrics = MetricRecord({**update.metrics, weight_key: update.num_examples})
+    content = RecordDict({ARRAYS_KEY: arrays, METRICS_KEY: metrics})
+    return _reply(content, TRAIN, server_round, update.site)
+
+
+def evaluate_reply(
+    server_round: int,
+    site: int,
+    metrics: Mapping[str, float],
+    num_examples: int,
+    weight_key: str,
+) -> Message:
+    """The evaluate reply Flower would get from `site`."""
+    record = MetricRecord({**metrics, weight_key: num_examples})
+    return _reply(RecordDict({METRICS_KEY: record}), EVALUATE, server_round, site)
+
+
+def metrics_dict(record: MetricRecord | None) -> dict[str, Any]:
+    """A MetricRecord as a plain dict (floats, or lists of floats)."""
+    if record is None:
+        return {}
+    return {
+        key: [float(v) for v in value] if isinstance(value, list) else float(value)
+        for key, value in record.items()
+    }

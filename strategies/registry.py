@@ -1,0 +1,81 @@
+"""Strategy names a swarm can be configured with, and their swarm defaults."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flwr.serverapp.strategy import (
+    FedAdagrad,
+    FedAdam,
+    FedAvg,
+    FedAvgM,
+    FedMedian,
+    FedProx,
+    FedTrimmedAvg,
+    FedYogi,
+    Krum,
+    MultiKrum,
+    Strategy,
+)
+from swarmflower.strategies.fedavgm import FedAvgMStrategy
+from swarmflower.strategies.fedopt import FedOptStrategy
+from swarmflower.strategies.flower_strategy import FlowerStrategy
+
+from swarmflower.errors import ConfigError
+
+# The leader merges whatever the round committed; Flower's node minimums are
+# for sampling in a ServerApp and must not make a small swarm wait.
+SWARM_DEFAULTS: Mapping[str, Any] = {
+    "min_train_nodes": 1,
+    "min_evaluate_nodes": 1,
+    "min_available_nodes": 1,
+}
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    """A Flower strategy class, its leader adapter and its swarm defaults."""
+
+    flower_class: type[Strategy]
+    leader_class: type[FlowerStrategy] = FlowerStrategy
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+
+
+SPECS: Mapping[str, StrategySpec] = {
+    "FedAvg": StrategySpec(FedAvg),
+    # mu=0 would make FedProx FedAvg (and Flower warns at every construction).
+    "FedProx": StrategySpec(FedProx, defaults={"proximal_mu": 0.1}),
+    "FedAvgM": StrategySpec(FedAvgM, FedAvgMStrategy),
+    "FedMedian": StrategySpec(FedMedian),
+    "FedTrimmedAvg": StrategySpec(FedTrimmedAvg, defaults={"beta": 0.2}),
+    "Krum": StrategySpec(Krum, defaults={"num_malicious_nodes": 0}),
+    "MultiKrum": StrategySpec(MultiKrum, defaults={"num_malicious_nodes": 0}),
+    "FedAdam": StrategySpec(FedAdam, FedOptStrategy),
+    "FedYogi": StrategySpec(FedYogi, FedOptStrategy),
+    "FedAdagrad": StrategySpec(FedAdagrad, FedOptStrategy),
+}
+
+STRATEGY_NAMES: tuple[str, ...] = tuple(SPECS)
+DEFAULT_STRATEGY = "FedAvg"
+
+
+def canonical_name(name: str) -> str:
+    """Flower's spelling of a strategy name given in any case ("fedadam")."""
+    by_lower = {known.lower(): known for known in STRATEGY_NAMES}
+    try:
+        return by_lower[name.lower()]
+    except KeyError:
+        raise ConfigError(
+            f"unknown strategy {name!r}; choose one of: {', '.join(STRATEGY_NAMES)}"
+        ) from None
+
+
+def build_strategy(name: str = DEFAULT_STRATEGY, **options: Any) -> FlowerStrategy:
+    """The leader adapter for Flower strategy `name`; options go to its class."""
+    name = canonical_name(name)
+    spec = SPECS[name]
+    return spec.leader_class(
+        name, spec.flower_class, {**SWARM_DEFAULTS, **spec.defaults, **options}
+    )
