@@ -9,14 +9,16 @@ the ledger), aggregates, and publishes the new state.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeVar
 
 from eth_utils import keccak
 from flwr.app import ArrayRecord, MetricRecord
 from flwr.serverapp.exception import AggregationError, InconsistentMessageReplies
 from flwr.serverapp.strategy import Strategy
+
+from swarmflower.errors import MergeError
 from swarmflower.strategies.helpers import (
     checked_updates,
     evaluate_reply,
@@ -24,9 +26,8 @@ from swarmflower.strategies.helpers import (
     train_reply,
 )
 
-from swarmflower.errors import MergeError
-
 ConfigValue = int | float | str | bool
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ class LeaderStrategy(ABC):
         return metrics_dict(record)
 
 
-def _flower_call(name: str, call: Any) -> Any:
+def _flower_call(name: str, call: Callable[[], T]) -> T:
     """Run a Flower aggregation, turning its refusals into `MergeError`."""
     try:
         return call()

@@ -8,12 +8,14 @@ keyed by array name.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from flwr.app import ArrayRecord
 from flwr.serverapp.strategy import FedAvgM, Strategy
-from swarmflower.strategies.helpers import NDArray
-from swarmflower.strategies.stateful import ArraysByKey, StatefulFlowerStrategy
+
+from swarmflower.strategies.stateful import (
+    ArraysByKey,
+    StateFields,
+    StatefulFlowerStrategy,
+)
 
 
 class FedAvgMStrategy(StatefulFlowerStrategy):
@@ -31,10 +33,7 @@ class FedAvgMStrategy(StatefulFlowerStrategy):
         return {"momentum_vector": dict(zip(keys, momentum, strict=True))}
 
     def import_fields(
-        self,
-        strategy: Strategy,
-        current: ArrayRecord,
-        fields: Mapping[str, dict[str, NDArray]],
+        self, strategy: Strategy, current: ArrayRecord, fields: StateFields
     ) -> None:
         assert isinstance(strategy, FedAvgM)
         # A ServerApp's FedAvgM holds the last merged model: the round's current.

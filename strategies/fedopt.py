@@ -7,13 +7,15 @@ The model comes with the round; the moments travel in the state blob.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from flwr.app import ArrayRecord
 from flwr.serverapp.strategy import Strategy
 from flwr.serverapp.strategy.fedopt import FedOpt
-from swarmflower.strategies.helpers import NDArray
-from swarmflower.strategies.stateful import ArraysByKey, StatefulFlowerStrategy
+
+from swarmflower.strategies.stateful import (
+    ArraysByKey,
+    StateFields,
+    StatefulFlowerStrategy,
+)
 
 
 class FedOptStrategy(StatefulFlowerStrategy):
@@ -27,10 +29,7 @@ class FedOptStrategy(StatefulFlowerStrategy):
         return {"m_t": strategy.m_t, "v_t": strategy.v_t}
 
     def import_fields(
-        self,
-        strategy: Strategy,
-        current: ArrayRecord,
-        fields: Mapping[str, dict[str, NDArray]],
+        self, strategy: Strategy, current: ArrayRecord, fields: StateFields
     ) -> None:
         assert isinstance(strategy, FedOpt)
         # What `configure_train` does in a ServerApp, without sending messages.

@@ -7,41 +7,52 @@ the round's replies alone, so their state is empty (`b""`).
 from __future__ import annotations
 
 import logging
-import random
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from flwr.app import ArrayRecord, ConfigRecord, RecordDict
 from flwr.serverapp.strategy import Strategy
-from swarmflower.strategies.base import ConfigValue, LeaderStrategy
 
 from swarmflower.errors import ConfigError, StrategyStateError
+from swarmflower.strategies.base import ConfigValue, LeaderStrategy
 
 SERVER_ROUND_KEY = "server-round"
 
 
-class _Nodes:
-    """Just enough of a Flower `Grid` for `configure_train` to sample from."""
+class _NoNodes:
+    """A Flower `Grid` with no nodes: `configure_train` samples nothing.
 
-    def __init__(self, count: int) -> None:
-        self.node_ids = list(range(1, count + 1))
+    Sampling no node draws nothing from the process-wide `random`, so asking
+    for the config leaves other users of `random` (and other threads) alone.
+    """
 
     def get_node_ids(self) -> list[int]:
-        return self.node_ids
+        return []
+
+
+class _ThisThreadBelow(logging.Filter):
+    """Drops one thread's records below a level (Flower's sampling chatter)."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+        self.thread = threading.get_ident()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.thread != self.thread or record.levelno >= self.level
 
 
 @contextmanager
-def _side_effect_free() -> Iterator[None]:
-    """Keep `configure_train` from logging samples or moving `random`'s state."""
+def _quiet_flower() -> Iterator[None]:
     logger = logging.getLogger("flwr")
-    level, rng = logger.level, random.getstate()
-    logger.setLevel(logging.WARNING)
+    quiet = _ThisThreadBelow(logging.WARNING)
+    logger.addFilter(quiet)
     try:
         yield
     finally:
-        logger.setLevel(level)
-        random.setstate(rng)
+        logger.removeFilter(quiet)
 
 
 class FlowerStrategy(LeaderStrategy):
@@ -77,16 +88,11 @@ class FlowerStrategy(LeaderStrategy):
         def records(record: RecordDict, *_: Any) -> list[RecordDict]:
             return [record]
 
+        # A throwaway object: it may sample zero nodes and return the record.
         strategy._construct_messages = records  # type: ignore[attr-defined]
-        needed = max(
-            1,
-            int(getattr(strategy, "min_available_nodes", 1)),
-            int(getattr(strategy, "min_train_nodes", 1)),
-        )
-        with _side_effect_free():
-            strategy.configure_train(
-                server_round, ArrayRecord(), config, _Nodes(needed)
-            )
+        strategy.min_train_nodes = strategy.min_available_nodes = 0
+        with _quiet_flower():
+            strategy.configure_train(server_round, ArrayRecord(), config, _NoNodes())
         return {key: value for key, value in config.items() if key != SERVER_ROUND_KEY}
 
     def initial_state(self, arrays: ArrayRecord) -> bytes:

@@ -203,13 +203,15 @@ def decode_state(blob: bytes) -> StateSnapshot:
 
 
 def hyperparameter_values(strategy: object, names: Sequence[str]) -> dict[str, Any]:
-    """The named settings of a Flower strategy object, as JSON-safe scalars."""
+    """The named numeric settings of a Flower strategy object, as floats."""
     values: dict[str, Any] = {}
     for name in names:
         value = getattr(strategy, name)
-        if isinstance(value, float) and not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{name} must be a number, got {value!r}")
+        if not math.isfinite(value):
             raise ValueError(f"{name} must be finite, got {value}")
-        values[name] = value
+        values[name] = float(value)  # eta=1 and eta=1.0 are one setting
     return values
 
 

@@ -19,11 +19,11 @@ from flwr.serverapp.strategy import (
     MultiKrum,
     Strategy,
 )
+
+from swarmflower.errors import ConfigError
 from swarmflower.strategies.fedavgm import FedAvgMStrategy
 from swarmflower.strategies.fedopt import FedOptStrategy
 from swarmflower.strategies.flower_strategy import FlowerStrategy
-
-from swarmflower.errors import ConfigError
 
 # The leader merges whatever the round committed; Flower's node minimums are
 # for sampling in a ServerApp and must not make a small swarm wait.

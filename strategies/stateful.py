@@ -15,6 +15,8 @@ from collections.abc import Mapping
 
 from flwr.app import ArrayRecord
 from flwr.serverapp.strategy import Strategy
+
+from swarmflower.errors import StrategyStateError
 from swarmflower.strategies.flower_strategy import FlowerStrategy
 from swarmflower.strategies.helpers import (
     NDArray,
@@ -25,9 +27,8 @@ from swarmflower.strategies.helpers import (
     hyperparameter_values,
 )
 
-from swarmflower.errors import StrategyStateError
-
 ArraysByKey = Mapping[str, NDArray]
+StateFields = Mapping[str, dict[str, NDArray]]
 
 
 class StatefulFlowerStrategy(FlowerStrategy):
@@ -42,10 +43,7 @@ class StatefulFlowerStrategy(FlowerStrategy):
 
     @abstractmethod
     def import_fields(
-        self,
-        strategy: Strategy,
-        current: ArrayRecord,
-        fields: Mapping[str, dict[str, NDArray]],
+        self, strategy: Strategy, current: ArrayRecord, fields: StateFields
     ) -> None:
         """Set the state attributes and current model on a fresh strategy."""
 

@@ -7,15 +7,15 @@ import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp.strategy import FedAvg
 from flwr.supercore.task_identity import TaskIdentity
+
+from swarmflower.errors import ConfigError
+from swarmflower.flower_messages import TRAIN, instruction
 from swarmflower.strategies import (
     STRATEGY_NAMES,
     Update,
     arrays_hash,
     build_strategy,
 )
-
-from swarmflower.errors import ConfigError
-from swarmflower.flower_messages import TRAIN, instruction
 
 NUM_SITES = 5
 STATEFUL = {"FedAvgM", "FedAdam", "FedYogi", "FedAdagrad"}
@@ -149,9 +149,11 @@ def test_merge_ignores_update_order_and_key_order(name):
         )
         for u in shuffled
     ]
+    before = exact(current)
     again = build_strategy(name, **OPTIONS.get(name, {})).merge(
         1, current, reordered, state
     )
+    assert exact(current) == before
     assert exact(again.arrays) == exact(expected.arrays)
     assert arrays_hash(again.arrays) == arrays_hash(expected.arrays)
     assert again.state_hash == expected.state_hash

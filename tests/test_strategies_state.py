@@ -1,5 +1,6 @@
 """Strategy state and model hashes: canonical bytes, refused when they do not fit."""
 
+import contextlib
 from dataclasses import replace
 
 import numpy as np
@@ -178,3 +179,17 @@ def test_initial_state():
     assert (snapshot.server_round, snapshot.fields) == (0, {})
     assert snapshot.model_hash == arrays_hash(current)
     assert snapshot.hyperparameters["eta"] == 1e-2
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_any_damaged_state_raises_only_the_typed_error(data):
+    blob = bytearray(FEDADAM_STATE)
+    position = data.draw(st.integers(0, len(blob) - 1))
+    blob[position] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(blob)))
+    with contextlib.suppress(StrategyStateError):  # and nothing else
+        decode_state(bytes(blob[:cut]))
+
+
+FEDADAM_STATE = one_round()[1].state
