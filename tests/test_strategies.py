@@ -1,6 +1,11 @@
 """A rotating leader merges exactly as one long-lived Flower strategy would."""
 
+import json
+import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -226,3 +231,35 @@ def test_aggregate_evaluate_is_flowers_weighted_mean():
         2, [(1, {"accuracy": 0.5}, 30), (0, {"accuracy": 1.0}, 10)]
     )
     assert result == {"accuracy": pytest.approx(0.625)}
+
+
+def three_rounds_of_every_strategy() -> dict[str, list[str]]:
+    """Model and state hashes of three merges per strategy, as hex."""
+    hashes = {}
+    for name in STRATEGY_NAMES:
+        leader = build_strategy(name, **OPTIONS.get(name, {}))
+        model = initial_model()
+        state = leader.initial_state(model)
+        for server_round in (1, 2, 3):
+            updates = site_updates(model, server_round)
+            outcome = leader.merge(server_round, model, updates, state)
+            model, state = outcome.arrays, outcome.state
+        hashes[name] = [arrays_hash(model).hex(), outcome.state_hash.hex()]
+    return hashes
+
+
+def test_another_process_recomputes_the_same_hashes():
+    child = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); "
+        "import test_strategies as t; "
+        "print(json.dumps(t.three_rounds_of_every_strategy()))"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345", "FLWR_TELEMETRY_ENABLED": "0"}
+    result = subprocess.run(
+        [sys.executable, "-c", child, str(Path(__file__).parent)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    assert json.loads(result.stdout) == three_rounds_of_every_strategy()
