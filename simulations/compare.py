@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from swarmflower.errors import ConfigError
 from swarmflower.simulations.fedavg import run_flower_fedavg
 from swarmflower.simulations.local import run_local
 from swarmflower.simulations.pooled import run_pooled
 from swarmflower.simulations.results import MethodResult
-
-from swarmflower.errors import ConfigError
+from swarmflower.simulations.swarm import run_swarm_method
 from swarmflower.tasks import TaskSpec
 
 Runner = Callable[[TaskSpec, int, Callable[[int], None] | None], MethodResult]
 
 RUNNERS: dict[str, Runner] = {
+    "swarm": run_swarm_method,
     "fedavg": run_flower_fedavg,
     "local": run_local,
     "pooled": run_pooled,

@@ -15,8 +15,9 @@ from collections.abc import Callable
 from flwr.app import ArrayRecord, Context, MetricRecord, RecordDict
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg, Result
-from swarmflower.simulations.results import MethodResult, round_record
 
+from swarmflower.logs import quiet_flower
+from swarmflower.simulations.results import MethodResult, round_record
 from swarmflower.tasks import TaskSpec, initial_model, make_client_app
 
 SITE_PREFIX = "accuracy-site-"
@@ -102,7 +103,7 @@ def run_flower_fedavg(
     started = time.perf_counter()
     data = spec.load()
     outcome: dict[str, Result] = {}
-    with _quiet_flower():
+    with quiet_flower(logging.ERROR):
         run_simulation(
             server_app=make_server_app(spec, rounds, outcome, progress),
             client_app=make_client_app(spec),
@@ -141,19 +142,3 @@ def _round_hook(
             progress(server_round)
 
     return after_round
-
-
-class _quiet_flower:
-    """Lower Flower's console logging to errors for the duration of a run.
-
-    `run_simulation` warns that it is deprecated in favour of `flwr run`, which
-    needs a packaged app; the engine underneath is the same.
-    """
-
-    def __enter__(self) -> None:
-        self._logger = logging.getLogger("flwr")
-        self._level = self._logger.level
-        self._logger.setLevel(logging.ERROR)
-
-    def __exit__(self, *exc: object) -> None:
-        self._logger.setLevel(self._level)

@@ -12,14 +12,14 @@ from collections.abc import Callable
 
 import numpy as np
 from flwr.app import ArrayRecord
+
+from swarmflower.flower_messages import TRAIN, model_instruction, site_context
 from swarmflower.simulations.results import (
     MethodResult,
     Metric,
     evaluate_on_sites,
     round_record,
 )
-
-from swarmflower.flower_messages import TRAIN, model_instruction, site_context
 from swarmflower.tasks import TaskSpec, build_model, initial_model, make_client_app
 
 ProgressFn = Callable[[int], None]

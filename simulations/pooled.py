@@ -14,7 +14,6 @@ from swarmflower.simulations.results import (
     evaluate_on_sites,
     round_record,
 )
-
 from swarmflower.tasks import TaskSpec, initial_model
 from swarmflower.tasks.training import round_seed, train_steps
 

@@ -40,6 +40,7 @@ class MethodResult:
     wall_s: float
     extra: list[Metric] = field(default_factory=list)
     final_arrays: list[np.ndarray] | None = None
+    details: object | None = None  # the engine's own result (e.g. a SwarmResult)
 
     @property
     def accuracy(self) -> float:

@@ -1,0 +1,277 @@
+"""`run_swarm`: a whole swarm in one process, the swarm's `run_simulation`.
+
+Every site is a `SwarmPeer` thread with its own ledger replica, model store
+and in-process transport; nothing is shared but the wires. A Flower user
+swaps `run_simulation(server_app, client_app, n)` for
+`run_swarm(client_app, n, initial_arrays, rounds, strategy)`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from flwr.app import ArrayRecord, Context
+from flwr.clientapp import ClientApp
+
+from swarmflower.errors import ConfigError
+from swarmflower.faults import NO_FAULTS, FaultPlan, PeerCrashed
+from swarmflower.flower_messages import site_context
+from swarmflower.identity import SiteIdentity, simulated_identities
+from swarmflower.ledger import FoundingSite, Genesis, Ledger, RoundRecord, SwarmParams
+from swarmflower.logs import quiet_flower
+from swarmflower.model_store import MemoryModelStore
+from swarmflower.peer import PeerConfig, SwarmPeer
+from swarmflower.strategies import LeaderStrategy, build_strategy
+from swarmflower.strategies.helpers import arrays_hash
+from swarmflower.transport import InProcNetwork
+
+log = logging.getLogger("swarmflower.swarm")
+
+
+@dataclass
+class SwarmResult:
+    """A finished swarm: the ledger, every round's model, and who did what."""
+
+    rounds: list[RoundRecord]
+    models: dict[int, ArrayRecord]
+    peers: list[SwarmPeer]
+    crashes: list[tuple[str, str]]
+    wall_s: float
+
+    @property
+    def final_arrays(self) -> ArrayRecord:
+        return self.models[max(self.models)]
+
+    def leader_names(self) -> dict[int, str]:
+        """Round -> name of the site that sealed it."""
+        names = {p.address: p.identity.name for p in self.peers}
+        return {r.round: names.get(r.leader, r.leader) for r in self.rounds}
+
+
+def make_genesis(
+    identities: Sequence[SiteIdentity],
+    initial_arrays: ArrayRecord,
+    rounds: int,
+    round_timeout: int,
+    min_peers: int,
+    strategy: str,
+) -> Genesis:
+    """The swarm's founding block: its sites, initial model hash and parameters."""
+    return Genesis(
+        sites=tuple(FoundingSite(i.address, i.cert_fingerprint) for i in identities),
+        initial_model_hash=arrays_hash(initial_arrays),
+        params=SwarmParams(
+            rounds=rounds,
+            round_timeout=round_timeout,
+            min_peers=min_peers,
+            strategy=strategy,
+        ),
+    )
+
+
+def run_swarm(
+    client_app: ClientApp,
+    num_sites: int,
+    initial_arrays: ArrayRecord,
+    num_rounds: int,
+    strategy: str | LeaderStrategy = "FedAvg",
+    *,
+    min_peers: int | None = None,
+    round_timeout: int = 10,
+    update_wait: float | None = None,
+    backups: int = 2,
+    faults: FaultPlan = NO_FAULTS,
+    site_names: Sequence[str] | None = None,
+    contexts: Sequence[Context] | None = None,
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> SwarmResult:
+    """Run `num_rounds` swarm rounds of `client_app` over `num_sites` sites.
+
+    Each site's `ClientApp` gets the `Context` Flower's simulation engine would
+    give partition `k` (or `contexts[k]`). `min_peers` (default: a majority)
+    updates are needed to seal a round; a leader that has not sealed after
+    `round_timeout` seconds is replaced by the next backup.
+    """
+    if num_sites < 2:
+        raise ConfigError(f"a swarm needs at least 2 sites, got {num_sites}")
+    if num_rounds < 1:
+        raise ConfigError(f"rounds must be at least 1, got {num_rounds}")
+    if round_timeout < 1:
+        raise ConfigError(f"round_timeout must be at least 1 s, got {round_timeout}")
+    min_peers = num_sites // 2 + 1 if min_peers is None else min_peers
+    if not 1 <= min_peers <= num_sites:
+        raise ConfigError(
+            f"min_peers must be between 1 and {num_sites}, got {min_peers}"
+        )
+    leader_strategy = (
+        build_strategy(strategy) if isinstance(strategy, str) else strategy
+    )
+    names = list(site_names or [f"site-{k + 1}" for k in range(num_sites)])
+    identities = simulated_identities(names, seed)
+    genesis = make_genesis(
+        identities,
+        initial_arrays,
+        num_rounds,
+        round_timeout,
+        min_peers,
+        leader_strategy.name,
+    )
+    config = PeerConfig(
+        rounds=num_rounds,
+        round_timeout=float(round_timeout),
+        min_peers=min_peers,
+        update_wait=0.8 * round_timeout if update_wait is None else update_wait,
+        backups=backups,
+    )
+    supervisor = _Supervisor(
+        identities=identities,
+        genesis=genesis,
+        client_app=client_app,
+        contexts=list(
+            contexts or [site_context(k, num_sites) for k in range(num_sites)]
+        ),
+        strategy=leader_strategy,
+        config=config,
+        initial_arrays=initial_arrays,
+        faults=faults,
+    )
+    with quiet_flower():
+        return supervisor.run(progress)
+
+
+class _Supervisor:
+    """Starts the peer threads, restarts crashed sites, and collects the result."""
+
+    def __init__(
+        self,
+        identities: list[SiteIdentity],
+        genesis: Genesis,
+        client_app: ClientApp,
+        contexts: list[Context],
+        strategy: LeaderStrategy,
+        config: PeerConfig,
+        initial_arrays: ArrayRecord,
+        faults: FaultPlan,
+    ) -> None:
+        self.identities = identities
+        self.client_app = client_app
+        self.contexts = contexts
+        self.strategy = strategy
+        self.config = config
+        self.initial_arrays = initial_arrays
+        self.faults = faults
+        self.network = InProcNetwork()
+        self.ledgers = [Ledger.create(genesis) for _ in identities]
+        self.stores = [MemoryModelStore() for _ in identities]
+        self.peers: list[SwarmPeer] = [None] * len(identities)  # type: ignore[list-item]
+        self.threads: list[threading.Thread] = [None] * len(identities)  # type: ignore[list-item]
+        self.crashed_at: dict[int, int] = {}
+        self.crashes: list[tuple[str, str]] = []
+        self.errors: list[BaseException] = []
+
+    def _start(self, k: int) -> None:
+        identity = self.identities[k]
+        peer = SwarmPeer(
+            identity=identity,
+            sites=[i.address for i in self.identities],
+            ledger=self.ledgers[k],
+            client_app=self.client_app,
+            context=self.contexts[k],
+            strategy=self.strategy,
+            transport=self.network.connect(identity.address),
+            store=self.stores[k],
+            config=self.config,
+            initial_arrays=self.initial_arrays,
+            faults=self.faults,
+        )
+        self.peers[k] = peer
+        thread = threading.Thread(target=self._run_peer, args=(k, peer), daemon=True)
+        thread.name = f"swarm-{identity.name}"
+        self.threads[k] = thread
+        thread.start()
+
+    def _run_peer(self, k: int, peer: SwarmPeer) -> None:
+        try:
+            peer.run()
+        except PeerCrashed as exc:
+            self.crashes.append((peer.identity.name, str(exc)))
+            self.crashed_at[k] = self._progress()
+        except BaseException as exc:  # surfaced by run() in the caller's thread
+            log.exception("site %s failed", peer.identity.name)
+            self.errors.append(exc)
+            self.network.crash(peer.address)
+
+    def _progress(self) -> int:
+        """The latest round any running site has adopted."""
+        done = [p.log.adopted[-1].round for p in self.peers if p and p.log.adopted]
+        return max(done, default=0)
+
+    def run(self, progress: Callable[[int], None] | None) -> SwarmResult:
+        started = time.perf_counter()
+        for k in range(len(self.identities)):
+            self._start(k)
+        reported = 0
+        while any(t.is_alive() for t in self.threads) or self._due_restarts():
+            for k in self._due_restarts():
+                del self.crashed_at[k]
+                self._start(k)
+            if self.errors:
+                raise self.errors[0]
+            now = self._progress()
+            while progress and reported < now:
+                reported += 1
+                progress(reported)
+            time.sleep(0.01)
+        if self.errors:
+            raise self.errors[0]
+        if progress:
+            for r in range(reported + 1, self.config.rounds + 1):
+                progress(r)
+        return self._result(time.perf_counter() - started)
+
+    def _due_restarts(self) -> list[int]:
+        if not self.faults.recover_after:
+            return []
+        if all(not t.is_alive() for t in self.threads) and self.crashed_at:
+            # The others finished: a crashed site still comes back to catch up.
+            return list(self.crashed_at)
+        now = self._progress()
+        return [
+            k
+            for k, at in self.crashed_at.items()
+            if now >= at + self.faults.recover_after and not self.threads[k].is_alive()
+        ]
+
+    def _result(self, wall_s: float) -> SwarmResult:
+        finished = [
+            k
+            for k, p in enumerate(self.peers)
+            if p.log.adopted and self.network.is_up(p.address)
+        ]
+        if not finished:
+            raise RuntimeError("no site finished the swarm")
+        ledger = self.ledgers[finished[0]]
+        rounds = list(ledger.rounds())
+        if len(rounds) < self.config.rounds:
+            raise RuntimeError(
+                f"the swarm sealed {len(rounds)} of {self.config.rounds} rounds"
+            )
+        models = {0: self.initial_arrays}
+        for record in rounds:
+            models[record.round] = next(
+                store.get_arrays(record.model_hash)
+                for store in self.stores
+                if store.get_arrays(record.model_hash) is not None
+            )
+        return SwarmResult(
+            rounds=rounds,
+            models=models,
+            peers=self.peers,
+            crashes=self.crashes,
+            wall_s=wall_s,
+        )

@@ -1,0 +1,94 @@
+"""How peers reach each other: the interface every transport implements.
+
+The round logic lives in `SwarmPeer` only; a transport moves two kinds of
+messages (an update offered to the round's electees, a sealed block for
+everyone) and answers fetches by hash from other peers' stores. In-process
+threads, Ray actors and gRPC over mutual TLS all implement this interface.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from flwr.app import ArrayRecord
+
+from swarmflower.ledger import Commitment
+
+
+@dataclass(frozen=True)
+class UpdateOffer:
+    """A site's trained update for one round, with its signed commitment."""
+
+    round: int
+    commitment: Commitment
+    arrays: ArrayRecord
+    site_index: int
+
+
+@dataclass(frozen=True)
+class BlockAnnouncement:
+    """A sealed block as RLP bytes; receivers validate it on their own replica."""
+
+    round: int
+    block: bytes
+
+
+PeerMessage = UpdateOffer | BlockAnnouncement
+
+
+class PeerServiceAPI(ABC):
+    """What a peer answers when others fetch from it (called from their side)."""
+
+    @abstractmethod
+    def serve_arrays(self, digest: bytes) -> ArrayRecord | None: ...
+
+    @abstractmethod
+    def serve_blob(self, digest: bytes) -> bytes | None: ...
+
+    @abstractmethod
+    def serve_blocks(self, start: int, end: int) -> list[bytes]:
+        """Canonical blocks `start` <= height < `end` that this peer holds."""
+
+
+class TransportAPI(ABC):
+    """One peer's connection to the swarm."""
+
+    address: str
+
+    @abstractmethod
+    def serve(self, service: PeerServiceAPI) -> None:
+        """Answer other peers' fetches with `service`."""
+
+    @abstractmethod
+    def send(self, to: str, message: PeerMessage) -> None:
+        """Deliver to one peer; a peer that is down simply does not get it."""
+
+    @abstractmethod
+    def broadcast(self, message: PeerMessage) -> None:
+        """Deliver to every other peer."""
+
+    @abstractmethod
+    def receive(self, timeout: float) -> PeerMessage | None:
+        """The next message, or None after `timeout` seconds."""
+
+    @abstractmethod
+    def fetch_arrays(self, digest: bytes, sources: Sequence[str]) -> ArrayRecord | None:
+        """Ask `sources` in turn; the caller checks the hash of what comes back."""
+
+    @abstractmethod
+    def fetch_blob(self, digest: bytes, sources: Sequence[str]) -> bytes | None: ...
+
+    @abstractmethod
+    def fetch_blocks(self, start: int, end: int) -> list[bytes]:
+        """Blocks from any reachable peer, for a replica that fell behind."""
+
+    @abstractmethod
+    def disconnect(self) -> None:
+        """Leave the swarm abruptly, as a killed process does."""
+
+    @property
+    @abstractmethod
+    def alive(self) -> bool:
+        """False once this peer has been cut off (crashed)."""
