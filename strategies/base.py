@@ -28,6 +28,7 @@ from swarmflower.strategies.helpers import (
 
 ConfigValue = int | float | str | bool
 T = TypeVar("T")
+DEFAULT_WEIGHT_KEY = "num-examples"
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ class LeaderStrategy(ABC):
     ) -> MergeOutcome:
         """Merge the round's updates in site order with Flower's `aggregate_train`."""
         strategy = self.flower_strategy()
-        weight_key = strategy.weighted_by_key
+        weight_key = weighted_by_key(strategy)
         ordered = checked_updates(server_round, current, updates, weight_key)
         self.restore(strategy, server_round, current, state)
         replies = [
@@ -120,7 +121,7 @@ class LeaderStrategy(ABC):
     ) -> Mapping[str, float]:
         """Flower's `aggregate_evaluate` over (site, metrics, num_examples)."""
         strategy = self.flower_strategy()
-        weight_key = strategy.weighted_by_key
+        weight_key = weighted_by_key(strategy)
         replies = [
             evaluate_reply(server_round, site, metrics, num_examples, weight_key)
             for site, metrics, num_examples in sorted(
@@ -131,6 +132,11 @@ class LeaderStrategy(ABC):
             self.name, lambda: strategy.aggregate_evaluate(server_round, replies)
         )
         return metrics_dict(record)
+
+
+def weighted_by_key(strategy: Strategy) -> str:
+    """The metric Flower weights replies by (FedAvg and its subclasses say)."""
+    return str(getattr(strategy, "weighted_by_key", DEFAULT_WEIGHT_KEY))
 
 
 def _flower_call(name: str, call: Callable[[], T]) -> T:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -220,7 +221,7 @@ def hyperparameter_values(strategy: object, names: Sequence[str]) -> dict[str, A
 
 def _check_metrics(update: Update, weight_key: str) -> None:
     for key, value in update.metrics.items():
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise InvalidUpdateError(
                 f"site {update.site}: metric {key!r} is {value!r}, not a number"
             )
@@ -277,7 +278,8 @@ def checked_updates(
         if previous is not None and previous.site == update.site:
             raise InvalidUpdateError(f"site {update.site} sent two updates")
         count = update.num_examples
-        if isinstance(count, bool) or not isinstance(count, int) or count <= 0:
+        integral = isinstance(count, numbers.Integral) and not isinstance(count, bool)
+        if not integral or count <= 0:
             raise InvalidUpdateError(
                 f"site {update.site}: num_examples must be a positive int, "
                 f"got {count!r}"
@@ -318,7 +320,8 @@ def train_reply(
     caller's, and the merged model's key order does not depend on the site.
     """
     arrays = ArrayRecord({key: update.arrays[key] for key in key_order})
-    metrics = MetricRecord({**update.metrics, weight_key: update.num_examples})
+    values = {key: float(value) for key, value in update.metrics.items()}
+    metrics = MetricRecord({**values, weight_key: int(update.num_examples)})
     content = RecordDict({ARRAYS_KEY: arrays, METRICS_KEY: metrics})
     return _reply(content, TRAIN, server_round, update.site)
 

@@ -126,3 +126,12 @@ def test_integer_arrays_need_no_finiteness_and_merge():
     leader = build_strategy("FedAvg")
     outcome = leader.merge(1, model(**counts), items, b"")
     assert outcome.arrays["steps"].numpy().tolist() == [3.0]
+
+
+def test_numpy_numbers_are_accepted_as_counts_and_metrics():
+    items = [
+        Update(site, model(), np.int64(5), {"train_loss": np.float32(0.5)})
+        for site in (0, 1)
+    ]
+    outcome = build_strategy("FedAvg").merge(1, model(), items, b"")
+    assert outcome.metrics == {"train_loss": 0.5}
