@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -47,7 +48,8 @@ def show(folder: Path = _DIR) -> None:
                 _short(rec.model_hash),
                 _short(rec.block_hash),
             )
-        Console().print(table)
+        # Piped output (files, CI logs) gets a fixed width so hashes stay whole.
+        Console(width=None if sys.stdout.isatty() else 132).print(table)
     finally:
         ledger.close()
 
