@@ -15,6 +15,7 @@ from eth._utils.rlp import validate_imported_block_unchanged
 from eth.chains.base import Chain
 from eth.constants import BLANK_ROOT_HASH, ZERO_ADDRESS, ZERO_HASH32
 from eth.db.atomic import AtomicDB
+from eth.db.backends.memory import MemoryDB
 from eth.exceptions import HeaderNotFound
 from eth.vm.execution_context import ExecutionContext
 from eth.vm.forks.cancun import CancunVM
@@ -56,6 +57,11 @@ SwarmChain = Chain.configure(
 )
 
 
+_MAX_SNAPSHOTS = 4
+# genesis digest -> (genesis header, key-value contents of its fresh database)
+_GENESIS_SNAPSHOTS: dict[bytes, tuple[Any, dict[bytes, bytes]]] = {}
+
+
 class EvmChain:
     """A py-evm chain database holding every valid block this replica has seen."""
 
@@ -63,6 +69,15 @@ class EvmChain:
         self, constructor_args: Sequence[Any], genesis_extra: bytes, timestamp: int
     ):
         self.artifact: Artifact = load_artifact()
+        cached = _GENESIS_SNAPSHOTS.get(genesis_extra)
+        if cached is not None:
+            # Same genesis already built in this process (many replicas per
+            # process in tests and simulations): copy its database instead of
+            # re-running a constructor that enrolls every founding site.
+            self.genesis_header, snapshot = cached
+            self._db = AtomicDB(MemoryDB(dict(snapshot)))
+            self._chain = SwarmChain(self._db)
+            return
         self._db = AtomicDB()
         state_root = self._deploy(constructor_args, timestamp)
         header = CancunBlockHeader(
@@ -80,6 +95,9 @@ class EvmChain:
         )
         self._chain = SwarmChain.from_genesis_header(self._db, header)
         self.genesis_header = header
+        if len(_GENESIS_SNAPSHOTS) >= _MAX_SNAPSHOTS:
+            _GENESIS_SNAPSHOTS.pop(next(iter(_GENESIS_SNAPSHOTS)))
+        _GENESIS_SNAPSHOTS[genesis_extra] = (header, dict(self._db.wrapped_db.kv_store))
 
     def _deploy(self, constructor_args: Sequence[Any], timestamp: int) -> bytes:
         """Run the constructor straight into the genesis state; return its root."""

@@ -32,7 +32,7 @@ round_events = st.tuples(
 
 
 @settings(
-    max_examples=3,
+    max_examples=4,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
