@@ -26,7 +26,8 @@ def _open(folder: Path) -> Ledger:
     try:
         return Ledger.open(folder)
     except LedgerError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        one_line = " ".join(str(exc).split())  # py-evm messages span lines
+        typer.echo(f"error: {one_line}", err=True)
         raise typer.Exit(1) from exc
 
 

@@ -133,7 +133,9 @@ class Ledger(LedgerAPI):
                 try:
                     ledger._import(data)
                 except InvalidBlock as exc:
-                    raise StoreError(f"{path}: stored block {number}: {exc}") from exc
+                    raise StoreError(
+                        f"{path}: stored block {number} (in import order): {exc}"
+                    ) from exc
             if store.stored_head() != ledger.head().hash:
                 raise StoreError(
                     f"{path}: stored head {(store.stored_head() or b'').hex()} is not "
@@ -204,6 +206,10 @@ class Ledger(LedgerAPI):
         if parent is None:
             raise LedgerStateError("round numbers start at 1")
         return self._electorate(parent, MAX_VIEW if count is None else count)
+
+    def leader(self, round: int) -> str:
+        """The site elected to lead `round` (view 0)."""
+        return self.proposer(round, 0)
 
     def proposer(self, round: int, view: int) -> str:
         electorate = self.electees(round)

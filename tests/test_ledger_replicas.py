@@ -65,6 +65,8 @@ def test_every_replica_computes_the_same_election(swarm):
     assert len(electees) == 1
     order = electees.pop()
     assert len(order) == len(KEYS) and len(set(order)) == len(KEYS)
+    assert swarm[1].leader(next_round) == order[0]
+    assert swarm[2].proposer(next_round, 2) == order[2]
     leaders = {swarm[0].round(r).leader for r in range(1, 13)}
     assert len(leaders) > 1  # the role rotates
 
