@@ -77,12 +77,43 @@ class LedgerAPI(BlockSourceAPI):
         """Leader then ordered backups of `round` (known once round-1 is sealed)."""
 
     @abstractmethod
+    def leader(self, round: int) -> str:
+        """The site elected to lead `round` (view 0)."""
+
+    @abstractmethod
     def proposer(self, round: int, view: int) -> str:
         """The site that may seal `round` at `view`."""
 
     @abstractmethod
+    def is_enrolled(self, site: str) -> bool:
+        """Whether `site` (an address) is a member at the head."""
+
+    @abstractmethod
+    def model_hash(self, round: int) -> bytes:
+        """The merged model's hash of a sealed round (0: the initial model)."""
+
+    @abstractmethod
     def submit_commitment(self, commitment: Commitment) -> None:
         """Check a commitment for the next round and keep it for sealing."""
+
+    @abstractmethod
+    def pending_commitments(self) -> tuple[Commitment, ...]:
+        """The checked commitments held for the next round."""
+
+    @abstractmethod
+    def propose(
+        self,
+        key: PrivateKey,
+        round: int,
+        model_hash: bytes,
+        state_hash: bytes,
+        commitments: Sequence[Commitment],
+        view: int = 0,
+        reason: Reason = Reason.NORMAL,
+        enrollments: Sequence[Enrollment] = (),
+        timestamp: int | None = None,
+    ) -> bytes:
+        """Build and seal the block of `round` without adopting it."""
 
     @abstractmethod
     def seal_round(
