@@ -19,6 +19,9 @@ class RoundRecord:
     accuracy: float
     site_accuracy: tuple[float, ...]
     leader: str = ""
+    view: int | None = None
+    reason: str = ""
+    contributors: int | None = None
 
 
 @dataclass(frozen=True)
@@ -63,12 +66,16 @@ def evaluate_on_sites(model: nn.Module, data: FederatedDataset) -> list[Evaluati
 
 
 def round_record(
-    server_round: int, accuracies: list[float], leader: str = ""
+    server_round: int, accuracies: list[float], **swarm_fields: object
 ) -> RoundRecord:
-    """FLamby's metric: the unweighted mean of the per-site test accuracies."""
+    """FLamby's metric: the unweighted mean of the per-site test accuracies.
+
+    `swarm_fields` are the swarm's own columns: leader, view, reason and
+    contributors.
+    """
     return RoundRecord(
         round=server_round,
         accuracy=float(np.mean(accuracies)),
         site_accuracy=tuple(float(a) for a in accuracies),
-        leader=leader,
+        **swarm_fields,
     )

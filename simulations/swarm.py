@@ -75,5 +75,14 @@ def _score_rounds(spec: TaskSpec, swarm: SwarmResult) -> list:
             )
             reply = app(message, site_context(site, data.num_sites))
             accuracies.append(float(reply.content["metrics"]["accuracy"]))
-        history.append(round_record(record.round, accuracies, leaders[record.round]))
+        history.append(
+            round_record(
+                record.round,
+                accuracies,
+                leader=leaders[record.round],
+                view=record.view,
+                reason=record.reason.name.lower(),
+                contributors=len(record.commitments),
+            )
+        )
     return history

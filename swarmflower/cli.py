@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -17,7 +18,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from swarmflower.errors import SwarmflowerError
+from swarmflower.errors import ConfigError, SwarmflowerError
 
 app = typer.Typer(
     help="Swarm Learning on Flower: train one model across sites, no central server.",
@@ -28,7 +29,36 @@ app = typer.Typer(
 console = Console()
 errors = Console(stderr=True)
 
-DEFAULT_METHODS = "fedavg,local,pooled"
+DEFAULT_METHODS = "swarm,fedavg,local,pooled"
+
+# Options shared by the commands that run a task.
+Task = Annotated[
+    str, typer.Option(help="heart, breast-cancer, or csv:PATH for your own table.")
+]
+Rounds = Annotated[int, typer.Option(help="Training rounds (same budget everywhere).")]
+Sites = Annotated[
+    int, typer.Option(help="Sites for a partitioned task (breast-cancer).")
+]
+SiteColumn = Annotated[
+    str | None, typer.Option(help="csv: the column naming each row's site.")
+]
+Target = Annotated[str | None, typer.Option(help="csv: the binary target column.")]
+Alpha = Annotated[float, typer.Option(help="Dirichlet label skew (breast-cancer).")]
+Model = Annotated[str, typer.Option(help="logreg or mlp.")]
+LocalSteps = Annotated[int, typer.Option(help="Optimiser updates per site per round.")]
+BatchSize = Annotated[int, typer.Option(help="Mini-batch size.")]
+Lr = Annotated[float, typer.Option(help="Learning rate.")]
+Optimizer = Annotated[str, typer.Option(help="sgd or adam.")]
+Seed = Annotated[int, typer.Option(help="Seed for model, partition and training.")]
+Strategy = Annotated[
+    str, typer.Option(help="The Flower strategy each round's leader runs.")
+]
+RoundTimeout = Annotated[
+    int, typer.Option(help="Seconds before the next backup replaces a silent leader.")
+]
+MinPeers = Annotated[
+    int | None, typer.Option(help="Updates needed to seal a round (default: majority).")
+]
 
 
 @app.callback()
@@ -36,130 +66,176 @@ def root() -> None:
     """Swarm Learning on Flower: train one model across sites, no central server."""
 
 
-def _task_options(
-    task: str,
-    sites: int,
-    alpha: float,
-    site_column: str | None,
-    target: str | None,
-    model: str,
-    local_steps: int,
-    batch_size: int,
-    lr: float,
-    optimizer: str,
-    seed: int,
-):
+def _task_spec(**options):
     from swarmflower.tasks import TaskSpec
 
-    return TaskSpec(
-        task=task,
-        num_sites=sites,
-        alpha=alpha,
-        site_column=site_column,
-        target=target,
-        model=model,
-        local_steps=local_steps,
-        batch_size=batch_size,
-        learning_rate=lr,
-        optimizer=optimizer,
-        seed=seed,
-    )
+    options["learning_rate"] = options.pop("lr")
+    options["num_sites"] = options.pop("sites")
+    return TaskSpec(**options)
 
 
-@app.command()
-def compare(
-    task: Annotated[
-        str, typer.Option(help="heart, breast-cancer, or csv:PATH for your own table.")
-    ] = "heart",
-    rounds: Annotated[
-        int, typer.Option(help="Training rounds (local/pooled: same budget).")
-    ] = 20,
-    sites: Annotated[
-        int, typer.Option(help="Sites for a partitioned task (breast-cancer).")
-    ] = 4,
-    out: Annotated[
-        Path, typer.Option(help="Folder for summary.csv, rounds.csv, curves.png.")
-    ] = Path("swarmflower-results/compare"),
-    methods: Annotated[
-        str, typer.Option(help="Comma-separated methods to run.")
-    ] = DEFAULT_METHODS,
-    site_column: Annotated[
-        str | None, typer.Option(help="csv: the column naming each row's site.")
-    ] = None,
-    target: Annotated[
-        str | None, typer.Option(help="csv: the binary target column.")
-    ] = None,
-    alpha: Annotated[
-        float, typer.Option(help="Dirichlet label skew (breast-cancer).")
-    ] = 1.0,
-    model: Annotated[str, typer.Option(help="logreg or mlp.")] = "logreg",
-    local_steps: Annotated[
-        int, typer.Option(help="Optimiser updates per site per round.")
-    ] = 100,
-    batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 4,
-    lr: Annotated[float, typer.Option(help="Learning rate.")] = 0.01,
-    optimizer: Annotated[str, typer.Option(help="sgd or adam.")] = "sgd",
-    seed: Annotated[int, typer.Option(help="Seed for model, split and training.")] = 0,
-) -> None:
-    """Run the swarm's yardsticks on one task and print a table.
-
-    Flower's own FedAvg (Flower's simulation engine), each site alone, and all
-    data pooled; same data, seeds and training budget for every method.
-    """
-    from swarmflower.reports import results_table, write_results
-    from swarmflower.simulations.compare import check_methods, run_compare
-
-    spec = _task_options(
-        task,
-        sites,
-        alpha,
-        site_column,
-        target,
-        model,
-        local_steps,
-        batch_size,
-        lr,
-        optimizer,
-        seed,
-    )
-    chosen = check_methods([m.strip() for m in methods.split(",") if m.strip()])
-    data = spec.load()
-    console.print(
-        f"[bold]{data.name}[/]: {data.num_sites} sites, {data.num_features} features, "
-        f"{rounds} rounds x {spec.local_steps} local steps"
-    )
+def _run_with_progress(methods: Sequence[str], rounds: int, run):
+    """Run `run(progress)` under one progress bar per method."""
     with Progress(
         TextColumn("{task.description:>8}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=console,
-        transient=False,
     ) as progress:
-        bars = {m: progress.add_task(m, total=rounds, start=False) for m in chosen}
+        bars = {m: progress.add_task(m, total=rounds, start=False) for m in methods}
 
         def advance(method: str, done: int) -> None:
             progress.start_task(bars[method])
             progress.update(bars[method], completed=done)
 
-        results = run_compare(
+        return run(advance)
+
+
+def _describe(spec, rounds: int) -> str:
+    data = spec.load()
+    return (
+        f"[bold]{data.name}[/]: {data.num_sites} sites, {data.num_features} features, "
+        f"{rounds} rounds x {spec.local_steps} local steps"
+    )
+
+
+def _report(results, out: Path, rounds: int) -> None:
+    from swarmflower.reports import results_table, write_results
+
+    heading = f"mean per-site test accuracy after {rounds} rounds"
+    console.print(results_table(results, heading))
+    by_method = {r.method: r for r in results}
+    if "swarm" in by_method and "fedavg" in by_method:
+        ratio = by_method["swarm"].wall_s / by_method["fedavg"].wall_s
+        console.print(f"swarm wall time / Flower FedAvg wall time: {ratio:.2f}")
+    written = write_results(results, out, heading)
+    console.print("wrote " + ", ".join(str(p) for p in written))
+
+
+@app.command()
+def compare(
+    task: Task = "heart",
+    rounds: Rounds = 20,
+    sites: Sites = 4,
+    out: Annotated[
+        Path, typer.Option(help="Folder for summary.csv, rounds.csv, curves.png.")
+    ] = Path("swarmflower-results/compare"),
+    methods: Annotated[
+        str, typer.Option(help="Comma-separated: swarm, fedavg, local, pooled.")
+    ] = DEFAULT_METHODS,
+    site_column: SiteColumn = None,
+    target: Target = None,
+    alpha: Alpha = 1.0,
+    model: Model = "logreg",
+    local_steps: LocalSteps = 100,
+    batch_size: BatchSize = 4,
+    lr: Lr = 0.01,
+    optimizer: Optimizer = "sgd",
+    seed: Seed = 0,
+) -> None:
+    """Run the swarm and its yardsticks on one task and print a table.
+
+    The swarm (in process), Flower's own FedAvg (Flower's simulation engine),
+    each site alone, and all data pooled: same data, seeds and training budget.
+    """
+    from swarmflower.simulations.compare import check_methods, run_compare
+
+    spec = _task_spec(
+        task=task,
+        sites=sites,
+        alpha=alpha,
+        site_column=site_column,
+        target=target,
+        model=model,
+        local_steps=local_steps,
+        batch_size=batch_size,
+        lr=lr,
+        optimizer=optimizer,
+        seed=seed,
+    )
+    chosen = check_methods([m.strip() for m in methods.split(",") if m.strip()])
+    console.print(_describe(spec, rounds))
+    results = _run_with_progress(
+        chosen, rounds, lambda advance: run_compare(spec, rounds, chosen, advance)
+    )
+    _report(results, out, rounds)
+
+
+@app.command()
+def simulate(
+    task: Task = "heart",
+    engine: Annotated[
+        str, typer.Option(help="inproc: every site a thread of this process.")
+    ] = "inproc",
+    rounds: Rounds = 20,
+    sites: Sites = 4,
+    faults: Annotated[
+        str,
+        typer.Option(
+            help="Faults to inject, e.g. 'leader-crash-every:4,recover-after:1', "
+            "'leader-crash:3', 'dishonest-leader:2', 'site-crash:1@5'."
+        ),
+    ] = "",
+    strategy: Strategy = "FedAvg",
+    round_timeout: RoundTimeout = 10,
+    min_peers: MinPeers = None,
+    out: Annotated[
+        Path, typer.Option(help="Folder for summary.csv, rounds.csv, curves.png.")
+    ] = Path("swarmflower-results/simulate"),
+    site_column: SiteColumn = None,
+    target: Target = None,
+    alpha: Alpha = 1.0,
+    model: Model = "logreg",
+    local_steps: LocalSteps = 100,
+    batch_size: BatchSize = 4,
+    lr: Lr = 0.01,
+    optimizer: Optimizer = "sgd",
+    seed: Seed = 0,
+) -> None:
+    """Run the swarm alone, optionally with faults, and show its rounds."""
+    from swarmflower.faults import FaultPlan
+    from swarmflower.reports import rounds_table
+    from swarmflower.simulations.swarm import run_swarm_method
+
+    if engine != "inproc":
+        raise ConfigError(f"unknown engine '{engine}': use inproc")
+    spec = _task_spec(
+        task=task,
+        sites=sites,
+        alpha=alpha,
+        site_column=site_column,
+        target=target,
+        model=model,
+        local_steps=local_steps,
+        batch_size=batch_size,
+        lr=lr,
+        optimizer=optimizer,
+        seed=seed,
+    )
+    plan = FaultPlan.parse(faults, spec.load().num_sites, rounds)
+    console.print(_describe(spec, rounds))
+    result = _run_with_progress(
+        ["swarm"],
+        rounds,
+        lambda advance: run_swarm_method(
             spec,
             rounds,
-            chosen,
-            progress=advance,
-        )
-    title = f"{data.name}: mean per-site test accuracy after {rounds} rounds"
-    console.print(results_table(results, title))
-    written = write_results(results, out, title)
-    console.print("wrote " + ", ".join(str(p) for p in written))
+            lambda r: advance("swarm", r),
+            strategy=strategy,
+            faults=plan,
+            round_timeout=round_timeout,
+            min_peers=min_peers,
+        ),
+    )
+    console.print(rounds_table(result))
+    _report([result], out, rounds)
 
 
 def _mount_subcommands() -> None:
     """Attach the command groups that live in the side packages."""
-    try:
-        from swarmflower.ledger.cli import app as ledger_app
-    except ModuleNotFoundError:
-        return
+    from swarmflower.ledger.cli import app as ledger_app
+
     app.add_typer(ledger_app, name="ledger", help="Inspect and verify a ledger.")
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from swarmflower.errors import ConfigError
+
 
 class PeerCrashed(Exception):
     """Raised inside a peer's thread when the fault plan kills it."""
@@ -49,6 +51,55 @@ class FaultPlan:
             leader_crash_rounds=frozenset(range(n, rounds + 1, n)),
             recover_after=recover_after,
         )
+
+    @classmethod
+    def parse(cls, spec: str, num_sites: int, rounds: int | None = None) -> FaultPlan:
+        """Read a plan from the command line's `--faults` text.
+
+        Comma-separated items: `leader-crash:R`, `leader-crash-every:N`,
+        `dishonest-leader:R`, `site-crash:SITE@R` (SITE counted from 1),
+        `recover-after:K`. An empty text is no faults.
+        """
+        crash_rounds: set[int] = set()
+        dishonest: set[int] = set()
+        site_crashes: list[tuple[int, int]] = []
+        recover_after = 0
+        for item in filter(None, (part.strip() for part in spec.split(","))):
+            name, _, value = item.partition(":")
+            try:
+                if name == "leader-crash":
+                    crash_rounds.add(_positive(value))
+                elif name == "leader-crash-every":
+                    every = _positive(value)
+                    crash_rounds.update(range(every, (rounds or 10_000) + 1, every))
+                elif name == "dishonest-leader":
+                    dishonest.add(_positive(value))
+                elif name == "site-crash":
+                    site, _, round = value.partition("@")
+                    if not 1 <= int(site) <= num_sites:
+                        raise ConfigError(f"site {site} is not one of 1..{num_sites}")
+                    site_crashes.append((int(site) - 1, _positive(round)))
+                elif name == "recover-after":
+                    recover_after = _positive(value)
+                else:
+                    raise ConfigError(f"unknown fault '{name}'")
+            except ValueError as exc:
+                raise ConfigError(f"bad fault item '{item}': {exc}") from exc
+            except ConfigError as exc:
+                raise ConfigError(f"bad fault item '{item}': {exc}") from exc
+        return cls(
+            leader_crash_rounds=frozenset(crash_rounds),
+            dishonest_leader_rounds=frozenset(dishonest),
+            site_crashes=tuple(sorted(site_crashes)),
+            recover_after=recover_after,
+        )
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"{value} is not a positive number")
+    return value
 
 
 NO_FAULTS = FaultPlan()

@@ -36,6 +36,9 @@ def rounds_frame(results: Sequence[MethodResult]) -> pd.DataFrame:
                 "round": record.round,
                 "accuracy": record.accuracy,
                 "leader": record.leader,
+                "view": record.view,
+                "reason": record.reason,
+                "contributors": record.contributors,
             }
             for name, acc in zip(result.site_names, record.site_accuracy, strict=True):
                 row[f"accuracy_{name}"] = acc
@@ -94,5 +97,24 @@ def results_table(results: Sequence[MethodResult], title: str) -> Table:
         sites = [f"{a:.3f}" for a in result.rounds[-1].site_accuracy]
         table.add_row(
             result.method, f"{result.accuracy:.3f}", *sites, f"{result.wall_s:.1f}"
+        )
+    return table
+
+
+def rounds_table(result: MethodResult) -> Table:
+    """The swarm's rounds: who sealed, at which view and why, how many merged."""
+    table = Table(title="swarm rounds")
+    for column in ("round", "leader", "view", "reason", "merged", "accuracy"):
+        table.add_column(
+            column, justify="left" if column in ("leader", "reason") else "right"
+        )
+    for record in result.rounds:
+        table.add_row(
+            str(record.round),
+            record.leader,
+            str(record.view),
+            record.reason,
+            str(record.contributors),
+            f"{record.accuracy:.3f}",
         )
     return table

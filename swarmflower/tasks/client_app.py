@@ -12,7 +12,7 @@ from flwr.clientapp import ClientApp
 
 from swarmflower.tasks.models import build_model
 from swarmflower.tasks.spec import TaskSpec
-from swarmflower.tasks.training import evaluate, round_seed, train_steps
+from swarmflower.tasks.training import evaluate, round_seed, train_steps, warm_up
 
 PARTITION_KEY = "partition-id"
 
@@ -29,6 +29,7 @@ def site_index(context: Context, num_sites: int) -> int:
 
 def make_client_app(spec: TaskSpec) -> ClientApp:
     """A Flower `ClientApp` that trains and evaluates the task's model on one site."""
+    warm_up()
     app = ClientApp()
 
     @app.train()
