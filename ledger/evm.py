@@ -7,6 +7,7 @@ has no locks.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -58,6 +59,7 @@ SwarmChain = Chain.configure(
 
 
 _MAX_SNAPSHOTS = 4
+_SNAPSHOTS_LOCK = threading.Lock()
 # genesis digest -> (genesis header, key-value contents of its fresh database)
 _GENESIS_SNAPSHOTS: dict[bytes, tuple[Any, dict[bytes, bytes]]] = {}
 
@@ -69,7 +71,8 @@ class EvmChain:
         self, constructor_args: Sequence[Any], genesis_extra: bytes, timestamp: int
     ):
         self.artifact: Artifact = load_artifact()
-        cached = _GENESIS_SNAPSHOTS.get(genesis_extra)
+        with _SNAPSHOTS_LOCK:
+            cached = _GENESIS_SNAPSHOTS.get(genesis_extra)
         if cached is not None:
             # Same genesis already built in this process (many replicas per
             # process in tests and simulations): copy its database instead of
@@ -95,9 +98,11 @@ class EvmChain:
         )
         self._chain = SwarmChain.from_genesis_header(self._db, header)
         self.genesis_header = header
-        if len(_GENESIS_SNAPSHOTS) >= _MAX_SNAPSHOTS:
-            _GENESIS_SNAPSHOTS.pop(next(iter(_GENESIS_SNAPSHOTS)))
-        _GENESIS_SNAPSHOTS[genesis_extra] = (header, dict(self._db.wrapped_db.kv_store))
+        snapshot = dict(self._db.wrapped_db.kv_store)
+        with _SNAPSHOTS_LOCK:  # replicas of one process may start on many threads
+            if len(_GENESIS_SNAPSHOTS) >= _MAX_SNAPSHOTS:
+                _GENESIS_SNAPSHOTS.pop(next(iter(_GENESIS_SNAPSHOTS)))
+            _GENESIS_SNAPSHOTS[genesis_extra] = (header, snapshot)
 
     def _deploy(self, constructor_args: Sequence[Any], timestamp: int) -> bytes:
         """Run the constructor straight into the genesis state; return its root."""

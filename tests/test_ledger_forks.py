@@ -15,6 +15,7 @@ from ledger_helpers import (
     produce,
     site_keys,
 )
+
 from swarmflower.ledger import (
     BadCommitmentSignature,
     Commitment,
@@ -205,3 +206,21 @@ def test_commitment_pool_checks_and_feeds_the_seal():
     )
     assert len(replica.round(round).commitments) == 3
     assert replica.pending_commitments() == ()
+
+
+def test_replicas_owned_by_threads_converge():
+    """One owner thread per replica, as in-process swarms run them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    source = _swarm(1, rounds=0)[0]
+    blocks = [produce(source, KEYS) for _ in range(8)]
+
+    def own_replica(_: int) -> bytes:
+        replica = Ledger(GENESIS)
+        for data in blocks:
+            replica.import_block(data)
+        return replica.head().hash
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        heads = set(pool.map(own_replica, range(4)))
+    assert heads == {source.head().hash}
