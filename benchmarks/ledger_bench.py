@@ -15,6 +15,7 @@ import time
 
 from eth_keys import keys
 from eth_utils import keccak
+
 from swarmflower.ledger import Commitment, FoundingSite, Genesis, Ledger, SwarmParams
 
 

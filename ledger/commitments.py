@@ -46,8 +46,18 @@ def _address_of(public_key: bytes) -> bytes:
     return keccak(public_key[1:])[12:]
 
 
+_HALF_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141 // 2
+
+
 def recover_address(digest: bytes, signature: bytes) -> bytes:
-    """The canonical address whose key produced `signature` over `digest`."""
+    """The canonical address whose key produced `signature` over `digest`.
+
+    Only low-s signatures count (as for Ethereum transactions): otherwise
+    anyone could flip a signature into a second valid one, and so mint a
+    second block or commitment blob with the same content but another hash.
+    """
+    if len(signature) != 65 or int.from_bytes(signature[32:64], "big") > _HALF_N:
+        raise ValueError("not a 65-byte low-s signature")
     public = PublicKey.from_signature_and_message(signature, digest, hasher=None)
     return _address_of(public.format(compressed=False))
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from eth_keys import keys
 from eth_utils import keccak
+
 from swarmflower.ledger import (
     Commitment,
     FoundingSite,
@@ -100,6 +101,7 @@ def rebuild(
     sealed block whose contents are wrong.
     """
     from eth.db.trie import make_trie_root_and_nodes
+
     from swarmflower.ledger.evm import EvmChain
     from swarmflower.ledger.seal import VANITY_BYTES, seal_header
 
@@ -124,3 +126,16 @@ def block_hash_of(data: bytes) -> bytes:
     from swarmflower.ledger.evm import EvmChain
 
     return EvmChain.decode_block(data).header.hash
+
+
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+def malleate(signature: bytes) -> bytes:
+    """The other valid (high-s) signature of the same message by the same key."""
+    s = int.from_bytes(signature[32:64], "big")
+    return (
+        signature[:32]
+        + (SECP256K1_N - s).to_bytes(32, "big")
+        + bytes([1 - signature[64]])
+    )

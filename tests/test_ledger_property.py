@@ -16,6 +16,7 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ledger_helpers import make_genesis, produce, site_keys
+
 from swarmflower.ledger import Ledger
 
 N_SITES = 4

@@ -10,11 +10,13 @@ from ledger_helpers import (
     commitments,
     key_of,
     make_genesis,
+    malleate,
     produce,
     rebuild,
     site_keys,
     transactions_of,
 )
+
 from swarmflower.ledger import (
     BadCommitmentSignature,
     BadRound,
@@ -124,6 +126,39 @@ def test_flipped_seal_byte_is_rejected(swarm):
     header_extra = EvmChainless.extra_offset(bytes(data))
     data[header_extra + 40] ^= 0x01  # inside the signature
     _rejected(swarm, bytes(data), BadSeal)
+
+
+def test_malleated_seal_is_rejected(swarm):
+    """A high-s twin of the seal would be a second block with another hash."""
+    from swarmflower.ledger.evm import EvmChain
+    from swarmflower.ledger.seal import VANITY_BYTES
+
+    block = EvmChain.decode_block(_next_block(swarm))
+    extra = block.header.extra_data
+    twin = extra[:VANITY_BYTES] + malleate(extra[VANITY_BYTES:])
+    data = EvmChain.encode_block(block.copy(header=block.header.copy(extra_data=twin)))
+    _rejected(swarm, data, BadSeal, "low-s")
+
+
+def test_malleated_commitment_signature_is_rejected(swarm):
+    round = swarm[0].head().height + 1
+    signed = commitments(swarm[0], KEYS, round)
+    twin = Commitment(
+        site=signed[0].site,
+        round=round,
+        update_hash=signed[0].update_hash,
+        num_examples=signed[0].num_examples,
+        signature=malleate(signed[0].signature),
+    )
+    data = swarm[0].propose(
+        _leader_key(swarm),
+        round,
+        keccak(b"m"),
+        keccak(b"s"),
+        [twin, *signed[1:]],
+        timestamp=swarm[0].round(round - 1).timestamp + 1,
+    )
+    _rejected(swarm, data, BadCommitmentSignature, "low-s")
 
 
 def test_header_changed_after_sealing_is_rejected(swarm):

@@ -220,7 +220,10 @@ def sealRound(
         modelHash=modelHash,
         stateHash=stateHash,
     )
-    self.seed = keccak256(concat(self.seed, convert(round, bytes32), root, modelHash))
+    # The next seed depends on nothing a proposer chooses (not the block
+    # hash, not which commitments it merged), so no site can grind its way
+    # into leading; liveness changes above are the only other input.
+    self.seed = keccak256(concat(self.seed, convert(round, bytes32)))
     self.lastRound = round
     log Sealed(
         round=round,
