@@ -43,6 +43,10 @@ class UnknownSite(InvalidBlock):
     """The block names a site that is not enrolled in the swarm."""
 
 
+class FutureBlock(InvalidBlock):
+    """Stamped too far ahead of the local clock; may become valid later."""
+
+
 class BadRound(InvalidBlock):
     """The block's round, view, reason, timestamp or body break the round rules."""
 

@@ -9,7 +9,7 @@ header's state root. Only then is it stored and offered to the fork choice.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from .commitments import (
 )
 from .errors import (
     BadRound,
+    FutureBlock,
     InvalidBlock,
     LedgerStateError,
     MalformedBlock,
@@ -50,6 +51,7 @@ from .store import SqliteBlockStore, resolve
 
 MAX_VIEW = 64  # the contract's bound on backups
 SYNC_BATCH = 64
+MAX_DRIFT = 15  # seconds a block's timestamp may run ahead of the local clock
 
 
 @dataclass(frozen=True)
@@ -81,10 +83,20 @@ def _constructor_args(genesis: Genesis) -> tuple:
 class Ledger(LedgerAPI):
     """A replica: in memory, or on disk when given a store."""
 
-    def __init__(self, genesis: Genesis, store: BlockStoreAPI | None = None):
+    def __init__(
+        self,
+        genesis: Genesis,
+        store: BlockStoreAPI | None = None,
+        clock: Callable[[], float] | None = time.time,
+    ):
+        """`clock` bounds how far in the future a block may be stamped (None: no
+        bound, as when re-verifying history); a backup cannot claim its leader
+        timed out before the timeout has really passed.
+        """
         if len(genesis.initial_model_hash) != 32:
             raise ValueError("initial_model_hash must be 32 bytes")
         self.genesis = genesis
+        self.clock = clock
         self._evm = EvmChain(
             _constructor_args(genesis), genesis.digest(), genesis.timestamp
         )
@@ -101,20 +113,27 @@ class Ledger(LedgerAPI):
     # -- opening ------------------------------------------------------------
 
     @classmethod
-    def create(cls, genesis: Genesis, path: str | Path | None = None) -> Ledger:
+    def create(
+        cls,
+        genesis: Genesis,
+        path: str | Path | None = None,
+        clock: Callable[[], float] | None = time.time,
+    ) -> Ledger:
         """A new replica of `genesis`, kept on disk in folder `path` if given."""
         if path is None:
-            return cls(genesis)
+            return cls(genesis, clock=clock)
         store = SqliteBlockStore(path, create=True)
         if store.genesis_json() is not None:
             store.close()
             raise StoreError(f"{path} already holds a replica; use Ledger.open")
-        ledger = cls(genesis, store)
+        ledger = cls(genesis, store, clock)
         store.initialize(genesis.to_json(), ledger.swarm_id)
         return ledger
 
     @classmethod
-    def open(cls, path: str | Path) -> Ledger:
+    def open(
+        cls, path: str | Path, clock: Callable[[], float] | None = time.time
+    ) -> Ledger:
         """Reopen a replica on disk, re-validating every stored block from genesis.
 
         `path` is the replica folder or a site folder holding it in `ledger/`.
@@ -124,7 +143,8 @@ class Ledger(LedgerAPI):
             text = store.genesis_json()
             if text is None:
                 raise StoreError(f"{path}: the replica has no genesis")
-            ledger = cls(Genesis.from_json(text))
+            # History is re-verified without the clock: it was checked on arrival.
+            ledger = cls(Genesis.from_json(text), clock=None)
             if ledger.swarm_id != store.genesis_hash():
                 raise StoreError(
                     f"{path}: stored genesis does not hash to its swarm id"
@@ -145,6 +165,7 @@ class Ledger(LedgerAPI):
             store.close()
             raise
         ledger._store = store
+        ledger.clock = clock
         return ledger
 
     def close(self) -> None:
@@ -365,6 +386,11 @@ class Ledger(LedgerAPI):
             raise MalformedBlock(
                 f"block #{header.block_number} does not follow its parent "
                 f"#{parent.ref.height}"
+            )
+        if self.clock is not None and header.timestamp > self.clock() + MAX_DRIFT:
+            raise FutureBlock(
+                f"block #{header.block_number} is stamped t={header.timestamp}, "
+                f"more than {MAX_DRIFT}s ahead of this replica's clock; retry later"
             )
         view, reason = parse_vanity(header.extra_data)
         signer = seal_signer(header)

@@ -8,6 +8,7 @@ import pytest
 from eth_keys import keys
 from eth_utils import keccak
 from ledger_helpers import (
+    TIMEOUT,
     block_hash_of,
     commitments,
     key_of,
@@ -20,6 +21,7 @@ from swarmflower.ledger import (
     BadCommitmentSignature,
     Commitment,
     Enrollment,
+    FutureBlock,
     ImportOutcome,
     Ledger,
     Reason,
@@ -224,3 +226,17 @@ def test_replicas_owned_by_threads_converge():
     with ThreadPoolExecutor(max_workers=4) as pool:
         heads = set(pool.map(own_replica, range(4)))
     assert heads == {source.head().hash}
+
+
+def test_backup_block_stamped_ahead_of_the_clock_waits_for_it():
+    """A backup cannot claim its leader timed out before the timeout passed."""
+    replicas = _swarm(2)
+    parent_ts = replicas[0].round(3).timestamp
+    now = [parent_ts + 5.0]
+    replicas[1].clock = lambda: now[0]
+    block = produce(replicas[0], KEYS, view=1, adopt=False)  # stamped parent + 31
+    with pytest.raises(FutureBlock, match="ahead of this replica's clock"):
+        replicas[1].import_block(block)
+    assert replicas[1].head().height == 3
+    now[0] = parent_ts + TIMEOUT + 1.0
+    assert replicas[1].import_block(block) is ImportOutcome.ADOPTED
