@@ -106,7 +106,7 @@ class Ledger(LedgerAPI):
         self._nodes: dict[bytes, _Node] = {header.hash: root}
         self._children: dict[bytes, list[bytes]] = {}
         self._canonical: list[bytes] = [header.hash]
-        self._electorates: dict[bytes, tuple[str, ...]] = {}
+        self._electorates: dict[tuple[bytes, int], tuple[str, ...]] = {}
         self._pending: dict[str, Commitment] = {}
         self._store = store
 
@@ -363,19 +363,16 @@ class Ledger(LedgerAPI):
     # -- importing ----------------------------------------------------------
 
     def import_block(self, data: bytes) -> ImportOutcome:
-        outcome = self._import(data)
+        outcome, ref = self._import(data)
         if outcome is not ImportOutcome.KNOWN and self._store is not None:
-            block_hash = self._last_imported
-            self._store.append(
-                block_hash, self._nodes[block_hash].ref.height, data, self.head().hash
-            )
+            self._store.append(ref.hash, ref.height, data, self.head().hash)
         return outcome
 
-    def _import(self, data: bytes) -> ImportOutcome:
+    def _import(self, data: bytes) -> tuple[ImportOutcome, BlockRef]:
         block = self._evm.decode_block(data)
         header = block.header
         if header.hash in self._nodes:
-            return ImportOutcome.KNOWN
+            return ImportOutcome.KNOWN, self._nodes[header.hash].ref
         parent = self._nodes.get(header.parent_hash)
         if parent is None:
             raise UnknownParent(
@@ -408,8 +405,7 @@ class Ledger(LedgerAPI):
         )
         self._nodes[header.hash] = node
         self._children.setdefault(parent.ref.hash, []).append(header.hash)
-        self._last_imported = header.hash
-        return self._choose(node)
+        return self._choose(node), node.ref
 
     def _check_proposer(
         self, header, parent: _Node, signer: bytes, view: int, reason: Reason
