@@ -62,6 +62,14 @@ class BlockStoreAPI(ABC):
     def close(self) -> None: ...
 
 
+class ElectionAPI(ABC):
+    """Who may seal the round after a given block, from on-chain data only."""
+
+    @abstractmethod
+    def electees(self, parent_header, count: int) -> tuple[str, ...]:
+        """Leader then ordered backups (at most `count`) of the next round."""
+
+
 class LedgerAPI(BlockSourceAPI):
     """One site's replica: validates what it imports, elects, seals rounds."""
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from eth_keys.datatypes import PrivateKey
 from eth_utils import to_canonical_address, to_checksum_address
 
-from .abc import BlockSourceAPI, BlockStoreAPI, LedgerAPI
+from .abc import BlockSourceAPI, BlockStoreAPI, ElectionAPI, LedgerAPI
 from .commitments import (
     Commitment,
     canonical,
@@ -24,6 +24,7 @@ from .commitments import (
     unpack_commitments,
     verify_all,
 )
+from .election import MAX_VIEW, ContractElection
 from .errors import (
     BadRound,
     FutureBlock,
@@ -49,7 +50,6 @@ from .records import (
 from .seal import parse_vanity, seal_header, seal_signer, vanity
 from .store import SqliteBlockStore, resolve
 
-MAX_VIEW = 64  # the contract's bound on backups
 SYNC_BATCH = 64
 MAX_DRIFT = 15  # seconds a block's timestamp may run ahead of the local clock
 
@@ -106,7 +106,7 @@ class Ledger(LedgerAPI):
         self._nodes: dict[bytes, _Node] = {header.hash: root}
         self._children: dict[bytes, list[bytes]] = {}
         self._canonical: list[bytes] = [header.hash]
-        self._electorates: dict[tuple[bytes, int], tuple[str, ...]] = {}
+        self._election: ElectionAPI = ContractElection(self._evm)
         self._pending: dict[str, Commitment] = {}
         self._store = store
 
@@ -241,18 +241,7 @@ class Ledger(LedgerAPI):
         return electorate[view]
 
     def _electorate(self, parent: _Node, count: int) -> tuple[str, ...]:
-        """Leader and `count - 1` backups of the round after `parent`, per the contract.
-
-        Importers ask only as far as the view they check: each electee costs
-        the EVM a storage read.
-        """
-        key = (parent.ref.hash, count)
-        cached = self._electorates.get(key)
-        if cached is None:
-            (found,) = self._evm.call(parent.header, "electees", count)
-            cached = tuple(to_checksum_address(a) for a in found)
-            self._electorates[key] = cached
-        return cached
+        return self._election.electees(parent.header, count)
 
     # -- commitments --------------------------------------------------------
 
