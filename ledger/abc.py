@@ -109,6 +109,20 @@ class LedgerAPI(BlockSourceAPI):
         """The checked commitments held for the next round."""
 
     @abstractmethod
+    def commit(
+        self, key: PrivateKey, round: int, update_hash: bytes, num_examples: int
+    ) -> Commitment:
+        """Sign this site's commitment for `round` (and hold it here)."""
+
+    @abstractmethod
+    def enroll(self, enrollment: Enrollment) -> None:
+        """Hold a vetted site admission for the next round sealed here."""
+
+    @abstractmethod
+    def verify(self) -> BlockRef:
+        """Re-validate everything from genesis; return the (unchanged) head."""
+
+    @abstractmethod
     def propose(
         self,
         key: PrivateKey,
@@ -133,10 +147,14 @@ class LedgerAPI(BlockSourceAPI):
         commitments: Sequence[Commitment] | None = None,
         view: int = 0,
         reason: Reason = Reason.NORMAL,
-        enrollments: Sequence[Enrollment] = (),
+        enrollments: Sequence[Enrollment] | None = None,
         timestamp: int | None = None,
     ) -> bytes:
-        """Build, seal and adopt the block of `round`; return its RLP bytes."""
+        """Build, seal and adopt the block of `round`; return its RLP bytes.
+
+        `commitments` and `enrollments` default to those held by
+        `submit_commitment` and `enroll`.
+        """
 
     @abstractmethod
     def import_block(self, data: bytes) -> ImportOutcome:

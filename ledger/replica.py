@@ -108,6 +108,7 @@ class Ledger(LedgerAPI):
         self._canonical: list[bytes] = [header.hash]
         self._election: ElectionAPI = ContractElection(self._evm)
         self._pending: dict[str, Commitment] = {}
+        self._pending_enrollments: dict[str, Enrollment] = {}
         self._store = store
 
     # -- opening ------------------------------------------------------------
@@ -261,6 +262,35 @@ class Ledger(LedgerAPI):
         next_round = self.head().height + 1
         return tuple(c for c in self._pending.values() if c.round == next_round)
 
+    def commit(
+        self, key: PrivateKey, round: int, update_hash: bytes, num_examples: int
+    ) -> Commitment:
+        """Sign this site's commitment for `round` and hold it for sealing here.
+
+        Ship the returned commitment to the round's leader (its replica's
+        `submit_commitment`) when this site does not lead.
+        """
+        commitment = Commitment.sign(
+            key, self.swarm_id, round, update_hash, num_examples
+        )
+        self.submit_commitment(commitment)
+        return commitment
+
+    def enroll(self, enrollment: Enrollment) -> None:
+        """Hold a site admission (already vetted off-chain, e.g. its certificate
+        checked against the swarm CA) for the next round this replica seals.
+        """
+        if self.is_enrolled(enrollment.address):
+            raise LedgerStateError(f"{enrollment.address} is already enrolled")
+        self._pending_enrollments[enrollment.address] = enrollment
+
+    def pending_enrollments(self) -> tuple[Enrollment, ...]:
+        return tuple(
+            e
+            for e in self._pending_enrollments.values()
+            if not self.is_enrolled(e.address)
+        )
+
     # -- producing ----------------------------------------------------------
 
     def propose(
@@ -328,11 +358,13 @@ class Ledger(LedgerAPI):
         commitments: Sequence[Commitment] | None = None,
         view: int = 0,
         reason: Reason = Reason.NORMAL,
-        enrollments: Sequence[Enrollment] = (),
+        enrollments: Sequence[Enrollment] | None = None,
         timestamp: int | None = None,
     ) -> bytes:
         if commitments is None:
             commitments = self.pending_commitments()
+        if enrollments is None:
+            enrollments = self.pending_enrollments()
         data = self.propose(
             key,
             round,
@@ -347,6 +379,11 @@ class Ledger(LedgerAPI):
         self.import_block(data)
         height = self.head().height
         self._pending = {s: c for s, c in self._pending.items() if c.round > height}
+        self._pending_enrollments = {
+            a: e
+            for a, e in self._pending_enrollments.items()
+            if not self.is_enrolled(a)
+        }
         return data
 
     # -- importing ----------------------------------------------------------
@@ -523,6 +560,26 @@ class Ledger(LedgerAPI):
         while children := self._children.get(canonical[-1]):
             canonical.append(preferred(self._nodes[c].ref for c in children).hash)
         return ImportOutcome.ADOPTED
+
+    # -- verification -------------------------------------------------------
+
+    def verify(self) -> BlockRef:
+        """Re-validate every block known here on a fresh replica of the genesis.
+
+        Elections, seals, commitments and state roots are all recomputed;
+        raises InvalidBlock or LedgerStateError on any mismatch, else returns
+        the head, which equals this replica's.
+        """
+        fresh = Ledger(self.genesis, clock=None)
+        for node in sorted(self._nodes.values(), key=lambda n: n.ref.height):
+            if node.data:
+                fresh._import(node.data)
+        if fresh.head() != self.head():
+            raise LedgerStateError(
+                f"head {self.head().hash.hex()} is not the recomputed head "
+                f"{fresh.head().hash.hex()}"
+            )
+        return fresh.head()
 
     # -- replication --------------------------------------------------------
 

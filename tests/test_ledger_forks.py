@@ -24,6 +24,7 @@ from swarmflower.ledger import (
     FutureBlock,
     ImportOutcome,
     Ledger,
+    LedgerStateError,
     Reason,
     UnknownSite,
 )
@@ -80,6 +81,7 @@ def test_late_leader_block_loses_in_either_order(order):
     assert outcomes[-1] is (
         ImportOutcome.ADOPTED if order[-1] == 1 else ImportOutcome.SIDE
     )
+    assert replicas[1].verify() == replicas[1].head()  # side block re-validated too
 
 
 def test_bad_merge_redo_replaces_the_leader_block_and_its_descendants():
@@ -165,15 +167,18 @@ def test_enrollment_at_run_time_admits_a_new_site():
     with pytest.raises(UnknownSite):
         replicas[0].submit_commitment(early)
     leader = key_of(replicas[0].proposer(round, 0), KEYS)
+    replicas[0].enroll(Enrollment(address, keccak(b"cert")))
     data = replicas[0].seal_round(
         leader,
         round,
         keccak(b"m"),
         keccak(b"s"),
         commitments(replicas[0], KEYS, round),
-        enrollments=[Enrollment(address, keccak(b"cert"))],
         timestamp=replicas[0].round(round - 1).timestamp + 1,
     )
+    assert replicas[0].pending_enrollments() == ()
+    with pytest.raises(LedgerStateError, match="already enrolled"):
+        replicas[0].enroll(Enrollment(address, keccak(b"cert")))
     replicas[1].import_block(data)
     assert replicas[1].round(round).enrolled[0].address == address
     assert replicas[1].is_enrolled(address)
@@ -187,8 +192,10 @@ def test_enrollment_at_run_time_admits_a_new_site():
 def test_commitment_pool_checks_and_feeds_the_seal():
     (replica,) = _swarm(1)
     round = replica.head().height + 1
-    for commitment in commitments(replica, KEYS[:3], round):
+    for commitment in commitments(replica, KEYS[:2], round):
         replica.submit_commitment(commitment)
+    mine = replica.commit(KEYS[2], round, keccak(b"my update"), 7)
+    mine.verify(replica.swarm_id)
     forged = Commitment(
         site=KEYS[3].public_key.to_checksum_address(),
         round=round,
