@@ -47,6 +47,14 @@ class SwarmParams:
     min_peers: int
     strategy: str = "FedAvg"
 
+    def __post_init__(self) -> None:
+        for name in ("rounds", "round_timeout", "min_peers"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"SwarmParams.{name} must be a non-negative int")
+        if len(self.strategy.encode()) > 64:
+            raise ValueError("SwarmParams.strategy is at most 64 bytes")
+
 
 @dataclass(frozen=True)
 class Genesis:
