@@ -37,7 +37,8 @@ def show(folder: Path = _DIR) -> None:
     ledger = _open(folder)
     try:
         table = Table(title=f"swarm {_short(ledger.swarm_id)}")
-        for column in ("round", "leader", "view", "reason", "sites", "model", "block"):
+        columns = ("round", "leader", "view", "reason", "skipped", "sites", "model")
+        for column in (*columns, "block"):
             table.add_column(column)
         for rec in ledger.rounds():
             table.add_row(
@@ -45,6 +46,7 @@ def show(folder: Path = _DIR) -> None:
                 rec.leader,
                 str(rec.view),
                 rec.reason.name.lower(),
+                " ".join(a[:10] for a in rec.skipped),
                 str(len(rec.commitments)),
                 _short(rec.model_hash),
                 _short(rec.block_hash),
