@@ -162,6 +162,17 @@ class EvmChain:
     def encode_block(block) -> bytes:
         return rlp.encode(block)
 
+    def block_transactions(self, header) -> tuple:
+        return self._chain.get_block_by_header(header).transactions
+
+    def block_bytes(self, header) -> bytes:
+        """A stored block's RLP bytes, rebuilt from its header and body tries.
+
+        Executing a block already stores its transactions (calldata included)
+        in the database, so replicas keep no second copy of the bytes.
+        """
+        return rlp.encode(self._chain.get_block_by_header(header))
+
     def nonce(self, header, address: bytes) -> int:
         return self._chain.get_vm(header).state.get_nonce(address)
 
@@ -248,4 +259,6 @@ class EvmChain:
         (last_round,) = self._view(vm, "lastRound")
         if last_round != block.number:
             raise BadRound(f"block #{block.number}: its sealRound call reverted")
-        self._chain.chaindb.persist_block(block)
+        # Headers and state suffice to execute children; the replica keeps the
+        # block bytes itself, so py-evm need not store the body a second time.
+        self._chain.chaindb.persist_header(block.header)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from eth_keys.datatypes import PrivateKey
@@ -51,6 +51,7 @@ from .seal import parse_vanity, seal_header, seal_signer, vanity
 from .store import SqliteBlockStore, resolve
 
 SYNC_BATCH = 64
+RECORD_CACHE = 16
 MAX_DRIFT = 15  # seconds a block's timestamp may run ahead of the local clock
 
 
@@ -61,7 +62,6 @@ class _Node:
     ref: BlockRef
     parent: bytes
     header: object
-    data: bytes
     record: RoundRecord | None
     sites: frozenset[bytes]  # enrolled after this block
     live: frozenset[bytes]  # electable after this block (mirrors the contract)
@@ -102,10 +102,11 @@ class Ledger(LedgerAPI):
         )
         header = self._evm.genesis_header
         sites = frozenset(to_canonical_address(s.address) for s in genesis.sites)
-        root = _Node(BlockRef(0, header.hash), b"", header, b"", None, sites, sites)
+        root = _Node(BlockRef(0, header.hash), b"", header, None, sites, sites)
         self._nodes: dict[bytes, _Node] = {header.hash: root}
         self._children: dict[bytes, list[bytes]] = {}
         self._canonical: list[bytes] = [header.hash]
+        self._records: dict[bytes, RoundRecord] = {}
         self._election: ElectionAPI = ContractElection(self._evm)
         self._pending: dict[str, Commitment] = {}
         self._pending_enrollments: dict[str, Enrollment] = {}
@@ -189,7 +190,7 @@ class Ledger(LedgerAPI):
     def block_bytes(self, height: int) -> bytes:
         if height == 0:
             raise LedgerStateError("genesis is rebuilt from Genesis, not shipped")
-        return self._canonical_node(height).data
+        return self._evm.block_bytes(self._canonical_node(height).header)
 
     def blocks_range(self, start: int, end: int) -> list[bytes]:
         end = min(end, len(self._canonical))
@@ -198,11 +199,11 @@ class Ledger(LedgerAPI):
     def round(self, round: int) -> RoundRecord:
         if round == 0:
             raise LedgerStateError("round 0 is genesis: no round was sealed")
-        return self._canonical_node(round).record
+        return self._full_record(self._canonical_node(round))
 
     def rounds(self) -> Iterator[RoundRecord]:
         for block_hash in self._canonical[1:]:
-            yield self._nodes[block_hash].record
+            yield self._full_record(self._nodes[block_hash])
 
     def is_enrolled(self, site: str) -> bool:
         head = self._nodes[self._canonical[-1]]
@@ -213,6 +214,24 @@ class Ledger(LedgerAPI):
         if round == 0:
             return self.genesis.initial_model_hash
         return self.round(round).model_hash
+
+    def _full_record(self, node: _Node) -> RoundRecord:
+        """The node's round record with its commitments decoded from the block.
+
+        Nodes keep no decoded commitments (a 1000-site round would hold ~250 KB
+        of Python objects per block); a few recent records are cached.
+        """
+        cached = self._records.get(node.ref.hash)
+        if cached is None:
+            (tx,) = self._evm.block_transactions(node.header)
+            blob = self._evm.artifact.function("sealRound").decode_call(tx.data)[5]
+            cached = replace(
+                node.record, commitments=unpack_commitments(blob, node.ref.height)
+            )
+            if len(self._records) >= RECORD_CACHE:
+                self._records.pop(next(iter(self._records)))
+            self._records[node.ref.hash] = cached
+        return cached
 
     def _canonical_node(self, height: int) -> _Node:
         if not 0 <= height < len(self._canonical):
@@ -424,7 +443,6 @@ class Ledger(LedgerAPI):
             BlockRef(header.block_number, header.hash, view),
             parent.ref.hash,
             header,
-            data,
             record,
             sites,
             live,
@@ -538,7 +556,7 @@ class Ledger(LedgerAPI):
             timestamp=header.timestamp,
             model_hash=model_hash,
             state_hash=state_hash,
-            commitments=commitments,
+            commitments=(),  # kept in the block; see _full_record
             skipped=skipped,
             revived=tuple(to_checksum_address(a) for a in revived),
             enrolled=enrolled,
@@ -572,8 +590,8 @@ class Ledger(LedgerAPI):
         """
         fresh = Ledger(self.genesis, clock=None)
         for node in sorted(self._nodes.values(), key=lambda n: n.ref.height):
-            if node.data:
-                fresh._import(node.data)
+            if node.ref.height:
+                fresh._import(self._evm.block_bytes(node.header))
         if fresh.head() != self.head():
             raise LedgerStateError(
                 f"head {self.head().hash.hex()} is not the recomputed head "
