@@ -15,7 +15,11 @@ def test_artifact_matches_recompiled_source():
         .read_text()
     )
     fresh = compile_source()
-    assert fresh["compiler"] == shipped["compiler"]
+    assert fresh["compiler"] == shipped["compiler"], (
+        f"artifact built by {shipped['compiler']}, installed {fresh['compiler']}: "
+        "pin that vyper, or regenerate with "
+        "`python -m swarmflower.ledger.contract ledger/contracts/Swarm.json`"
+    )
     assert fresh["abi"] == shipped["abi"]
     assert fresh["bytecode"] == shipped["bytecode"]
     assert fresh["bytecode_runtime"] == shipped["bytecode_runtime"]
