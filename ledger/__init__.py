@@ -1,7 +1,18 @@
 """The embedded py-evm ledger that every site replicates and that elects leaders.
 
-Use `Ledger` (one replica), the plain records in `records`, `Commitment` for
-a site's signed update, and the typed errors in `errors`.
+One round, as the ledger sees it::
+
+    ledger = Ledger.create(genesis, "site/ledger")      # or Ledger.open(...)
+    leader, *backups = ledger.electees(round)           # once round-1 is sealed
+    c = ledger.commit(site_key, round, update_hash, n)   # ship c to the leader
+    leader_replica.submit_commitment(c)                  # checked on arrival
+    data = leader_replica.seal_round(leader_key, round, model_hash, state_hash)
+    other.import_block(data)                             # InvalidBlock if refused
+    other.sync(peer)                                     # catch up from any peer
+
+A backup that waited `round_timeout * view` seconds seals the same round with
+`view=v, reason=Reason.LEADER_TIMEOUT` (or `BAD_MERGE`, replacing a sealed
+round); the higher view wins at that height, ties by lowest block hash.
 """
 
 from .abc import BlockSourceAPI, BlockStoreAPI, LedgerAPI
