@@ -13,7 +13,6 @@ import argparse
 import statistics
 
 from swarmflower.simulations.compare import run_compare
-
 from swarmflower.tasks import TaskSpec
 
 

@@ -270,6 +270,14 @@ class SwarmPeer(PeerServiceAPI):
         if view == 0 and self.faults.crashes_while_leading(round):
             self._crash(f"leader crash in round {round}")
         offers = sorted(self._offers[round].values(), key=lambda o: o.site_index)
+        log.info(
+            "site %s seals round %d view %d with %d updates (%s)",
+            self.identity.name,
+            round,
+            view,
+            len(offers),
+            reason.name,
+        )
         outcome = self.strategy.merge(
             round, self._model, [self._as_update(o) for o in offers], self._state
         )

@@ -1,0 +1,121 @@
+"""The swarm on one machine: Flower-equal, rotating, fault tolerant, verifying."""
+
+import numpy as np
+import pytest
+from swarm_helpers import heart_swarm, replica
+
+from swarmflower.faults import FaultPlan
+from swarmflower.ledger import Reason
+from swarmflower.simulations.fedavg import run_flower_fedavg
+from swarmflower.simulations.swarm import run_swarm_method
+from swarmflower.strategies import arrays_hash
+from swarmflower.tasks import TaskSpec
+
+
+@pytest.fixture(scope="module")
+def fault_free():
+    return run_swarm_method(TaskSpec(), 20)
+
+
+def test_equals_flower_fedavg_on_heart(fault_free):
+    flower = run_flower_fedavg(TaskSpec(), 20)
+    assert fault_free.final_arrays is not None and flower.final_arrays is not None
+    difference = max(
+        float(np.abs(ours - theirs).max())
+        for ours, theirs in zip(
+            fault_free.final_arrays, flower.final_arrays, strict=True
+        )
+    )
+    assert difference <= 1e-6
+    # Twenty rounds of training moved the model far from where it started.
+    swarm = fault_free.details
+    start = swarm.models[0].to_numpy_ndarrays()
+    assert (
+        max(
+            float(np.abs(a - b).max())
+            for a, b in zip(start, fault_free.final_arrays, strict=True)
+        )
+        > 0.1
+    )
+
+
+def test_leadership_rotates_as_the_contract_elects():
+    result = heart_swarm(20)
+    ledger = replica(result)
+    leaders = [r.leader for r in result.rounds]
+    assert len(set(leaders)) > 1
+    for record in result.rounds:
+        assert record.view == 0 and record.reason is Reason.NORMAL
+        assert record.leader == ledger.electees(record.round, 1)[0]
+    # Every site adopted every round, and all hold the same final model.
+    finals = {arrays_hash(p.model) for p in result.peers}
+    assert finals == {arrays_hash(result.final_arrays)}
+    assert all(len(p.log.adopted) == 20 for p in result.peers)
+
+
+def test_leader_killed_mid_round_is_replaced_by_its_backup():
+    result = heart_swarm(
+        3, faults=FaultPlan(leader_crash_rounds=frozenset({2})), round_timeout=1
+    )
+    ledger = replica(result)
+    second = result.rounds[1]
+    elected = ledger.electees(2, 2)
+    assert second.view == 1 and second.reason is Reason.LEADER_TIMEOUT
+    assert second.leader == elected[1]
+    crashed = [name for name, _ in result.crashes]
+    names = {p.address: p.identity.name for p in result.peers}
+    assert crashed == [names[elected[0]]]
+    assert [r.round for r in result.rounds] == [1, 2, 3]
+
+
+def test_a_leader_crash_every_fourth_round_costs_no_accuracy(fault_free):
+    plan = FaultPlan.every_nth_leader(4, 20, recover_after=1)
+    faulty = run_swarm_method(TaskSpec(), 20, faults=plan, round_timeout=3)
+    swarm = faulty.details
+    assert len(swarm.crashes) == 5
+    assert [r.round for r in swarm.rounds] == list(range(1, 21))
+    for record in swarm.rounds:
+        sites = [c.site for c in record.commitments]
+        assert len(sites) == len(set(sites))  # nobody merged twice
+        assert all(c.round == record.round for c in record.commitments)
+        if record.round % 4 == 0:
+            assert record.reason is Reason.LEADER_TIMEOUT
+    assert abs(faulty.accuracy - fault_free.accuracy) <= 0.01
+
+
+def test_dishonest_leader_is_caught_and_its_model_never_adopted():
+    honest = heart_swarm(3)
+    result = heart_swarm(
+        3, faults=FaultPlan(dishonest_leader_rounds=frozenset({2})), round_timeout=3
+    )
+    ledger = replica(result)
+    second = result.rounds[1]
+    assert second.view == 1 and second.reason is Reason.BAD_MERGE
+    refused = {h for p in result.peers for (r, h, _) in p.log.refused if r == 2}
+    assert len(refused) == 1
+    (bad_block,) = refused
+    redo_model = ledger.round(2).model_hash
+    adopted = {(a.round, a.block_hash) for p in result.peers for a in p.log.adopted}
+    assert all(block != bad_block for _, block in adopted)
+    # The backup that redid the round recomputed the merge and refused it.
+    redoer = next(p for p in result.peers if p.address == second.leader)
+    assert [h for r, h, _ in redoer.log.refused if r == 2] == [bad_block]
+    # The redo is the honest merge: the swarm ends where the honest one does.
+    assert all(len(r.commitments) == 4 for r in honest.rounds + result.rounds)
+    assert redo_model == honest.rounds[1].model_hash
+    assert arrays_hash(result.final_arrays) == arrays_hash(honest.final_arrays)
+
+
+def test_a_site_that_missed_rounds_adopts_the_merged_model():
+    plan = FaultPlan(site_crashes=((2, 2),), recover_after=1)
+    result = heart_swarm(4, faults=plan, round_timeout=1)
+    switzerland = result.peers[2]  # the restarted site
+    assert [name for name, _ in result.crashes] == ["switzerland"]
+    assert switzerland.address not in result.rounds[1].contributors
+    # Back one round later: it fetched the merged model by its ledger hash...
+    first = switzerland.log.adopted[0]
+    assert first.round >= 2 and not first.recomputed
+    assert first.model_hash == result.rounds[first.round - 1].model_hash
+    # ...and trained and contributed again before the end.
+    assert switzerland.address in result.rounds[-1].contributors
+    assert switzerland.log.adopted[-1].model_hash == result.rounds[-1].model_hash
