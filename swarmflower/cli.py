@@ -66,12 +66,20 @@ def root() -> None:
     """Swarm Learning on Flower: train one model across sites, no central server."""
 
 
-def _task_spec(**options):
+TASK_OPTIONS = (
+    *("task", "sites", "alpha", "site_column", "target", "model"),
+    *("local_steps", "batch_size", "lr", "optimizer", "seed"),
+)
+
+
+def _task_spec(options: dict):
+    """The `TaskSpec` a command's task options describe (pass its `locals()`)."""
     from swarmflower.tasks import TaskSpec
 
-    options["learning_rate"] = options.pop("lr")
-    options["num_sites"] = options.pop("sites")
-    return TaskSpec(**options)
+    chosen = {name: options[name] for name in TASK_OPTIONS}
+    chosen["learning_rate"] = chosen.pop("lr")
+    chosen["num_sites"] = chosen.pop("sites")
+    return TaskSpec(**chosen)
 
 
 def _run_with_progress(methods: Sequence[str], rounds: int, run):
@@ -141,19 +149,7 @@ def compare(
     """
     from swarmflower.simulations.compare import check_methods, run_compare
 
-    spec = _task_spec(
-        task=task,
-        sites=sites,
-        alpha=alpha,
-        site_column=site_column,
-        target=target,
-        model=model,
-        local_steps=local_steps,
-        batch_size=batch_size,
-        lr=lr,
-        optimizer=optimizer,
-        seed=seed,
-    )
+    spec = _task_spec(locals())
     chosen = check_methods([m.strip() for m in methods.split(",") if m.strip()])
     console.print(_describe(spec, rounds))
     results = _run_with_progress(
@@ -200,19 +196,7 @@ def simulate(
 
     if engine != "inproc":
         raise ConfigError(f"unknown engine '{engine}': use inproc")
-    spec = _task_spec(
-        task=task,
-        sites=sites,
-        alpha=alpha,
-        site_column=site_column,
-        target=target,
-        model=model,
-        local_steps=local_steps,
-        batch_size=batch_size,
-        lr=lr,
-        optimizer=optimizer,
-        seed=seed,
-    )
+    spec = _task_spec(locals())
     plan = FaultPlan.parse(faults, spec.load().num_sites, rounds)
     console.print(_describe(spec, rounds))
     result = _run_with_progress(
@@ -226,10 +210,16 @@ def simulate(
             faults=plan,
             round_timeout=round_timeout,
             min_peers=min_peers,
+            ledger_dir=out / "sites",
         ),
     )
     console.print(rounds_table(result))
     _report([result], out, rounds)
+    console.print(
+        f"each site's ledger replica is in {out / 'sites'}/<site>/ledger: "
+        f"swarmflower ledger verify {out / 'sites' / result.site_names[0]}",
+        soft_wrap=True,
+    )
 
 
 def _mount_subcommands() -> None:

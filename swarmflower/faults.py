@@ -28,12 +28,18 @@ class FaultPlan:
       training.
     - `recover_after`: a crashed site comes back this many rounds later
       (0: never).
+    - `stragglers`: (site index, round, seconds): that site's update for that
+      round is held back this long after training, as a slow site's would.
     """
 
     leader_crash_rounds: frozenset[int] = frozenset()
     dishonest_leader_rounds: frozenset[int] = frozenset()
     site_crashes: tuple[tuple[int, int], ...] = ()
     recover_after: int = 0
+    stragglers: tuple[tuple[int, int, float], ...] = ()
+
+    def delay(self, site: int, round: int) -> float:
+        return sum(s for k, r, s in self.stragglers if (k, r) == (site, round))
 
     def crashes_while_leading(self, round: int) -> bool:
         return round in self.leader_crash_rounds

@@ -188,12 +188,20 @@ class SwarmPeer(PeerServiceAPI):
                 num_examples,
             )
             offer = UpdateOffer(round, commitment, update, self.identity.index)
+            self._straggle(round)
             for electee in self._electees(round):
                 if electee == self.address:
                     self._accept_offer(offer)
                 else:
                     self.transport.send(electee, offer)
         self._wait_for_round(round, started)
+
+    def _straggle(self, round: int) -> None:
+        """Hold the update back if the fault plan makes this site slow this round."""
+        until = time.monotonic() + self.faults.delay(self.identity.index, round)
+        while time.monotonic() < until:
+            self._check_alive()
+            self._handle(self.transport.receive(min(POLL_S, until - time.monotonic())))
 
     def _train(self, round: int) -> tuple[int, ArrayRecord] | None:
         assert self._model is not None

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from flwr.app import ArrayRecord, Context
 from flwr.clientapp import ClientApp
@@ -89,13 +90,16 @@ def run_swarm(
     contexts: Sequence[Context] | None = None,
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
+    ledger_dir: Path | None = None,
 ) -> SwarmResult:
     """Run `num_rounds` swarm rounds of `client_app` over `num_sites` sites.
 
     Each site's `ClientApp` gets the `Context` Flower's simulation engine would
     give partition `k` (or `contexts[k]`). `min_peers` (default: a majority)
     updates are needed to seal a round; a leader that has not sealed after
-    `round_timeout` seconds is replaced by the next backup.
+    `round_timeout` seconds is replaced by the next backup. With `ledger_dir`,
+    each site keeps its replica on disk in `ledger_dir/<site>/ledger`, for
+    `swarmflower ledger show|verify`.
     """
     if num_sites < 2:
         raise ConfigError(f"a swarm needs at least 2 sites, got {num_sites}")
@@ -139,6 +143,7 @@ def run_swarm(
         config=config,
         initial_arrays=initial_arrays,
         faults=faults,
+        ledger_dir=ledger_dir,
     )
     with quiet_flower():
         return supervisor.run(progress)
@@ -157,6 +162,7 @@ class _Supervisor:
         config: PeerConfig,
         initial_arrays: ArrayRecord,
         faults: FaultPlan,
+        ledger_dir: Path | None,
     ) -> None:
         self.identities = identities
         self.client_app = client_app
@@ -166,7 +172,12 @@ class _Supervisor:
         self.initial_arrays = initial_arrays
         self.faults = faults
         self.network = InProcNetwork()
-        self.ledgers = [Ledger.create(genesis) for _ in identities]
+        self.ledgers = [
+            Ledger.create(
+                genesis, None if ledger_dir is None else ledger_dir / i.name / "ledger"
+            )
+            for i in identities
+        ]
         self.stores = [MemoryModelStore() for _ in identities]
         self.peers: list[SwarmPeer] = [None] * len(identities)  # type: ignore[list-item]
         self.threads: list[threading.Thread] = [None] * len(identities)  # type: ignore[list-item]
@@ -227,6 +238,8 @@ class _Supervisor:
                 reported += 1
                 progress(reported)
             time.sleep(0.01)
+        for ledger in self.ledgers:
+            ledger.close()
         if self.errors:
             raise self.errors[0]
         if progress:

@@ -119,3 +119,18 @@ def test_a_site_that_missed_rounds_adopts_the_merged_model():
     # ...and trained and contributed again before the end.
     assert switzerland.address in result.rounds[-1].contributors
     assert switzerland.log.adopted[-1].model_hash == result.rounds[-1].model_hash
+
+
+def test_a_late_update_is_never_merged_into_another_round():
+    # VA trains round 2 but its update arrives long after the leader's wait.
+    plan = FaultPlan(stragglers=((3, 2, 2.5),))
+    result = heart_swarm(3, faults=plan, round_timeout=2, update_wait=0.5)
+    va = result.peers[3]
+    second, third = result.rounds[1], result.rounds[2]
+    assert va.address not in second.contributors
+    assert len(second.commitments) == 3
+    # VA adopted round 2 all the same, and contributed its round-3 update only.
+    assert any(a.round == 2 for a in va.log.adopted)
+    assert va.address in third.contributors
+    for record in result.rounds:
+        assert all(c.round == record.round for c in record.commitments)
