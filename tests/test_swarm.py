@@ -122,15 +122,14 @@ def test_a_site_that_missed_rounds_adopts_the_merged_model():
 
 
 def test_a_late_update_is_never_merged_into_another_round():
-    # VA trains round 2 but its update arrives long after the leader's wait.
-    plan = FaultPlan(stragglers=((3, 2, 2.5),))
-    result = heart_swarm(3, faults=plan, round_timeout=2, update_wait=0.5)
+    # VA trains round 2, but its update arrives well after the leader's wait.
+    plan = FaultPlan(stragglers=((3, 2, 1.0),))
+    result = heart_swarm(6, faults=plan, round_timeout=2, update_wait=0.4)
     va = result.peers[3]
-    second, third = result.rounds[1], result.rounds[2]
-    assert va.address not in second.contributors
-    assert len(second.commitments) == 3
-    # VA adopted round 2 all the same, and contributed its round-3 update only.
-    assert any(a.round == 2 for a in va.log.adopted)
-    assert va.address in third.contributors
+    assert va.address not in result.rounds[1].contributors
+    assert len(result.rounds[1].commitments) == 3
     for record in result.rounds:
         assert all(c.round == record.round for c in record.commitments)
+    # VA caught up with the merged model and contributed again later.
+    assert any(va.address in r.contributors for r in result.rounds[2:])
+    assert va.log.adopted[-1].model_hash == result.rounds[-1].model_hash
