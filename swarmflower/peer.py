@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 from eth_utils import keccak
 from flwr.app import Array, ArrayRecord, Context
 
@@ -42,6 +43,7 @@ from swarmflower.transport.base import (
 log = logging.getLogger("swarmflower.peer")
 
 POLL_S = 0.02
+LOOKAHEAD = 2  # updates for rounds further ahead than this are dropped
 
 
 @dataclass(frozen=True)
@@ -325,7 +327,7 @@ class SwarmPeer(PeerServiceAPI):
     def _accept_offer(self, offer: UpdateOffer) -> None:
         """Keep a valid update for its round; a late one is never merged elsewhere."""
         commitment = offer.commitment
-        if offer.round <= self._model_round:
+        if not self._model_round < offer.round <= self._model_round + LOOKAHEAD:
             return
         reason = None
         if commitment.round != offer.round:
@@ -335,15 +337,36 @@ class SwarmPeer(PeerServiceAPI):
         elif arrays_hash(offer.arrays) != commitment.update_hash:
             reason = "update does not match its commitment hash"
         else:
+            reason = self._unusable(offer.arrays)
+        if reason is None:
             try:
                 commitment.verify(self.ledger.swarm_id)
             except InvalidBlock as exc:
                 reason = str(exc)
         if reason:
-            log.warning("site %s: refused an update: %s", self.identity.name, reason)
+            log.warning(
+                "site %s: refused the round-%d update of site %d: %s",
+                self.identity.name,
+                offer.round,
+                offer.site_index,
+                reason,
+            )
             return
         self.store.put_arrays(offer.arrays)
         self._offers.setdefault(offer.round, {})[commitment.site] = offer
+
+    def _unusable(self, arrays: ArrayRecord) -> str | None:
+        """Why an update cannot be merged with this site's model, if it cannot."""
+        if self._model is None:
+            return None
+        expected = {key: array.shape for key, array in self._model.items()}
+        found = {key: array.shape for key, array in arrays.items()}
+        if found != expected:
+            return f"model of the wrong shape: {found} instead of {expected}"
+        for key, array in arrays.items():
+            if not np.isfinite(array.numpy()).all():
+                return f"non-finite values in '{key}'"
+        return None
 
     def _import(self, block: bytes) -> None:
         try:

@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from flwr.app import Array, ArrayRecord
+from flwr.clientapp import ClientApp
 from swarm_helpers import heart_swarm, replica
 
 from swarmflower.faults import FaultPlan
@@ -9,7 +11,8 @@ from swarmflower.ledger import Reason
 from swarmflower.simulations.fedavg import run_flower_fedavg
 from swarmflower.simulations.swarm import run_swarm_method
 from swarmflower.strategies import arrays_hash
-from swarmflower.tasks import TaskSpec
+from swarmflower.swarm import run_swarm
+from swarmflower.tasks import TaskSpec, initial_model, make_client_app
 
 
 @pytest.fixture(scope="module")
@@ -133,3 +136,34 @@ def test_a_late_update_is_never_merged_into_another_round():
     # VA caught up with the merged model and contributed again later.
     assert any(va.address in r.contributors for r in result.rounds[2:])
     assert va.log.adopted[-1].model_hash == result.rounds[-1].model_hash
+
+
+def test_nan_or_misshapen_updates_are_refused_and_the_swarm_goes_on():
+    spec = TaskSpec(local_steps=10)
+    data = spec.load()
+    inner = make_client_app(spec)
+    app = ClientApp()
+
+    @app.train()
+    def train(msg, context):
+        reply = inner(msg, context)
+        site = context.node_config["partition-id"]
+        if site in (1, 2):  # Hungary sends NaNs, Switzerland a wrong shape
+            arrays = reply.content["arrays"]
+            weight = arrays["0.weight"].numpy().copy()
+            broken = np.full_like(weight, np.nan) if site == 1 else weight[:, :5]
+            arrays["0.weight"] = Array(broken)
+        return reply
+
+    @app.evaluate()
+    def evaluate(msg, context):
+        return inner(msg, context)
+
+    initial = ArrayRecord(initial_model(spec, data.num_features).state_dict())
+    result = run_swarm(app, 4, initial, 3, min_peers=2, round_timeout=2)
+    hungary, switzerland = result.peers[1].address, result.peers[2].address
+    for record in result.rounds:
+        assert set(record.contributors).isdisjoint({hungary, switzerland})
+        assert len(record.commitments) == 2
+    final = result.final_arrays.to_numpy_ndarrays()
+    assert all(np.isfinite(a).all() for a in final)
