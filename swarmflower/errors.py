@@ -37,3 +37,11 @@ class NonFiniteUpdateError(InvalidUpdateError):
 
 class StrategyStateError(MergeError):
     """A strategy state blob is corrupt or belongs to another strategy or model."""
+
+
+class TransportError(SwarmflowerError):
+    """Peers cannot talk as asked (bad TLS material, address or message)."""
+
+
+class WireFormatError(TransportError):
+    """Bytes from a peer are not a valid swarmflower message of this version."""

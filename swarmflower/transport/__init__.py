@@ -7,14 +7,22 @@ from swarmflower.transport.base import (
     TransportAPI,
     UpdateOffer,
 )
+from swarmflower.transport.grpc_transport import (
+    GrpcSettings,
+    GrpcTransport,
+    TlsMaterial,
+)
 from swarmflower.transport.inproc import InProcNetwork, InProcTransport
 
 __all__ = [
     "BlockAnnouncement",
+    "GrpcSettings",
+    "GrpcTransport",
     "InProcNetwork",
     "InProcTransport",
     "PeerMessage",
     "PeerServiceAPI",
+    "TlsMaterial",
     "TransportAPI",
     "UpdateOffer",
 ]

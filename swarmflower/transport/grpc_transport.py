@@ -1,0 +1,496 @@
+"""Peers as separate processes: gRPC over mutual TLS pinned to the swarm's CA.
+
+Each site runs one gRPC server and keeps one channel per peer. Both sides
+present a certificate issued by the swarm CA and check the other's against
+it, so a machine without an enrolled key fails at the TLS handshake, before
+any swarmflower byte is read. An optional `authorize` hook then maps the
+caller's certificate to its address (e.g. by looking it up on the ledger).
+
+No generated protobuf code: four methods under `/swarmflower.Peer/` carry
+the raw bytes of `wire.py`. Messages are fire-and-forget from a per-peer
+sender thread, so a slow or dead peer never stalls the round loop, and
+fetches are streamed in chunks and checked against the requested hash, so
+corrupted bytes are fetched again instead of being returned.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import TypeVar
+
+import grpc
+from eth_utils import keccak
+from flwr.app import ArrayRecord
+
+from swarmflower.errors import TransportError, WireFormatError
+from swarmflower.transport import wire
+from swarmflower.transport.base import (
+    PeerMessage,
+    PeerServiceAPI,
+    TransportAPI,
+    UpdateOffer,
+)
+
+log = logging.getLogger(__name__)
+
+SERVICE = "swarmflower.Peer"
+DELIVER = f"/{SERVICE}/Deliver"
+FETCH_ARRAYS = f"/{SERVICE}/FetchArrays"
+FETCH_BLOB = f"/{SERVICE}/FetchBlob"
+FETCH_BLOCKS = f"/{SERVICE}/FetchBlocks"
+
+Authorize = Callable[[bytes], "str | None"]
+"""Certificate PEM of a caller -> its address, or None to refuse it."""
+
+ChunkFilter = Callable[[str, int, bytes], bytes]
+"""(kind, chunk index, bytes) -> bytes sent; kind is arrays, blob or blocks."""
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class TlsMaterial:
+    """PEM bytes: the swarm CA's certificate, this site's certificate and key."""
+
+    ca_cert: bytes
+    cert: bytes
+    key: bytes
+
+
+@dataclass(frozen=True)
+class GrpcSettings:
+    """Limits, timeouts and retries; the defaults suit hospital links."""
+
+    chunk_bytes: int = 1 << 20
+    # One Deliver carries a whole update, so this bounds the model size a peer
+    # accepts from others; fetches are chunked and bounded by max_fetch_bytes.
+    max_message_bytes: int = 256 << 20
+    max_fetch_bytes: int = 8 << 30
+    call_timeout_s: float = 30.0
+    fetch_timeout_s: float = 300.0
+    attempts: int = 3  # per call, for UNAVAILABLE only
+    backoff_s: float = 0.1  # doubled after each UNAVAILABLE, with jitter
+    backoff_max_s: float = 2.0
+    fetch_passes: int = 2  # how often a source that sent bad bytes is asked
+    server_workers: int = 16
+    inbox_size: int = 10_000
+    reconnect_backoff_ms: int = 100
+    max_reconnect_backoff_ms: int = 2_000
+    cache_payloads: int = 4  # encoded models kept for serving many fetchers
+
+
+def server_credentials(tls: TlsMaterial) -> grpc.ServerCredentials:
+    """Serve with our certificate; demand a client certificate from the CA."""
+    return grpc.ssl_server_credentials(
+        [(tls.key, tls.cert)], root_certificates=tls.ca_cert, require_client_auth=True
+    )
+
+
+def channel_credentials(tls: TlsMaterial) -> grpc.ChannelCredentials:
+    """Trust only servers the CA issued; present our certificate to them."""
+    return grpc.ssl_channel_credentials(tls.ca_cert, tls.key, tls.cert)
+
+
+def grpc_options(settings: GrpcSettings) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.initial_reconnect_backoff_ms", settings.reconnect_backoff_ms),
+        ("grpc.min_reconnect_backoff_ms", settings.reconnect_backoff_ms),
+        ("grpc.max_reconnect_backoff_ms", settings.max_reconnect_backoff_ms),
+    ]
+
+
+class _PeerServer:
+    """The serving half: answers Deliver and the fetches of other peers."""
+
+    def __init__(
+        self,
+        inbox: queue.Queue[PeerMessage],
+        settings: GrpcSettings,
+        authorize: Authorize | None,
+        chunk_filter: ChunkFilter | None,
+    ) -> None:
+        self.inbox = inbox
+        self.settings = settings
+        self.authorize = authorize
+        self.chunk_filter = chunk_filter
+        self.service: PeerServiceAPI | None = None
+        self._cache: OrderedDict[bytes, bytes] = OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        # No (de)serializers: requests and responses are wire.py bytes.
+        return grpc.method_handlers_generic_handler(
+            SERVICE,
+            {
+                "Deliver": grpc.unary_unary_rpc_method_handler(self.deliver),
+                "FetchArrays": grpc.unary_stream_rpc_method_handler(self.fetch_arrays),
+                "FetchBlob": grpc.unary_stream_rpc_method_handler(self.fetch_blob),
+                "FetchBlocks": grpc.unary_stream_rpc_method_handler(self.fetch_blocks),
+            },
+        )
+
+    def _caller(self, context: grpc.ServicerContext) -> str | None:
+        """The caller's address per `authorize`; aborts if it is refused."""
+        if self.authorize is None:
+            return None
+        certs = context.auth_context().get("x509_pem_cert") or [b""]
+        address = self.authorize(certs[0])
+        if address is None:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, "certificate refused")
+        return address
+
+    @staticmethod
+    def _decode(context: grpc.ServicerContext, decode: Callable[[], T]) -> T:
+        try:
+            return decode()
+        except WireFormatError as err:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+            raise  # abort raises; this keeps type checkers honest
+
+    def deliver(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        caller = self._caller(context)
+        message = self._decode(context, lambda: wire.decode_message(request))
+        if (
+            caller is not None
+            and isinstance(message, UpdateOffer)
+            and message.commitment.site.lower() != caller.lower()
+        ):
+            context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"{caller} cannot offer the update of {message.commitment.site}",
+            )
+        try:
+            self.inbox.put_nowait(message)
+        except queue.Full:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "inbox full")
+        return b""
+
+    def _service(self, context: grpc.ServicerContext) -> PeerServiceAPI:
+        if self.service is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, "this peer serves nothing yet")
+        assert self.service is not None
+        return self.service
+
+    def _arrays_payload(self, service: PeerServiceAPI, digest: bytes) -> bytes | None:
+        with self._cache_lock:
+            if (payload := self._cache.get(digest)) is not None:
+                self._cache.move_to_end(digest)
+                return payload
+        arrays = service.serve_arrays(digest)
+        if arrays is None:
+            return None
+        payload = wire.encode_arrays(arrays)
+        with self._cache_lock:
+            self._cache[digest] = payload
+            while len(self._cache) > self.settings.cache_payloads:
+                self._cache.popitem(last=False)
+        return payload
+
+    def _stream(
+        self, kind: str, payload: bytes | None, digest: bytes, context
+    ) -> Iterator[bytes]:
+        if payload is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"no {kind} {digest.hex()}")
+        assert payload is not None
+        for chunk in wire.split_chunks(payload, digest, self.settings.chunk_bytes):
+            if self.chunk_filter is not None:
+                data = self.chunk_filter(kind, chunk.index, chunk.data)
+                chunk = replace(chunk, data=data)
+            yield wire.encode_chunk(chunk)
+
+    def fetch_arrays(self, request: bytes, context) -> Iterator[bytes]:
+        self._caller(context)
+        digest = self._decode(
+            context, lambda: wire.decode_fetch(request, wire.FETCH_ARRAYS)
+        )
+        payload = self._arrays_payload(self._service(context), digest)
+        yield from self._stream("arrays", payload, digest, context)
+
+    def fetch_blob(self, request: bytes, context) -> Iterator[bytes]:
+        self._caller(context)
+        digest = self._decode(
+            context, lambda: wire.decode_fetch(request, wire.FETCH_BLOB)
+        )
+        payload = self._service(context).serve_blob(digest)
+        yield from self._stream("blob", payload, digest, context)
+
+    def fetch_blocks(self, request: bytes, context) -> Iterator[bytes]:
+        self._caller(context)
+        start, end = self._decode(context, lambda: wire.decode_block_range(request))
+        blocks = self._service(context).serve_blocks(start, end)
+        for index, block in enumerate(blocks):
+            if self.chunk_filter is not None:
+                block = self.chunk_filter("blocks", index, block)
+            yield wire.encode_block(start + index, block)
+
+
+class GrpcTransport(TransportAPI):
+    """One site's end of a swarm of processes talking gRPC over mutual TLS.
+
+    `peers` maps each site's checksum address to its `host:port`; the host
+    must be a name or IP in that site's certificate. The server starts at
+    construction (port 0 picks a free port, see `port`).
+    """
+
+    def __init__(
+        self,
+        address: str,
+        listen: str,
+        peers: Mapping[str, str],
+        tls: TlsMaterial,
+        *,
+        authorize: Authorize | None = None,
+        chunk_filter: ChunkFilter | None = None,
+        settings: GrpcSettings | None = None,
+    ) -> None:
+        self.address = address
+        self.settings = settings or GrpcSettings()
+        self.inbox: queue.Queue[PeerMessage] = queue.Queue(self.settings.inbox_size)
+        self._peers = dict(peers)
+        self._credentials = channel_credentials(tls)
+        self._options = grpc_options(self.settings)
+        self._channels: dict[str, grpc.Channel] = {}
+        self._senders: dict[str, ThreadPoolExecutor] = {}
+        self._lock = threading.Lock()
+        self._alive = True
+        self._closing = False
+        self._handlers = _PeerServer(self.inbox, self.settings, authorize, chunk_filter)
+        self._server = grpc.server(
+            ThreadPoolExecutor(
+                self.settings.server_workers, thread_name_prefix="swarm-serve"
+            ),
+            handlers=[self._handlers.handler()],
+            options=self._options,
+        )
+        host = listen.rsplit(":", 1)[0]
+        try:
+            self.port = self._server.add_secure_port(listen, server_credentials(tls))
+        except RuntimeError as err:
+            raise TransportError(f"cannot listen on {listen}: {err}") from err
+        if not self.port:
+            raise TransportError(f"cannot listen on {listen}")
+        self.target = f"{host}:{self.port}"
+        self._server.start()
+
+    # -- directory -------------------------------------------------------------
+
+    def add_peer(self, address: str, target: str) -> None:
+        """Learn or update where a peer listens."""
+        with self._lock:
+            if self._peers.get(address) != target and address in self._channels:
+                self._channels.pop(address).close()
+            self._peers[address] = target
+
+    def _others(self) -> list[str]:
+        with self._lock:
+            return [a for a in self._peers if a != self.address]
+
+    def _channel(self, to: str) -> grpc.Channel | None:
+        with self._lock:
+            if (channel := self._channels.get(to)) is None and to in self._peers:
+                channel = grpc.secure_channel(
+                    self._peers[to], self._credentials, options=self._options
+                )
+                self._channels[to] = channel
+            return channel
+
+    # -- TransportAPI ----------------------------------------------------------
+
+    def serve(self, service: PeerServiceAPI) -> None:
+        self._handlers.service = service
+
+    @property
+    def alive(self) -> bool:
+        return self._alive
+
+    def send(self, to: str, message: PeerMessage) -> None:
+        if to != self.address:
+            self._post(to, wire.encode_message(message))
+
+    def broadcast(self, message: PeerMessage) -> None:
+        payload = wire.encode_message(message)  # once, for every peer
+        for to in self._others():
+            self._post(to, payload)
+
+    def receive(self, timeout: float) -> PeerMessage | None:
+        try:
+            return self.inbox.get(timeout=max(timeout, 0.0))
+        except queue.Empty:
+            return None
+
+    def fetch_arrays(self, digest: bytes, sources: Sequence[str]) -> ArrayRecord | None:
+        request = wire.encode_fetch(wire.FETCH_ARRAYS, digest)
+        payload = self._fetch(FETCH_ARRAYS, request, digest, sources)
+        return None if payload is None else wire.decode_arrays(payload)
+
+    def fetch_blob(self, digest: bytes, sources: Sequence[str]) -> bytes | None:
+        request = wire.encode_fetch(wire.FETCH_BLOB, digest)
+        return self._fetch(FETCH_BLOB, request, digest, sources)
+
+    def fetch_blocks(self, start: int, end: int) -> list[bytes]:
+        """The longest run of blocks from `start` that any peer holds."""
+        peers = self._others()
+        if not self._alive or not peers or end <= start:
+            return []
+        request = wire.encode_block_range(start, end)
+        with ThreadPoolExecutor(min(len(peers), 8)) as pool:
+            found = pool.map(lambda to: self._blocks_from(to, request, start), peers)
+            return max(found, key=len, default=[])
+
+    def disconnect(self) -> None:
+        """Drop off at once, as a killed process does: nothing is drained."""
+        self._alive = False
+        self._closing = True
+        self._server.stop(0)
+        self._shut_clients(wait=False)
+
+    def close(self) -> None:
+        """Leave cleanly: deliver what is queued, finish calls being served."""
+        self._closing = True
+        self._shut_clients(wait=True)
+        self._server.stop(self.settings.call_timeout_s).wait()
+        self._alive = False
+
+    # -- sending ---------------------------------------------------------------
+
+    def _post(self, to: str, payload: bytes) -> None:
+        """Queue `payload` on `to`'s own sender thread (order kept per peer)."""
+        with self._lock:
+            if self._closing:
+                return
+            if to not in self._peers:
+                log.warning(
+                    "%s: no address for peer %s; message dropped", self.address, to
+                )
+                return
+            sender = self._senders.get(to)
+            if sender is None:
+                sender = ThreadPoolExecutor(
+                    1, thread_name_prefix=f"swarm-send-{to[:8]}"
+                )
+                self._senders[to] = sender
+            sender.submit(self._deliver, to, payload)
+
+    def _deliver(self, to: str, payload: bytes) -> None:
+        channel = self._channel(to)
+        if channel is None or not self._alive:
+            return
+        call = channel.unary_unary(DELIVER)
+        try:
+            self._retrying(lambda: call(payload, timeout=self.settings.call_timeout_s))
+        except grpc.RpcError as err:
+            log.warning("%s: message to %s dropped: %s", self.address, to, _why(err))
+
+    def _retrying(self, attempt: Callable[[], T]) -> T:
+        """Run `attempt`, again with exponential backoff while UNAVAILABLE."""
+        delay = self.settings.backoff_s
+        for remaining in range(self.settings.attempts - 1, -1, -1):
+            try:
+                return attempt()
+            except grpc.RpcError as err:
+                if err.code() != grpc.StatusCode.UNAVAILABLE or not remaining:
+                    raise
+                if not self._alive:
+                    raise
+            time.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, self.settings.backoff_max_s)
+        raise AssertionError("unreachable")
+
+    def _shut_clients(self, wait: bool) -> None:
+        with self._lock:
+            senders, self._senders = list(self._senders.values()), {}
+        for sender in senders:
+            sender.shutdown(wait=wait, cancel_futures=not wait)
+        with self._lock:
+            channels, self._channels = list(self._channels.values()), {}
+        for channel in channels:
+            channel.close()
+
+    # -- fetching --------------------------------------------------------------
+
+    def _fetch(
+        self, method: str, request: bytes, digest: bytes, sources: Sequence[str]
+    ) -> bytes | None:
+        """Ask sources in turn; ask again those that sent bytes not matching."""
+        candidates = [s for s in dict.fromkeys(sources) if s != self.address]
+        for _ in range(self.settings.fetch_passes):
+            again = []
+            for source in candidates:
+                if not self._alive:
+                    return None
+                payload, worth_retrying = self._fetch_from(
+                    source, method, request, digest
+                )
+                if payload is not None:
+                    return payload
+                if worth_retrying:
+                    again.append(source)
+            candidates = again
+        return None
+
+    def _fetch_from(
+        self, source: str, method: str, request: bytes, digest: bytes
+    ) -> tuple[bytes | None, bool]:
+        """The verified payload, or None and whether asking again may help."""
+        channel = self._channel(source)
+        if channel is None:
+            return None, False
+        call = channel.unary_stream(method)
+
+        def attempt() -> bytes:
+            responses = call(request, timeout=self.settings.fetch_timeout_s)
+            try:
+                chunks = (wire.decode_chunk(r) for r in responses)
+                return wire.join_chunks(chunks, digest, self.settings.max_fetch_bytes)
+            finally:
+                responses.cancel()
+
+        try:
+            payload = self._retrying(attempt)
+        except grpc.RpcError as err:
+            log.info("%s: fetch from %s failed: %s", self.address, source, _why(err))
+            return None, err.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        except WireFormatError as err:
+            log.warning("%s: bad stream from %s: %s", self.address, source, err)
+            return None, True
+        if keccak(payload) != digest:
+            log.warning(
+                "%s: %s sent bytes not matching %s", self.address, source, digest.hex()
+            )
+            return None, True
+        return payload, False
+
+    def _blocks_from(self, source: str, request: bytes, start: int) -> list[bytes]:
+        channel = self._channel(source)
+        if channel is None:
+            return []
+        blocks: list[bytes] = []
+        responses = channel.unary_stream(FETCH_BLOCKS)(
+            request, timeout=self.settings.fetch_timeout_s
+        )
+        try:
+            for response in responses:
+                height, block = wire.decode_block(response)
+                if height != start + len(blocks):
+                    break
+                blocks.append(block)
+        except (grpc.RpcError, WireFormatError) as err:
+            log.info("%s: blocks from %s stopped: %s", self.address, source, err)
+        finally:
+            responses.cancel()
+        return blocks
+
+
+def _why(err: grpc.RpcError) -> str:
+    details = err.details() if hasattr(err, "details") else ""
+    return f"{err.code().name} {details}".strip()

@@ -1,0 +1,248 @@
+"""The bytes peers exchange over a network: explicit, versioned, no pickle.
+
+Every message starts with the same 6-byte envelope, `b"SWFL"`, a version byte
+and a kind byte, so a peer from another release (or random bytes) is refused
+with a clear `WireFormatError` instead of being half-read. Header integers
+are big endian. Arrays travel in the canonical form the ledger hashes
+(`encode_ndarrays`), so the receiver can check them against a model or update
+hash without re-encoding anything.
+
+    OFFER         round i64, commitment round i64, site_index u32,
+                  commitment (125 bytes, `Commitment.pack`), arrays (rest)
+    ANNOUNCE      round i64, RLP block (rest)
+    FETCH_ARRAYS  digest (32 bytes)
+    FETCH_BLOB    digest (32 bytes)
+    FETCH_BLOCKS  start u64, end u64 (end exclusive)
+    CHUNK         index u32, count u32, total u64, digest (32 bytes), data (rest)
+    BLOCK         height u64, RLP block (rest)
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from flwr.app import Array, ArrayRecord
+
+from swarmflower.errors import StrategyStateError, WireFormatError
+from swarmflower.ledger.commitments import RECORD_BYTES, Commitment, checksum
+from swarmflower.strategies.helpers import (
+    decode_ndarrays,
+    encode_ndarrays,
+    record_items,
+)
+from swarmflower.transport.base import BlockAnnouncement, PeerMessage, UpdateOffer
+
+MAGIC = b"SWFL"
+VERSION = 1
+
+OFFER = 1
+ANNOUNCE = 2
+FETCH_ARRAYS = 3
+FETCH_BLOB = 4
+FETCH_BLOCKS = 5
+CHUNK = 6
+BLOCK = 7
+
+DIGEST_BYTES = 32
+
+_ENVELOPE = struct.Struct(">4sBB")
+_OFFER = struct.Struct(">qqI")
+_ANNOUNCE = struct.Struct(">q")
+_RANGE = struct.Struct(">QQ")
+_CHUNK = struct.Struct(">IIQ32s")
+_HEIGHT = struct.Struct(">Q")
+
+
+def _envelope(kind: int) -> bytes:
+    return _ENVELOPE.pack(MAGIC, VERSION, kind)
+
+
+def _open(data: bytes, kinds: tuple[int, ...]) -> tuple[int, memoryview]:
+    """Check the envelope; return the kind and the body after it."""
+    if len(data) < _ENVELOPE.size:
+        raise WireFormatError(f"message of {len(data)} bytes is too short")
+    magic, version, kind = _ENVELOPE.unpack_from(data)
+    if magic != MAGIC:
+        raise WireFormatError("not a swarmflower message (bad magic)")
+    if version != VERSION:
+        raise WireFormatError(f"wire version {version} is not supported")
+    if kind not in kinds:
+        raise WireFormatError(f"message kind {kind} is not expected here")
+    return kind, memoryview(data)[_ENVELOPE.size :]
+
+
+def _fixed(body: memoryview, layout: struct.Struct, what: str) -> tuple:
+    if len(body) < layout.size:
+        raise WireFormatError(f"{what} is truncated")
+    return layout.unpack_from(body)
+
+
+# --- messages (Deliver) -----------------------------------------------------
+
+
+def encode_arrays(arrays: ArrayRecord) -> bytes:
+    """The canonical bytes of a record: what `arrays_hash` hashes."""
+    return encode_ndarrays(record_items(arrays))
+
+
+def decode_arrays(data: bytes) -> ArrayRecord:
+    """Inverse of `encode_arrays`, keeping the key order."""
+    try:
+        arrays = decode_ndarrays(data)
+    except StrategyStateError as err:
+        raise WireFormatError(f"arrays are corrupt: {err}") from err
+    return ArrayRecord({key: Array(value) for key, value in arrays.items()})
+
+
+def unpack_commitment(record: bytes, round: int) -> Commitment:
+    """Inverse of `Commitment.pack` (site 20 | hash 32 | examples 8 | sig 65)."""
+    if len(record) != RECORD_BYTES:
+        raise WireFormatError(f"commitment of {len(record)} bytes, not {RECORD_BYTES}")
+    return Commitment(
+        site=checksum(bytes(record[:20])),
+        round=round,
+        update_hash=bytes(record[20:52]),
+        num_examples=struct.unpack(">Q", record[52:60])[0],
+        signature=bytes(record[60:]),
+    )
+
+
+def encode_message(message: PeerMessage) -> bytes:
+    """Bytes for `Deliver`; raises `WireFormatError` for values out of range."""
+    try:
+        if isinstance(message, UpdateOffer):
+            commitment = message.commitment
+            return (
+                _envelope(OFFER)
+                + _OFFER.pack(message.round, commitment.round, message.site_index)
+                + commitment.pack()
+                + encode_arrays(message.arrays)
+            )
+        if isinstance(message, BlockAnnouncement):
+            return _envelope(ANNOUNCE) + _ANNOUNCE.pack(message.round) + message.block
+    except (struct.error, ValueError, TypeError) as err:
+        name = type(message).__name__
+        raise WireFormatError(f"cannot encode {name}: {err}") from err
+    raise WireFormatError(f"{type(message).__name__} is not a peer message")
+
+
+def decode_message(data: bytes) -> PeerMessage:
+    """Inverse of `encode_message`; any malformed input raises `WireFormatError`."""
+    kind, body = _open(data, (OFFER, ANNOUNCE))
+    if kind == ANNOUNCE:
+        (round,) = _fixed(body, _ANNOUNCE, "block announcement")
+        return BlockAnnouncement(round=round, block=bytes(body[_ANNOUNCE.size :]))
+    round, commitment_round, site_index = _fixed(body, _OFFER, "update offer")
+    start = _OFFER.size
+    record = body[start : start + RECORD_BYTES]
+    commitment = unpack_commitment(bytes(record), commitment_round)
+    arrays = decode_arrays(bytes(body[start + RECORD_BYTES :]))
+    return UpdateOffer(
+        round=round, commitment=commitment, arrays=arrays, site_index=site_index
+    )
+
+
+# --- fetch requests -----------------------------------------------------------
+
+
+def encode_fetch(kind: int, digest: bytes) -> bytes:
+    """A FETCH_ARRAYS or FETCH_BLOB request for the content hashing to `digest`."""
+    if kind not in (FETCH_ARRAYS, FETCH_BLOB) or len(digest) != DIGEST_BYTES:
+        raise WireFormatError("a fetch asks for arrays or a blob by a 32-byte hash")
+    return _envelope(kind) + digest
+
+
+def decode_fetch(data: bytes, kind: int) -> bytes:
+    _, body = _open(data, (kind,))
+    if len(body) != DIGEST_BYTES:
+        raise WireFormatError(f"fetch digest of {len(body)} bytes, not 32")
+    return bytes(body)
+
+
+def encode_block_range(start: int, end: int) -> bytes:
+    try:
+        return _envelope(FETCH_BLOCKS) + _RANGE.pack(start, end)
+    except struct.error as err:
+        raise WireFormatError(f"bad block range {start}..{end}: {err}") from err
+
+
+def decode_block_range(data: bytes) -> tuple[int, int]:
+    _, body = _open(data, (FETCH_BLOCKS,))
+    if len(body) != _RANGE.size:
+        raise WireFormatError("block range is not two u64")
+    return _RANGE.unpack(body)
+
+
+# --- streamed responses -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One piece of a fetched payload; every chunk repeats the totals."""
+
+    index: int
+    count: int
+    total: int
+    digest: bytes
+    data: bytes
+
+
+def split_chunks(payload: bytes, digest: bytes, size: int) -> Iterator[Chunk]:
+    """`payload` cut lazily in pieces of at most `size` bytes (one, if empty)."""
+    starts = range(0, max(len(payload), 1), size)
+    view = memoryview(payload)
+    for index, at in enumerate(starts):
+        data = bytes(view[at : at + size])
+        yield Chunk(index, len(starts), len(payload), digest, data)
+
+
+def encode_chunk(chunk: Chunk) -> bytes:
+    header = _CHUNK.pack(chunk.index, chunk.count, chunk.total, chunk.digest)
+    return _envelope(CHUNK) + header + chunk.data
+
+
+def decode_chunk(data: bytes) -> Chunk:
+    _, body = _open(data, (CHUNK,))
+    index, count, total, digest = _fixed(body, _CHUNK, "chunk")
+    return Chunk(index, count, total, digest, bytes(body[_CHUNK.size :]))
+
+
+def join_chunks(chunks: Iterator[Chunk], digest: bytes, limit: int) -> bytes:
+    """Reassemble a stream, refusing gaps, inconsistent totals or oversize.
+
+    Checks only the framing; the caller checks the content against `digest`.
+    """
+    parts: list[bytes] = []
+    received = 0
+    first: Chunk | None = None
+    for chunk in chunks:
+        first = first or chunk
+        if chunk.digest != digest:
+            raise WireFormatError("stream is for another hash")
+        if chunk.total > limit:
+            raise WireFormatError(f"payload of {chunk.total} bytes exceeds {limit}")
+        if (chunk.index, chunk.count, chunk.total) != (
+            len(parts),
+            first.count,
+            first.total,
+        ):
+            raise WireFormatError(f"chunk {chunk.index} is out of sequence")
+        received += len(chunk.data)
+        if received > chunk.total:
+            raise WireFormatError("stream is longer than announced")
+        parts.append(chunk.data)
+    if first is None or len(parts) != first.count or received != first.total:
+        raise WireFormatError("stream ended early")
+    return b"".join(parts)
+
+
+def encode_block(height: int, block: bytes) -> bytes:
+    return _envelope(BLOCK) + _HEIGHT.pack(height) + block
+
+
+def decode_block(data: bytes) -> tuple[int, bytes]:
+    _, body = _open(data, (BLOCK,))
+    (height,) = _fixed(body, _HEIGHT, "block")
+    return height, bytes(body[_HEIGHT.size :])
