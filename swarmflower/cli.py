@@ -222,6 +222,120 @@ def simulate(
     )
 
 
+@app.command()
+def init(
+    out: Annotated[Path, typer.Option(help="New, empty folder for the swarm.")],
+    rounds: Rounds,
+    task: Annotated[
+        str,
+        typer.Option(
+            help="heart, breast-cancer, csv:PATH, or module:app (your ClientApp)."
+        ),
+    ] = "heart",
+    sites: Annotated[
+        int | None,
+        typer.Option(help="Number of sites (default: all of the task's sites)."),
+    ] = None,
+    round_timeout: RoundTimeout = 10,
+    min_peers: MinPeers = None,
+    strategy: Strategy = "FedAvg",
+    base_port: Annotated[
+        int, typer.Option(help="Site K listens on 127.0.0.1:BASE+K.")
+    ] = 47100,
+    initial_model: Annotated[
+        str | None,
+        typer.Option(
+            help="module:app tasks: MODULE:ATTR giving the initial torch module "
+            "or ArrayRecord."
+        ),
+    ] = None,
+    site_column: SiteColumn = None,
+    target: Target = None,
+    alpha: Alpha = 1.0,
+    model: Model = "logreg",
+    local_steps: LocalSteps = 100,
+    batch_size: BatchSize = 4,
+    lr: Lr = 0.01,
+    optimizer: Optimizer = "sgd",
+    seed: Seed = 0,
+) -> None:
+    """Create a new swarm: its CA, each site's keys and certificate, the genesis."""
+    from rich.table import Table
+
+    from swarmflower.provision import init_swarm
+    from swarmflower.site_config import TaskConfig
+
+    template = TaskConfig(_task_spec({**locals(), "sites": sites or 4}), 0)
+    layout = init_swarm(
+        out,
+        template,
+        num_sites=sites,
+        rounds=rounds,
+        round_timeout=round_timeout,
+        min_peers=min_peers,
+        strategy=strategy,
+        base_port=base_port,
+        initial_model=initial_model,
+    )
+    params = layout.genesis.params
+    table = Table(
+        title=f"swarm in {out}: {params.rounds} rounds, {params.strategy}, "
+        f"min_peers {params.min_peers}, round timeout {params.round_timeout} s"
+    )
+    table.add_column("site")
+    table.add_column("listens on")
+    table.add_column("address", no_wrap=True, min_width=42)
+    for site, founder in zip(layout.sites, layout.genesis.sites, strict=True):
+        table.add_row(site.name, site.listen_address, founder.address)
+    console.print(table)
+    console.print(
+        f"genesis: {out / 'genesis.json'} (a copy in every site folder)",
+        soft_wrap=True,
+    )
+    console.print(
+        f"keep {out / 'ca' / 'ca.key'} private; give each site its own folder.",
+        soft_wrap=True,
+    )
+    console.print("next, at each site:")
+    for site in layout.sites:
+        console.print(f"  swarmflower peer {site.folder}", soft_wrap=True)
+    console.print(f"a site joining later: swarmflower enroll --swarm {out} --name NAME")
+
+
+@app.command()
+def enroll(
+    swarm: Annotated[Path, typer.Option(help="The swarm folder made by init.")],
+    name: Annotated[str, typer.Option(help="The new site's name (its folder).")],
+    host: Annotated[str, typer.Option(help="The address it listens on.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[
+        int | None, typer.Option(help="Its port (default: the next free one).")
+    ] = None,
+    partition_id: Annotated[
+        int | None,
+        typer.Option(help="Its part of the task's data (default: the next one)."),
+    ] = None,
+) -> None:
+    """Admit a new site: keys, certificate, folder, and an enrollment to submit."""
+    from swarmflower.provision import enroll_site
+
+    site = enroll_site(swarm, name, host=host, port=port, partition_id=partition_id)
+    e = site.enrollment
+    console.print(
+        f"site [bold]{name}[/] in {site.config.folder}, listens on "
+        f"{site.config.listen_address}\naddress {e.address}\n"
+        f"cert sha256 {e.cert_fingerprint.hex()}",
+        soft_wrap=True,
+    )
+    console.print(
+        f"added to the peer lists of {len(site.config.peers)} sites; the members "
+        f"put {site.enrollment_path} on the ledger in their next sealed round, "
+        f"then: swarmflower peer {site.config.folder}",
+        soft_wrap=True,
+    )
+
+
 def _mount_subcommands() -> None:
     """Attach the command groups that live in the side packages."""
     from swarmflower.ledger.cli import app as ledger_app

@@ -45,3 +45,23 @@ class TransportError(SwarmflowerError):
 
 class WireFormatError(TransportError):
     """Bytes from a peer are not a valid swarmflower message of this version."""
+
+
+class CertificateError(SwarmflowerError):
+    """A site certificate cannot be trusted for the swarm."""
+
+
+class UntrustedCertificate(CertificateError):
+    """A certificate was not issued by the swarm's CA (or is self-signed)."""
+
+
+class CertificateExpired(CertificateError):
+    """A certificate is outside its validity period."""
+
+
+class BadSiteBinding(CertificateError):
+    """A certificate's Ethereum-address binding is missing, malformed or forged."""
+
+
+class SwarmExistsError(SwarmflowerError):
+    """A swarm folder or site folder would be overwritten."""

@@ -1,0 +1,401 @@
+"""Set up a real swarm on disk (`swarmflower init`) and admit a site later (`enroll`).
+
+A swarm folder holds the swarm's CA (`ca/`), the canonical `genesis.json`,
+and one folder per site with everything that site needs and nothing another
+site needs: its own keys (mode 0600), its certificate, the CA certificate,
+a copy of the genesis and of the initial model, and its `site.toml`. A site
+folder can be shipped to its hospital as is; the CA key stays with whoever
+runs `init` and `enroll`.
+
+Everything is checked before the first file is written, so a bad option
+leaves no half-made swarm behind.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from flwr.app import ArrayRecord
+
+from swarmflower import pki
+from swarmflower.errors import ConfigError, SwarmExistsError
+from swarmflower.ledger import Enrollment, FoundingSite, Genesis, SwarmParams
+from swarmflower.site_config import (
+    DEFAULT_BASE_PORT,
+    SITE_FILE,
+    PeerEntry,
+    SiteConfig,
+    SiteFiles,
+    TaskConfig,
+    load_site_config,
+    write_site_config,
+)
+from swarmflower.strategies import arrays_hash, build_strategy
+from swarmflower.strategies.helpers import encode_ndarrays, record_items
+
+CA_DIR = "ca"
+CA_CERT = "ca.pem"
+CA_KEY = "ca.key"
+GENESIS_FILE = "genesis.json"
+ENROLLMENT_FILE = "enrollment.json"
+_SITE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class SwarmLayout:
+    """A swarm written by `init_swarm`: its folder, genesis and site configs."""
+
+    folder: Path
+    genesis: Genesis
+    sites: tuple[SiteConfig, ...]
+
+
+@dataclass(frozen=True)
+class EnrolledSite:
+    """A site admitted by `enroll_site`: its config and its ledger enrollment."""
+
+    config: SiteConfig
+    enrollment: Enrollment
+    enrollment_path: Path
+
+
+# --- the task's sites and initial model ---------------------------------------
+
+
+def _load_attr(reference: str, what: str) -> object:
+    module_name, _, attr = reference.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+        return getattr(module, attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"cannot load {what} '{reference}': {exc}") from None
+
+
+def _as_arrays(model: object, reference: str) -> ArrayRecord:
+    """An ArrayRecord from what a user's `--initial-model` gives us."""
+    if callable(model) and not hasattr(model, "state_dict"):
+        model = model()
+    if isinstance(model, ArrayRecord):
+        return model
+    if hasattr(model, "state_dict"):
+        return ArrayRecord(model.state_dict())
+    raise ConfigError(
+        f"initial model '{reference}' must be (or return) a torch module "
+        f"or a flwr ArrayRecord, got {type(model).__name__}"
+    )
+
+
+def task_sites(
+    template: TaskConfig, num_sites: int | None, initial_model: str | None
+) -> tuple[list[str], ArrayRecord]:
+    """The site names for `template`'s task and the swarm's initial model.
+
+    A built-in or csv task names its sites after its data (the heart task's
+    hospitals) and takes the first `num_sites` of them; a user's `module:app`
+    gets `site-1..N` and its initial model from `initial_model`
+    (`module:attr`, a torch module, an ArrayRecord or a function giving one).
+    """
+    if template.is_user_app:
+        if num_sites is None:
+            raise ConfigError("--sites is required for a module:app task")
+        if initial_model is None:
+            raise ConfigError(
+                "a module:app task needs --initial-model MODULE:ATTR "
+                "(a torch module, an ArrayRecord, or a function returning one)"
+            )
+        _load_attr(template.task, "ClientApp")
+        arrays = _as_arrays(_load_attr(initial_model, "initial model"), initial_model)
+        return [f"site-{k}" for k in range(1, num_sites + 1)], arrays
+    from swarmflower.tasks import initial_model as build_initial
+
+    spec = template.spec
+    data = spec.load()
+    wanted = data.num_sites if num_sites is None else num_sites
+    if wanted > data.num_sites:
+        raise ConfigError(
+            f"task '{template.task}' has {data.num_sites} sites, cannot make {wanted}"
+        )
+    arrays = ArrayRecord(build_initial(spec, data.num_features).state_dict())
+    return [site.name for site in data.sites[:wanted]], arrays
+
+
+# --- init -----------------------------------------------------------------
+
+
+def _check_empty(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise SwarmExistsError(
+            f"{out} already exists and is not empty: choose a new folder"
+        )
+
+
+def _check_params(
+    num_sites: int, rounds: int, round_timeout: int, min_peers: int, strategy: str
+) -> SwarmParams:
+    if num_sites < 1:
+        raise ConfigError(f"--sites must be at least 1, got {num_sites}")
+    if rounds < 1:
+        raise ConfigError(f"--rounds must be at least 1, got {rounds}")
+    if round_timeout < 1:
+        raise ConfigError(f"--round-timeout must be at least 1, got {round_timeout}")
+    if not 1 <= min_peers <= num_sites:
+        raise ConfigError(
+            f"--min-peers must be between 1 and {num_sites}, got {min_peers}"
+        )
+    strategy = build_strategy(strategy).name  # refuses an unknown name
+    return SwarmParams(rounds, round_timeout, min_peers, strategy)
+
+
+def _write_site_files(
+    folder: Path,
+    creds: pki.SiteCredentials,
+    ca_cert_pem: bytes,
+    genesis_json: str,
+    model_bytes: bytes,
+    files: SiteFiles,
+) -> None:
+    folder.mkdir(parents=True)
+    pki.save_eth_key(creds.eth_key, folder / files.eth_key)
+    pki.save_private_key(creds.tls_key, folder / files.tls_key)
+    pki.save_cert(creds.cert, folder / files.cert)
+    (folder / files.ca_cert).write_bytes(ca_cert_pem)
+    (folder / files.genesis).write_text(genesis_json)
+    (folder / files.initial_model).write_bytes(model_bytes)
+
+
+def init_swarm(
+    out: Path,
+    template: TaskConfig,
+    *,
+    num_sites: int | None = None,
+    rounds: int,
+    round_timeout: int = 10,
+    min_peers: int | None = None,
+    strategy: str = "FedAvg",
+    base_port: int = DEFAULT_BASE_PORT,
+    host: str = "127.0.0.1",
+    initial_model: str | None = None,
+    ca_name: str = "swarmflower swarm CA",
+) -> SwarmLayout:
+    """Create a new swarm in the empty folder `out`; returns what was written.
+
+    Site `K` (1..N) gets `out/site-K/`, listens on `host:base_port+K`, holds
+    partition `K-1` of the task, and is a founding site of the genesis.
+    """
+    out = Path(out)
+    _check_empty(out)
+    names, arrays = task_sites(template, num_sites, initial_model)
+    count = len(names)
+    majority = count // 2 + 1
+    params = _check_params(
+        count,
+        rounds,
+        round_timeout,
+        majority if min_peers is None else min_peers,
+        strategy,
+    )
+    if not 0 <= base_port <= 65535 - count:
+        raise ConfigError(f"--base-port {base_port} leaves no room for {count} ports")
+
+    ca_key, ca_cert = pki.create_ca(ca_name)
+    creds = [
+        pki.issue_site(ca_key, ca_cert, name, pki.new_eth_key(), _hosts(host))
+        for name in names
+    ]
+    genesis = Genesis(
+        sites=tuple(FoundingSite(c.address, c.fingerprint) for c in creds),
+        initial_model_hash=arrays_hash(arrays),
+        params=params,
+        timestamp=int(time.time()),
+    )
+    genesis_json = genesis.to_json()
+    model_bytes = encode_ndarrays(record_items(arrays))
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / CA_DIR).mkdir()
+    pki.save_private_key(ca_key, out / CA_DIR / CA_KEY)
+    pki.save_cert(ca_cert, out / CA_DIR / CA_CERT)
+    (out / GENESIS_FILE).write_text(genesis_json)
+
+    ports = [base_port + k for k in range(1, count + 1)]
+    peers = [
+        PeerEntry(c.name, f"{host}:{port}", c.address)
+        for c, port in zip(creds, ports, strict=True)
+    ]
+    configs = []
+    for k, (c, port) in enumerate(zip(creds, ports, strict=True), start=1):
+        folder = out / f"site-{k}"
+        _write_site_files(
+            folder, c, pki.cert_pem(ca_cert), genesis_json, model_bytes, SiteFiles()
+        )
+        config = SiteConfig(
+            name=c.name,
+            index=k,
+            host=host,
+            port=port,
+            task=template.with_partition(k - 1, num_sites=count),
+            swarm=params,
+            peers=tuple(p for p in peers if p.name != c.name),
+            folder=folder,
+        )
+        write_site_config(config)
+        configs.append(config)
+    return SwarmLayout(out, genesis, tuple(configs))
+
+
+def _hosts(host: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys((host, "127.0.0.1", "localhost")))
+
+
+# --- enroll ---------------------------------------------------------------
+
+
+def swarm_sites(swarm: Path) -> list[SiteConfig]:
+    """The configs of the sites in a swarm folder, in index order."""
+    configs = [load_site_config(p) for p in Path(swarm).glob(f"*/{SITE_FILE}")]
+    return sorted(configs, key=lambda c: c.index)
+
+
+def write_enrollment(path: Path, **fields: object) -> None:
+    """An enrollment as JSON: name, address, fingerprint, listen address, cert."""
+    path.write_text(json.dumps(fields, indent=2, sort_keys=True) + "\n")
+
+
+def load_enrollment(path: Path | str, ca_cert_path: Path | None = None) -> Enrollment:
+    """Read an `enrollment.json`; check its certificate against its claims.
+
+    The certificate in the file must have the stated fingerprint and be
+    bound to the stated address; with `ca_cert_path` it must also be issued
+    by the swarm CA. Members submit the result with `Ledger.enroll(...)`, and
+    the next round they seal (`seal_round`) carries it on the ledger.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+        enrollment = Enrollment(
+            data["address"], bytes.fromhex(data["cert_fingerprint"])
+        )
+        cert_text = data["cert"]
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such enrollment file") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: not a valid enrollment ({exc!r})") from None
+    from cryptography import x509
+
+    try:
+        cert = x509.load_pem_x509_certificate(cert_text.encode())
+    except ValueError:
+        raise ConfigError(f"{path}: 'cert' is not a PEM certificate") from None
+    if pki.fingerprint(cert) != enrollment.cert_fingerprint:
+        raise ConfigError(f"{path}: 'cert_fingerprint' does not match 'cert'")
+    if ca_cert_path is not None:
+        address = pki.verify_site_cert(cert, pki.load_cert(ca_cert_path))
+    else:
+        address = pki.site_address_of(cert)
+    if address != enrollment.address:
+        raise ConfigError(f"{path}: 'address' is not the address 'cert' is bound to")
+    return enrollment
+
+
+def _free_port(configs: Sequence[SiteConfig], host: str) -> int:
+    taken = {c.port for c in configs if c.host == host}
+    port = max(taken, default=DEFAULT_BASE_PORT) + 1
+    while port in taken:
+        port += 1
+    return port
+
+
+def enroll_site(
+    swarm: Path,
+    name: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    partition_id: int | None = None,
+) -> EnrolledSite:
+    """Admit site `name` to the swarm in `swarm`: keys, certificate, folder, peers.
+
+    Writes `swarm/<name>/` (like an `init` site folder, plus
+    `enrollment.json` for the members to put on the ledger) and adds the
+    new site to every existing site's peer list.
+    """
+    swarm = Path(swarm)
+    if not _SITE_NAME.match(name):
+        raise ConfigError(
+            f"site name '{name}' must be letters, digits, '.', '_' or '-' "
+            "(at most 64, starting with a letter or digit)"
+        )
+    ca_dir = swarm / CA_DIR
+    if not (ca_dir / CA_KEY).is_file() or not (swarm / GENESIS_FILE).is_file():
+        raise ConfigError(
+            f"{swarm} is not a swarm folder made by 'swarmflower init' "
+            f"(no {CA_DIR}/{CA_KEY} or {GENESIS_FILE})"
+        )
+    members = swarm_sites(swarm)
+    if not members:
+        raise ConfigError(f"{swarm} holds no site folders")
+    folder = swarm / name
+    if folder.exists() or any(c.name == name for c in members):
+        raise SwarmExistsError(f"a site named '{name}' already exists in {swarm}")
+    port = _free_port(members, host) if port is None else port
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"--port must be between 1 and 65535, got {port}")
+    if any(c.host == host and c.port == port for c in members):
+        raise ConfigError(f"{host}:{port} is already used by another site")
+    first = members[0]
+    if partition_id is None:
+        partition_id = max(c.task.partition_id for c in members) + 1
+    task = first.task.with_partition(partition_id)
+    if not task.is_user_app:
+        available = task.spec.load().num_sites
+        if not 0 <= partition_id < available:
+            raise ConfigError(
+                f"task '{task.task}' has partitions 0..{available - 1}; "
+                f"choose one with --partition-id"
+            )
+
+    ca_key = pki.load_private_key(ca_dir / CA_KEY)
+    ca_cert = pki.load_cert(ca_dir / CA_CERT)
+    creds = pki.issue_site(ca_key, ca_cert, name, pki.new_eth_key(), _hosts(host))
+    genesis_json = (swarm / GENESIS_FILE).read_text()
+    model_bytes = first.path("initial_model").read_bytes()
+    _write_site_files(
+        folder, creds, pki.cert_pem(ca_cert), genesis_json, model_bytes, SiteFiles()
+    )
+    config = SiteConfig(
+        name=name,
+        index=max(c.index for c in members) + 1,
+        host=host,
+        port=port,
+        task=task,
+        swarm=first.swarm,
+        peers=tuple(PeerEntry(c.name, c.listen_address, _address(c)) for c in members),
+        folder=folder,
+    )
+    write_site_config(config)
+    enrollment = Enrollment(creds.address, creds.fingerprint)
+    enrollment_path = folder / ENROLLMENT_FILE
+    write_enrollment(
+        enrollment_path,
+        name=name,
+        address=creds.address,
+        cert_fingerprint=creds.fingerprint.hex(),
+        listen=config.listen_address,
+        cert=pki.cert_pem(creds.cert).decode(),
+    )
+    newcomer = PeerEntry(name, config.listen_address, creds.address)
+    for member in members:
+        peers = tuple(p for p in member.peers if p.name != name) + (newcomer,)
+        write_site_config(member.with_peers(peers))
+    return EnrolledSite(config, enrollment, enrollment_path)
+
+
+def _address(config: SiteConfig) -> str:
+    """A site's Ethereum address, read from its certificate's verified binding."""
+    return pki.site_address_of(pki.load_cert(config.path("cert")))

@@ -1,0 +1,250 @@
+"""One site's `site.toml`: who it is, whom it talks to, what it trains.
+
+Written by `swarmflower init` / `enroll` and read by the peer. Every value is
+checked on load, and a bad one is reported with the file and the dotted key
+(`site.toml: 'site.port' must be an integer`), because a site operator edits
+this file by hand. File names inside it are relative to the file's folder,
+so a site folder can be moved or copied to another machine as a whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+import tomllib
+
+from swarmflower.errors import ConfigError
+from swarmflower.ledger import SwarmParams
+from swarmflower.tasks import TaskSpec
+
+SITE_FILE = "site.toml"
+DEFAULT_BASE_PORT = 47100
+
+
+@dataclass(frozen=True)
+class PeerEntry:
+    """Another site: its name, where it listens, and the address it signs with."""
+
+    name: str
+    address: str  # host:port
+    eth_address: str
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """What this site trains: a built-in task's `TaskSpec`, and its partition.
+
+    `spec.task` is `heart`, `breast-cancer`, `csv:PATH`, or `module:app` for
+    the user's own ClientApp (then only `task` and `seed` of the spec
+    matter). `partition_id` is the site's part of the data (Flower's
+    `node_config["partition-id"]`); the spec rebuilds the same task at
+    every site.
+    """
+
+    spec: TaskSpec
+    partition_id: int
+
+    @property
+    def task(self) -> str:
+        return self.spec.task
+
+    @property
+    def is_user_app(self) -> bool:
+        """`module:app` names the user's own ClientApp, not a built-in task."""
+        return ":" in self.task and not self.task.startswith("csv:")
+
+    def with_partition(self, partition_id: int, **spec_changes: Any) -> TaskConfig:
+        return TaskConfig(self.spec.with_options(**spec_changes), partition_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        spec = {k: v for k, v in self.spec.as_dict().items() if v is not None}
+        return {**spec, "partition_id": self.partition_id}
+
+
+@dataclass(frozen=True)
+class SiteFiles:
+    """The site's files, as written in `site.toml` (relative to its folder)."""
+
+    eth_key: str = "site.key"
+    tls_key: str = "tls.key"
+    cert: str = "site.pem"
+    ca_cert: str = "ca.pem"
+    genesis: str = "genesis.json"
+    initial_model: str = "initial_model.bin"
+    ledger: str = "ledger"
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    """Everything one site needs to start: identity files, network, task, swarm."""
+
+    name: str
+    index: int
+    host: str
+    port: int
+    task: TaskConfig
+    swarm: SwarmParams  # as fixed in the genesis
+    files: SiteFiles = field(default_factory=SiteFiles)
+    peers: tuple[PeerEntry, ...] = ()
+    folder: Path = Path(".")  # where the file was loaded from; not written
+
+    @property
+    def listen_address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def path(self, name: str) -> Path:
+        """The absolute path of one of `files` (e.g. `config.path("cert")`)."""
+        return self.folder / getattr(self.files, name)
+
+    def with_peers(self, peers: tuple[PeerEntry, ...]) -> SiteConfig:
+        return replace(self, peers=peers)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "site": {
+                "name": self.name,
+                "index": self.index,
+                "host": self.host,
+                "port": self.port,
+            },
+            "files": dict(vars(self.files)),
+            "swarm": dict(vars(self.swarm)),
+            "task": self.task.to_dict(),
+            "peers": [dict(vars(p)) for p in self.peers],
+        }
+
+
+def write_site_config(config: SiteConfig, path: Path | None = None) -> Path:
+    """Write `config` as TOML (to `config.folder / site.toml` by default)."""
+    path = Path(path) if path else config.folder / SITE_FILE
+    path.write_text(tomli_w.dumps(config.to_dict()))
+    return path
+
+
+class _Table:
+    """A TOML table read with the file and key named in every error."""
+
+    def __init__(self, data: Mapping[str, Any], path: Path, prefix: str) -> None:
+        self.data, self.path, self.prefix = data, path, prefix
+
+    def _fail(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.path}: '{self.prefix}{key}' {problem}")
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+        if key not in self.data:
+            if default is ...:
+                raise self._fail(key, "is missing")
+            return default
+        value = self.data[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, bool) and bool not in kinds:
+            value = None  # a TOML boolean is not a number
+        if not isinstance(value, kinds):
+            names = " or ".join(_KIND_NAMES[k] for k in kinds)
+            raise self._fail(key, f"must be {names}, got {self.data[key]!r}")
+        return value
+
+    def table(self, key: str) -> _Table:
+        return _Table(self.get(key, dict), self.path, f"{self.prefix}{key}.")
+
+    def port(self, key: str) -> int:
+        value = self.get(key, int)
+        if not 1 <= value <= 65535:
+            raise self._fail(key, f"must be a port between 1 and 65535, got {value}")
+        return value
+
+    def positive(self, key: str, default: Any = ..., minimum: int = 1) -> int:
+        value = self.get(key, int, default)
+        if value < minimum:
+            raise self._fail(key, f"must be at least {minimum}, got {value}")
+        return value
+
+
+_KIND_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    dict: "a table",
+    list: "an array",
+}
+
+
+def _host_port(table: _Table, key: str) -> str:
+    value = table.get(key, str)
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise table._fail(key, f"must be host:port, got {value!r}")
+    return value
+
+
+def _task(table: _Table) -> TaskConfig:
+    """The [task] table: every `TaskSpec` field, typed by its default."""
+    values: dict[str, Any] = {"task": table.get("task", str)}
+    for spec_field in fields(TaskSpec):
+        default = spec_field.default
+        if spec_field.name == "task" or spec_field.name not in table.data:
+            continue
+        kind = str if default is None else type(default)
+        values[spec_field.name] = table.get(spec_field.name, kind)
+    try:
+        spec = TaskSpec(**values)
+    except ConfigError as exc:
+        raise ConfigError(f"{table.path}: [task] {exc}") from None
+    return TaskConfig(spec, table.positive("partition_id", minimum=0))
+
+
+def load_site_config(path: Path | str) -> SiteConfig:
+    """Read and check a `site.toml` (or the `site.toml` in a site folder)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / SITE_FILE
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such site configuration file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the file ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    root = _Table(data, path, "")
+    site, files, swarm, task = (
+        root.table(k) for k in ("site", "files", "swarm", "task")
+    )
+    defaults = SiteFiles()
+    peers = []
+    raw_peers = root.get("peers", list, [])
+    for i, raw in enumerate(raw_peers):
+        if not isinstance(raw, dict):
+            raise root._fail(f"peers[{i}]", "must be a table")
+        peer = _Table(raw, path, f"peers[{i}].")
+        peers.append(
+            PeerEntry(
+                name=peer.get("name", str),
+                address=_host_port(peer, "address"),
+                eth_address=peer.get("eth_address", str),
+            )
+        )
+    return SiteConfig(
+        name=site.get("name", str),
+        index=site.positive("index"),
+        host=site.get("host", str),
+        port=site.port("port"),
+        task=_task(task),
+        swarm=SwarmParams(
+            rounds=swarm.positive("rounds"),
+            round_timeout=swarm.positive("round_timeout"),
+            min_peers=swarm.positive("min_peers"),
+            strategy=swarm.get("strategy", str, "FedAvg"),
+        ),
+        files=SiteFiles(
+            **{k: files.get(k, str, getattr(defaults, k)) for k in vars(defaults)}
+        ),
+        peers=tuple(peers),
+        folder=path.parent,
+    )
