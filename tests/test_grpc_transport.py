@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import datetime
 import ipaddress
+import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import grpc
 import numpy as np
@@ -25,7 +27,7 @@ from eth_keys.datatypes import PrivateKey
 from eth_utils import keccak
 from flwr.app import Array, ArrayRecord
 
-from swarmflower.errors import WireFormatError
+from swarmflower.errors import ConfigError, WireFormatError
 from swarmflower.ledger import Commitment
 from swarmflower.strategies.helpers import arrays_hash, record_items
 from swarmflower.transport import (
@@ -170,8 +172,7 @@ def running(pki: SwarmPki, options: dict[int, dict]) -> Iterator[list[GrpcTransp
             "127.0.0.1:0",
             {},
             pki.issue(ADDRESSES[i]),
-            settings=FAST,
-            **options.get(i, {}),
+            **{"settings": FAST, **options.get(i, {})},
         )
         for i in range(3)
     ]
@@ -385,3 +386,64 @@ def test_a_down_peer_blocks_nobody(swarm):
     assert fetched is not None and same_arrays(fetched, big)
     assert b.receive(3) == BlockAnnouncement(1, b"block")
     assert time.monotonic() - started < 5
+
+
+def test_a_hanging_peer_costs_at_most_the_timeout(pki, swarm):
+    """A peer that accepts TCP but never answers TLS is given up on in time."""
+    a, b, _ = swarm
+    held: list[socket.socket] = []
+
+    def hold_connections(server: socket.socket) -> None:
+        while True:
+            try:
+                held.append(server.accept()[0])  # read nothing, answer nothing
+            except OSError:
+                return
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        threading.Thread(target=hold_connections, args=(silent,), daemon=True).start()
+        impatient = replace(FAST, fetch_timeout_s=0.5)
+        x = GrpcTransport(
+            ADDRESSES[3], "127.0.0.1:0", {}, pki.issue(ADDRESSES[3]), settings=impatient
+        )
+        try:
+            x.add_peer("silent", f"127.0.0.1:{silent.getsockname()[1]}")
+            x.add_peer(b.address, b.target)
+            digest = store(b).add_arrays(model())
+            started = time.monotonic()
+            x.send("silent", offer(3))
+            assert time.monotonic() - started < 0.2
+            assert x.fetch_arrays(digest, ["silent", b.address]) is not None
+            # once per pass: a deadline may be a slow link, worth one more try
+            assert x.fetch_blob(digest, ["silent"]) is None
+            assert time.monotonic() - started < 4 * impatient.fetch_timeout_s
+        finally:
+            x.disconnect()
+            silent.shutdown(socket.SHUT_RDWR)
+            for connection in held:
+                connection.close()
+
+
+def test_close_delivers_what_is_queued(pki, swarm):
+    a, b, _ = swarm
+    a.send(b.address, offer(0))
+    a.close()
+    assert not a.alive
+    assert isinstance(b.receive(3), UpdateOffer)
+    a.send(b.address, offer(0))  # after close: dropped, no error
+    assert b.receive(0.3) is None
+
+
+def test_message_limit_drops_big_offers_but_fetches_stay_chunked(pki):
+    small = replace(FAST, max_message_bytes=1 << 20, chunk_bytes=256 << 10)
+    with running(pki, {1: {"settings": small}}) as (a, b, c):
+        big = model(2.0)
+        a.send(b.address, offer(0, arrays=big))
+        assert b.receive(1) is None
+        digest = store(a).add_arrays(big)
+        fetched = b.fetch_arrays(digest, [a.address])
+        assert fetched is not None and same_arrays(fetched, big)
+    with pytest.raises(ConfigError):
+        GrpcSettings(max_message_bytes=1 << 20, chunk_bytes=1 << 20)

@@ -30,7 +30,7 @@ import grpc
 from eth_utils import keccak
 from flwr.app import ArrayRecord
 
-from swarmflower.errors import TransportError, WireFormatError
+from swarmflower.errors import ConfigError, TransportError, WireFormatError
 from swarmflower.transport import wire
 from swarmflower.transport.base import (
     PeerMessage,
@@ -54,6 +54,9 @@ ChunkFilter = Callable[[str, int, bytes], bytes]
 """(kind, chunk index, bytes) -> bytes sent; kind is arrays, blob or blocks."""
 
 T = TypeVar("T")
+
+CHUNK_OVERHEAD = 64  # a chunk's envelope and header, with room to spare
+MIN_CHUNK = 16 << 10
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,15 @@ class GrpcSettings:
     max_reconnect_backoff_ms: int = 2_000
     cache_payloads: int = 4  # encoded models kept for serving many fetchers
 
+    def __post_init__(self) -> None:
+        if self.chunk_bytes + CHUNK_OVERHEAD > self.max_message_bytes:
+            raise ConfigError(
+                f"chunks of {self.chunk_bytes} bytes do not fit in messages of "
+                f"{self.max_message_bytes} bytes"
+            )
+        if self.attempts < 1 or self.fetch_passes < 1:
+            raise ConfigError("attempts and fetch_passes must be at least 1")
+
 
 def server_credentials(tls: TlsMaterial) -> grpc.ServerCredentials:
     """Serve with our certificate; demand a client certificate from the CA."""
@@ -100,11 +112,15 @@ def channel_credentials(tls: TlsMaterial) -> grpc.ChannelCredentials:
 
 
 def grpc_options(settings: GrpcSettings) -> list[tuple[str, int]]:
+    """Message limits and reconnect pace for servers and channels.
+
+    Not `grpc.min_reconnect_backoff_ms`: gRPC also uses it as the time a
+    connection attempt (TCP and TLS) may take, too short for a distant site.
+    """
     return [
         ("grpc.max_send_message_length", settings.max_message_bytes),
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.initial_reconnect_backoff_ms", settings.reconnect_backoff_ms),
-        ("grpc.min_reconnect_backoff_ms", settings.reconnect_backoff_ms),
         ("grpc.max_reconnect_backoff_ms", settings.max_reconnect_backoff_ms),
     ]
 
@@ -197,12 +213,15 @@ class _PeerServer:
         return payload
 
     def _stream(
-        self, kind: str, payload: bytes | None, digest: bytes, context
+        self, kind: str, payload: bytes | None, request: tuple[bytes, int], context
     ) -> Iterator[bytes]:
+        digest, max_chunk = request
         if payload is None:
             context.abort(grpc.StatusCode.NOT_FOUND, f"no {kind} {digest.hex()}")
         assert payload is not None
-        for chunk in wire.split_chunks(payload, digest, self.settings.chunk_bytes):
+        # The asker's limit decides, down to a floor that keeps framing cheap.
+        size = max(min(self.settings.chunk_bytes, max_chunk), MIN_CHUNK)
+        for chunk in wire.split_chunks(payload, digest, size):
             if self.chunk_filter is not None:
                 data = self.chunk_filter(kind, chunk.index, chunk.data)
                 chunk = replace(chunk, data=data)
@@ -210,19 +229,19 @@ class _PeerServer:
 
     def fetch_arrays(self, request: bytes, context) -> Iterator[bytes]:
         self._caller(context)
-        digest = self._decode(
+        asked = self._decode(
             context, lambda: wire.decode_fetch(request, wire.FETCH_ARRAYS)
         )
-        payload = self._arrays_payload(self._service(context), digest)
-        yield from self._stream("arrays", payload, digest, context)
+        payload = self._arrays_payload(self._service(context), asked[0])
+        yield from self._stream("arrays", payload, asked, context)
 
     def fetch_blob(self, request: bytes, context) -> Iterator[bytes]:
         self._caller(context)
-        digest = self._decode(
+        asked = self._decode(
             context, lambda: wire.decode_fetch(request, wire.FETCH_BLOB)
         )
-        payload = self._service(context).serve_blob(digest)
-        yield from self._stream("blob", payload, digest, context)
+        payload = self._service(context).serve_blob(asked[0])
+        yield from self._stream("blob", payload, asked, context)
 
     def fetch_blocks(self, request: bytes, context) -> Iterator[bytes]:
         self._caller(context)
@@ -259,16 +278,18 @@ class GrpcTransport(TransportAPI):
         self._peers = dict(peers)
         self._credentials = channel_credentials(tls)
         self._options = grpc_options(self.settings)
+        self._max_chunk = self.settings.max_message_bytes - CHUNK_OVERHEAD
         self._channels: dict[str, grpc.Channel] = {}
         self._senders: dict[str, ThreadPoolExecutor] = {}
         self._lock = threading.Lock()
         self._alive = True
         self._closing = False
         self._handlers = _PeerServer(self.inbox, self.settings, authorize, chunk_filter)
+        self._workers = ThreadPoolExecutor(
+            self.settings.server_workers, thread_name_prefix="swarm-serve"
+        )
         self._server = grpc.server(
-            ThreadPoolExecutor(
-                self.settings.server_workers, thread_name_prefix="swarm-serve"
-            ),
+            self._workers,
             handlers=[self._handlers.handler()],
             options=self._options,
         )
@@ -329,12 +350,12 @@ class GrpcTransport(TransportAPI):
             return None
 
     def fetch_arrays(self, digest: bytes, sources: Sequence[str]) -> ArrayRecord | None:
-        request = wire.encode_fetch(wire.FETCH_ARRAYS, digest)
+        request = wire.encode_fetch(wire.FETCH_ARRAYS, digest, self._max_chunk)
         payload = self._fetch(FETCH_ARRAYS, request, digest, sources)
         return None if payload is None else wire.decode_arrays(payload)
 
     def fetch_blob(self, digest: bytes, sources: Sequence[str]) -> bytes | None:
-        request = wire.encode_fetch(wire.FETCH_BLOB, digest)
+        request = wire.encode_fetch(wire.FETCH_BLOB, digest, self._max_chunk)
         return self._fetch(FETCH_BLOB, request, digest, sources)
 
     def fetch_blocks(self, start: int, end: int) -> list[bytes]:
@@ -353,12 +374,14 @@ class GrpcTransport(TransportAPI):
         self._closing = True
         self._server.stop(0)
         self._shut_clients(wait=False)
+        self._workers.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         """Leave cleanly: deliver what is queued, finish calls being served."""
         self._closing = True
         self._shut_clients(wait=True)
         self._server.stop(self.settings.call_timeout_s).wait()
+        self._workers.shutdown(wait=True)
         self._alive = False
 
     # -- sending ---------------------------------------------------------------

@@ -10,8 +10,8 @@ hash without re-encoding anything.
     OFFER         round i64, commitment round i64, site_index u32,
                   commitment (125 bytes, `Commitment.pack`), arrays (rest)
     ANNOUNCE      round i64, RLP block (rest)
-    FETCH_ARRAYS  digest (32 bytes)
-    FETCH_BLOB    digest (32 bytes)
+    FETCH_ARRAYS  digest (32 bytes), largest chunk accepted u32
+    FETCH_BLOB    digest (32 bytes), largest chunk accepted u32
     FETCH_BLOCKS  start u64, end u64 (end exclusive)
     CHUNK         index u32, count u32, total u64, digest (32 bytes), data (rest)
     BLOCK         height u64, RLP block (rest)
@@ -50,6 +50,7 @@ DIGEST_BYTES = 32
 _ENVELOPE = struct.Struct(">4sBB")
 _OFFER = struct.Struct(">qqI")
 _ANNOUNCE = struct.Struct(">q")
+_FETCH = struct.Struct(">32sI")
 _RANGE = struct.Struct(">QQ")
 _CHUNK = struct.Struct(">IIQ32s")
 _HEIGHT = struct.Struct(">Q")
@@ -147,18 +148,29 @@ def decode_message(data: bytes) -> PeerMessage:
 # --- fetch requests -----------------------------------------------------------
 
 
-def encode_fetch(kind: int, digest: bytes) -> bytes:
-    """A FETCH_ARRAYS or FETCH_BLOB request for the content hashing to `digest`."""
+def encode_fetch(kind: int, digest: bytes, max_chunk: int) -> bytes:
+    """A FETCH_ARRAYS or FETCH_BLOB request for the content hashing to `digest`.
+
+    `max_chunk` is the largest chunk the asker accepts: its own message limit,
+    not the server's, decides how the answer is cut.
+    """
     if kind not in (FETCH_ARRAYS, FETCH_BLOB) or len(digest) != DIGEST_BYTES:
         raise WireFormatError("a fetch asks for arrays or a blob by a 32-byte hash")
-    return _envelope(kind) + digest
+    try:
+        return _envelope(kind) + _FETCH.pack(digest, max_chunk)
+    except struct.error as err:
+        raise WireFormatError(f"bad chunk size {max_chunk}: {err}") from err
 
 
-def decode_fetch(data: bytes, kind: int) -> bytes:
+def decode_fetch(data: bytes, kind: int) -> tuple[bytes, int]:
+    """The digest asked for and the largest chunk the asker accepts (>= 1)."""
     _, body = _open(data, (kind,))
-    if len(body) != DIGEST_BYTES:
-        raise WireFormatError(f"fetch digest of {len(body)} bytes, not 32")
-    return bytes(body)
+    if len(body) != _FETCH.size:
+        raise WireFormatError(f"fetch request body of {len(body)} bytes")
+    digest, max_chunk = _FETCH.unpack(body)
+    if max_chunk < 1:
+        raise WireFormatError("fetch request accepts no chunk size")
+    return digest, max_chunk
 
 
 def encode_block_range(start: int, end: int) -> bytes:
