@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import grpc
@@ -28,8 +29,16 @@ from eth_utils import keccak
 from flwr.app import Array, ArrayRecord
 
 from swarmflower.errors import ConfigError, WireFormatError
-from swarmflower.ledger import Commitment
+from swarmflower.flower_messages import site_context
+from swarmflower.identity import simulated_identities
+from swarmflower.ledger import Commitment, Ledger
+from swarmflower.logs import quiet_flower
+from swarmflower.model_store import MemoryModelStore
+from swarmflower.peer import PeerConfig, SwarmPeer
+from swarmflower.strategies import build_strategy
 from swarmflower.strategies.helpers import arrays_hash, record_items
+from swarmflower.swarm import make_genesis, run_swarm
+from swarmflower.tasks import TaskSpec, initial_model, make_client_app
 from swarmflower.transport import (
     BlockAnnouncement,
     GrpcSettings,
@@ -447,3 +456,69 @@ def test_message_limit_drops_big_offers_but_fetches_stay_chunked(pki):
         assert fetched is not None and same_arrays(fetched, big)
     with pytest.raises(ConfigError):
         GrpcSettings(max_message_bytes=1 << 20, chunk_bytes=1 << 20)
+
+
+# --- one protocol, two transports -----------------------------------------------
+
+
+def test_swarm_over_grpc_seals_the_same_rounds_as_in_process(pki):
+    """SwarmPeer threads talking real gRPC reach the in-process swarm's models."""
+    spec = TaskSpec(local_steps=5)
+    data = spec.load()
+    initial = ArrayRecord(initial_model(spec, data.num_features).state_dict())
+    names = [s.name for s in data.sites]
+    rounds = 3
+    reference = heart_reference(spec, initial, names, rounds)
+    assert len(set(reference)) == rounds
+
+    identities = simulated_identities(names, seed=0)
+    strategy = build_strategy("FedAvg")
+    majority = len(names) // 2 + 1
+    genesis = make_genesis(identities, initial, rounds, 10, majority, "FedAvg")
+    config = PeerConfig(
+        rounds=rounds,
+        round_timeout=10.0,
+        min_peers=majority,
+        update_wait=8.0,
+        backups=2,
+    )
+    transports = [
+        GrpcTransport(i.address, "127.0.0.1:0", {}, pki.issue(i.address), settings=FAST)
+        for i in identities
+    ]
+    for transport in transports:
+        for other in transports:
+            transport.add_peer(other.address, other.target)
+    ledgers = [Ledger.create(genesis, None) for _ in identities]
+    peers = [
+        SwarmPeer(
+            identity=identity,
+            sites=[i.address for i in identities],
+            ledger=ledgers[k],
+            client_app=make_client_app(spec),
+            context=site_context(k, len(names)),
+            strategy=strategy,
+            transport=transports[k],
+            store=MemoryModelStore(),
+            config=config,
+            initial_arrays=initial,
+        )
+        for k, identity in enumerate(identities)
+    ]
+    try:
+        with quiet_flower(), ThreadPoolExecutor(len(peers)) as pool:
+            list(pool.map(lambda peer: peer.run(), peers))
+        for ledger in ledgers:
+            assert [r.model_hash for r in ledger.rounds()] == reference
+    finally:
+        for transport in transports:
+            transport.disconnect()
+        for ledger in ledgers:
+            ledger.close()
+
+
+def heart_reference(spec, initial, names, rounds) -> list[bytes]:
+    result = run_swarm(
+        make_client_app(spec), len(names), initial, rounds, site_names=names
+    )
+    return [record.model_hash for record in result.rounds]

@@ -352,7 +352,10 @@ class GrpcTransport(TransportAPI):
     def fetch_arrays(self, digest: bytes, sources: Sequence[str]) -> ArrayRecord | None:
         request = wire.encode_fetch(wire.FETCH_ARRAYS, digest, self._max_chunk)
         payload = self._fetch(FETCH_ARRAYS, request, digest, sources)
-        return None if payload is None else wire.decode_arrays(payload)
+        try:
+            return None if payload is None else wire.decode_arrays(payload)
+        except WireFormatError:  # the hash matched, so it names a blob, not arrays
+            return None
 
     def fetch_blob(self, digest: bytes, sources: Sequence[str]) -> bytes | None:
         request = wire.encode_fetch(wire.FETCH_BLOB, digest, self._max_chunk)
