@@ -330,6 +330,10 @@ def test_authorize_hook_refuses_and_binds_offers_to_their_sender(pki):
         own = wire.encode_message(offer(0))
         assert raw_deliver(b.target, pki.issue(a.address), own) == grpc.StatusCode.OK
         assert isinstance(b.receive(2), UpdateOffer)
+        # fetches are refused as well: models stay within enrolled sites
+        store(b).blobs[keccak(b"state")] = b"state"
+        assert c.fetch_blob(keccak(b"state"), [b.address]) is None
+        assert a.fetch_blob(keccak(b"state"), [b.address]) == b"state"
 
 
 def test_malformed_deliver_is_invalid_argument(pki, swarm):

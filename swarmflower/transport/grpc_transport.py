@@ -78,6 +78,8 @@ class GrpcSettings:
     max_message_bytes: int = 256 << 20
     max_fetch_bytes: int = 8 << 30
     call_timeout_s: float = 30.0
+    # A Deliver may also take its size at this rate: big updates, slow links.
+    slowest_link_bytes_s: float = float(1 << 20)
     fetch_timeout_s: float = 300.0
     attempts: int = 3  # per call, for UNAVAILABLE only
     backoff_s: float = 0.1  # doubled after each UNAVAILABLE, with jitter
@@ -412,8 +414,10 @@ class GrpcTransport(TransportAPI):
         if channel is None or not self._alive:
             return
         call = channel.unary_unary(DELIVER)
+        settings = self.settings
+        timeout = settings.call_timeout_s + len(payload) / settings.slowest_link_bytes_s
         try:
-            self._retrying(lambda: call(payload, timeout=self.settings.call_timeout_s))
+            self._retrying(lambda: call(payload, timeout=timeout))
         except grpc.RpcError as err:
             log.warning("%s: message to %s dropped: %s", self.address, to, _why(err))
 
