@@ -2,9 +2,10 @@
 
 Each site runs one gRPC server and keeps one channel per peer. Both sides
 present a certificate issued by the swarm CA and check the other's against
-it, so a machine without an enrolled key fails at the TLS handshake, before
-any swarmflower byte is read. An optional `authorize` hook then maps the
-caller's certificate to its address (e.g. by looking it up on the ledger).
+it, so a machine whose certificate the CA did not issue fails at the TLS
+handshake, before any swarmflower byte is read. An optional `authorize` hook
+then maps the caller's certificate to its address, or refuses it (e.g. when
+the ledger does not list it as enrolled).
 
 No generated protobuf code: four methods under `/swarmflower.Peer/` carry
 the raw bytes of `wire.py`. Messages are fire-and-forget from a per-peer
