@@ -34,7 +34,7 @@ import datetime as dt
 import hashlib
 import ipaddress
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +50,7 @@ from eth_utils import keccak
 
 from swarmflower.errors import (
     BadSiteBinding,
+    CertificateError,
     CertificateExpired,
     UntrustedCertificate,
 )
@@ -302,6 +303,30 @@ def verify_site_cert(
             f"to {cert.not_valid_after_utc}, not at {at}"
         )
     return site_address_of(cert)
+
+
+def authorizer(
+    ca_cert: x509.Certificate,
+    is_member: Callable[[str, bytes], bool] | None = None,
+) -> Callable[[bytes], str | None]:
+    """A TLS `authorize` hook: a caller's certificate PEM -> its address, or None.
+
+    Accepts a certificate only if `verify_site_cert` does and, given
+    `is_member`, only if `is_member(address, fingerprint)` holds (e.g. the
+    ledger lists that address with that certificate fingerprint).
+    """
+
+    def authorize(pem: bytes) -> str | None:
+        try:
+            cert = x509.load_pem_x509_certificate(pem)
+            address = verify_site_cert(cert, ca_cert)
+        except (ValueError, CertificateError):
+            return None
+        if is_member is not None and not is_member(address, fingerprint(cert)):
+            return None
+        return address
+
+    return authorize
 
 
 # --- files --------------------------------------------------------------------

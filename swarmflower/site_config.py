@@ -100,6 +100,16 @@ class SiteConfig:
         """The absolute path of one of `files` (e.g. `config.path("cert")`)."""
         return self.folder / getattr(self.files, name)
 
+    def tls_material(self):
+        """The PEM bytes the gRPC transport serves and dials with."""
+        from swarmflower.transport import TlsMaterial
+
+        return TlsMaterial(
+            ca_cert=self.path("ca_cert").read_bytes(),
+            cert=self.path("cert").read_bytes(),
+            key=self.path("tls_key").read_bytes(),
+        )
+
     def with_peers(self, peers: tuple[PeerEntry, ...]) -> SiteConfig:
         return replace(self, peers=peers)
 

@@ -160,26 +160,22 @@ def test_a_missing_or_broken_site_toml_is_a_config_error(tmp_path):
 
 
 def _tls(folder: Path) -> tuple[bytes, bytes, bytes]:
-    return (
-        (folder / "ca.pem").read_bytes(),
-        (folder / "tls.key").read_bytes(),
-        (folder / "site.pem").read_bytes(),
-    )
-
-
-def _who_is_calling(request: bytes, context: grpc.ServicerContext) -> bytes:
-    """Answer with the Ethereum address bound to the caller's certificate."""
-    from cryptography import x509
-
-    pem = context.auth_context()["x509_pem_cert"][0]
-    return pki.site_address_of(x509.load_pem_x509_certificate(pem)).encode()
+    tls = load_site_config(folder).tls_material()
+    return tls.ca_cert, tls.key, tls.cert
 
 
 @pytest.fixture
 def tls_server(swarm):
+    """Site 1 serving one method that names the caller's bound address."""
     ca, key, cert = _tls(swarm / "site-1")
+    authorize = pki.authorizer(pki.load_cert(swarm / "ca" / "ca.pem"))
+
+    def who_is_calling(request: bytes, context: grpc.ServicerContext) -> bytes:
+        pem = context.auth_context()["x509_pem_cert"][0]
+        return (authorize(pem) or "refused").encode()
+
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    handler = grpc.unary_unary_rpc_method_handler(_who_is_calling)
+    handler = grpc.unary_unary_rpc_method_handler(who_is_calling)
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler("test.Who", {"Am": handler}),)
     )

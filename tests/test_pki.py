@@ -134,3 +134,13 @@ def test_keys_round_trip_through_files_with_mode_0600(site, tmp_path):
         pki.save_eth_key(site.eth_key, tmp_path / "site.key")
     with pytest.raises(ValueError, match="secp256k1"):
         pki.load_eth_key(tmp_path / "tls.key")
+
+
+def test_the_authorizer_maps_a_pem_to_its_address_or_refuses_it(ca, site):
+    authorize = pki.authorizer(ca[1])
+    assert authorize(pki.cert_pem(site.cert)) == site.address
+    stranger = pki.issue_site(*pki.create_ca("other"), "x", pki.new_eth_key())
+    assert authorize(pki.cert_pem(stranger.cert)) is None
+    assert authorize(b"not a certificate") is None
+    members_only = pki.authorizer(ca[1], lambda address, fp: fp != site.fingerprint)
+    assert members_only(pki.cert_pem(site.cert)) is None
