@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import re
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -69,7 +71,11 @@ class EnrolledSite:
 
 
 def _load_attr(reference: str, what: str) -> object:
+    """`module:attr`, importable from the current folder as well (as with
+    `python -m`), since the console script does not put it on the path."""
     module_name, _, attr = reference.partition(":")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
         return getattr(module, attr)
@@ -79,8 +85,10 @@ def _load_attr(reference: str, what: str) -> object:
 
 def _as_arrays(model: object, reference: str) -> ArrayRecord:
     """An ArrayRecord from what a user's `--initial-model` gives us."""
-    if callable(model) and not hasattr(model, "state_dict"):
-        model = model()
+    if isinstance(model, type) or (
+        callable(model) and not hasattr(model, "state_dict")
+    ):
+        model = model()  # a class (e.g. the user's `Net`) or a factory function
     if isinstance(model, ArrayRecord):
         return model
     if hasattr(model, "state_dict"):
@@ -101,6 +109,8 @@ def task_sites(
     gets `site-1..N` and its initial model from `initial_model`
     (`module:attr`, a torch module, an ArrayRecord or a function giving one).
     """
+    if num_sites is not None and num_sites < 1:
+        raise ConfigError(f"--sites must be at least 1, got {num_sites}")
     if template.is_user_app:
         if num_sites is None:
             raise ConfigError("--sites is required for a module:app task")
