@@ -179,6 +179,12 @@ class SwarmPeer(PeerServiceAPI):
         if self.faults.crashes_before_training(self.identity.index, round):
             self._crash(f"site crash before training round {round}")
         arrays = self._train(round)
+        log.info(
+            "site %s trained round %d after %.2f s",
+            self.identity.name,
+            round,
+            time.monotonic() - started,
+        )
         if arrays is not None:
             num_examples, update = arrays
             update_hash = self.store.put_arrays(update)
@@ -281,12 +287,13 @@ class SwarmPeer(PeerServiceAPI):
             self._crash(f"leader crash in round {round}")
         offers = sorted(self._offers[round].values(), key=lambda o: o.site_index)
         log.info(
-            "site %s seals round %d view %d with %d updates (%s)",
+            "site %s seals round %d view %d with %d updates (%s) after %.2f s",
             self.identity.name,
             round,
             view,
             len(offers),
             reason.name,
+            time.monotonic() - self._started.get(round, time.monotonic()),
         )
         outcome = self.strategy.merge(
             round, self._model, [self._as_update(o) for o in offers], self._state

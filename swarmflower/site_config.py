@@ -9,13 +9,13 @@ so a site folder can be moved or copied to another machine as a whole.
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import tomli_w
-import tomllib
 
 from swarmflower.errors import ConfigError
 from swarmflower.ledger import SwarmParams

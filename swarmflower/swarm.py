@@ -185,9 +185,10 @@ class _Supervisor:
         self.crashes: list[tuple[str, str]] = []
         self.errors: list[BaseException] = []
 
-    def _start(self, k: int) -> None:
+    def _connect(self, k: int) -> None:
+        """Build site `k`'s peer and plug it into the network (not running yet)."""
         identity = self.identities[k]
-        peer = SwarmPeer(
+        self.peers[k] = SwarmPeer(
             identity=identity,
             sites=[i.address for i in self.identities],
             ledger=self.ledgers[k],
@@ -200,9 +201,11 @@ class _Supervisor:
             initial_arrays=self.initial_arrays,
             faults=self.faults,
         )
-        self.peers[k] = peer
+
+    def _start(self, k: int) -> None:
+        peer = self.peers[k]
         thread = threading.Thread(target=self._run_peer, args=(k, peer), daemon=True)
-        thread.name = f"swarm-{identity.name}"
+        thread.name = f"swarm-{peer.identity.name}"
         self.threads[k] = thread
         thread.start()
 
@@ -224,12 +227,17 @@ class _Supervisor:
 
     def run(self, progress: Callable[[int], None] | None) -> SwarmResult:
         started = time.perf_counter()
+        # Every site is on the network before any starts: an update sent to a
+        # leader that is not connected yet would be lost.
+        for k in range(len(self.identities)):
+            self._connect(k)
         for k in range(len(self.identities)):
             self._start(k)
         reported = 0
         while any(t.is_alive() for t in self.threads) or self._due_restarts():
             for k in self._due_restarts():
                 del self.crashed_at[k]
+                self._connect(k)
                 self._start(k)
             if self.errors:
                 raise self.errors[0]
