@@ -298,7 +298,9 @@ def init(
     )
     console.print("next, at each site:")
     for site in layout.sites:
-        console.print(f"  swarmflower peer {site.folder}", soft_wrap=True)
+        console.print(
+            f"  swarmflower peer --config {site.folder / 'site.toml'}", soft_wrap=True
+        )
     console.print(f"a site joining later: swarmflower enroll --swarm {out} --name NAME")
 
 
@@ -331,7 +333,42 @@ def enroll(
     console.print(
         f"added to the peer lists of {len(site.config.peers)} sites; the members "
         f"put {site.enrollment_path} on the ledger in their next sealed round, "
-        f"then: swarmflower peer {site.config.folder}",
+        f"then: swarmflower peer --config {site.config.folder / 'site.toml'}",
+        soft_wrap=True,
+    )
+
+
+@app.command()
+def peer(
+    config: Annotated[
+        Path, typer.Option(help="The site's site.toml, as `swarmflower init` wrote it.")
+    ],
+    faults: Annotated[
+        str,
+        typer.Option(
+            help="Fault drill, as for simulate (e.g. 'leader-crash:3'): "
+            "this site kills itself with SIGKILL there."
+        ),
+    ] = "",
+) -> None:
+    """Run one real site until the swarm's rounds are done, then exit 0.
+
+    Its ledger replica and models live in the site's folder: after a crash,
+    the same command resumes where the site stopped. SIGTERM stops it cleanly.
+    """
+    from swarmflower.faults import FaultPlan
+    from swarmflower.site_runtime import run_site
+
+    outcome = run_site(
+        config,
+        report=lambda line: console.print(line, highlight=False),
+        faults=FaultPlan.parse(faults, num_sites=10_000),
+    )
+    state = "finished" if outcome.finished else "stopped"
+    model = outcome.model_hash.hex() if outcome.model_hash else "none"
+    console.print(
+        f"{state} at round {outcome.round}; head block 0x{outcome.head_hash.hex()}; "
+        f"model 0x{model}",
         soft_wrap=True,
     )
 

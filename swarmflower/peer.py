@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -102,6 +102,7 @@ class SwarmPeer(PeerServiceAPI):
         config: PeerConfig,
         initial_arrays: ArrayRecord | None = None,
         faults: FaultPlan = NO_FAULTS,
+        on_crash: Callable[[str], None] | None = None,
     ) -> None:
         self.identity = identity
         self.sites = tuple(sites)
@@ -113,6 +114,7 @@ class SwarmPeer(PeerServiceAPI):
         self.store = store
         self.config = config
         self.faults = faults
+        self.on_crash = on_crash
         self.log = PeerLog()
         self._index_of = {address: i for i, address in enumerate(self.sites)}
         self._offers: dict[int, dict[str, UpdateOffer]] = {}
@@ -515,7 +517,11 @@ class SwarmPeer(PeerServiceAPI):
             raise PeerCrashed(f"site {self.identity.name} is down")
 
     def _crash(self, why: str) -> None:
+        """Die where the fault plan says: `on_crash` (a real process kills
+        itself with SIGKILL), else cut the transport and stop the thread."""
         log.info("site %s: %s", self.identity.name, why)
+        if self.on_crash is not None:
+            self.on_crash(why)
         self.transport.disconnect()
         raise PeerCrashed(why)
 

@@ -1,0 +1,91 @@
+"""Real sites for the process tests: `swarmflower init` and `peer` as OS processes."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from cli_helpers import run_cli
+
+FINISHED = re.compile(
+    r"(finished|stopped) at round (\d+); head block (0x[0-9a-f]+); model (\S+)"
+)
+
+
+def free_port_block(count: int) -> int:
+    """A base port such that base+1 .. base+count are free on 127.0.0.1."""
+    for base in range(47200, 60000, 97):
+        sockets = []
+        try:
+            for k in range(1, count + 1):
+                s = socket.socket()
+                s.bind(("127.0.0.1", base + k))
+                sockets.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError("no free port block")
+
+
+def init_swarm(out: Path, sites: int, rounds: int, round_timeout: int = 3) -> None:
+    result = run_cli(
+        "init",
+        "--task",
+        "heart",
+        "--sites",
+        str(sites),
+        "--rounds",
+        str(rounds),
+        "--round-timeout",
+        str(round_timeout),
+        "--base-port",
+        str(free_port_block(sites)),
+        "--out",
+        str(out),
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def start_peer(site: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "swarmflower",
+            "peer",
+            "--config",
+            str(site / "site.toml"),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def finish(process: subprocess.Popen, timeout: float = 180) -> tuple[int, str]:
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+        raise AssertionError(f"peer did not finish:\n{output}") from None
+    return process.returncode, output
+
+
+def outcome(output: str) -> tuple[str, int, str, str]:
+    match = FINISHED.search(output)
+    assert match, output
+    return match.group(1), int(match.group(2)), match.group(3), match.group(4)
+
+
+def verify_head(site: Path) -> str:
+    result = run_cli("ledger", "verify", str(site))
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]

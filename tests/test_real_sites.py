@@ -1,0 +1,139 @@
+"""Real sites: `swarmflower peer` processes over gRPC with mutual TLS on 127.0.0.1."""
+
+import signal
+import time
+
+import grpc
+import pytest
+from real_sites import finish, init_swarm, outcome, start_peer, verify_head
+
+from swarmflower.ledger import Ledger, Reason
+from swarmflower.pki import load_eth_key
+
+
+def test_three_sites_finish_with_the_same_head_and_model(tmp_path):
+    init_swarm(tmp_path, sites=3, rounds=5)
+    sites = [tmp_path / f"site-{k}" for k in (1, 2, 3)]
+    processes = [start_peer(site) for site in sites]
+    results = [finish(p) for p in processes]
+    assert [code for code, _ in results] == [0, 0, 0], results
+    outcomes = [outcome(output) for _, output in results]
+    assert {o[:2] for o in outcomes} == {("finished", 5)}
+    assert len({o[2] for o in outcomes}) == 1  # same head block
+    assert len({o[3] for o in outcomes}) == 1  # same final model
+    assert {verify_head(site) for site in sites} == {outcomes[0][2]}
+
+
+def test_leader_killed_mid_round_then_back_and_contributing(tmp_path):
+    init_swarm(tmp_path, sites=3, rounds=8)
+    sites = [tmp_path / f"site-{k}" for k in (1, 2, 3)]
+    processes = [start_peer(site, "--faults", "leader-crash:3") for site in sites]
+    deadline = time.monotonic() + 120
+    while all(p.poll() is None for p in processes):
+        assert time.monotonic() < deadline, "no leader died in round 3"
+        time.sleep(0.2)
+    (killed,) = [k for k, p in enumerate(processes) if p.poll() is not None]
+    assert processes[killed].returncode == -signal.SIGKILL
+    processes[killed] = start_peer(sites[killed])  # restarted, no fault plan
+    results = [finish(p) for p in processes]
+    assert [code for code, _ in results] == [0, 0, 0], results
+    heads = {outcome(output)[2] for _, output in results}
+    assert len(heads) == 1
+
+    ledger = Ledger.open(sites[0])
+    try:
+        records = list(ledger.rounds())
+    finally:
+        ledger.close()
+    killed_address = load_eth_key(
+        sites[killed] / "site.key"
+    ).public_key.to_checksum_address()
+    assert [r.round for r in records] == list(range(1, 9))
+    third = records[2]
+    assert third.view == 1 and third.reason is Reason.LEADER_TIMEOUT
+    assert third.leader != killed_address
+    # It synced, and contributed again before the last round.
+    assert any(killed_address in r.contributors for r in records[3:7])
+
+
+@pytest.fixture()
+def lone_site(tmp_path):
+    """Site 1 running alone (it cannot seal without a second site)."""
+    init_swarm(tmp_path, sites=3, rounds=3)
+    process = start_peer(tmp_path / "site-1")
+    time.sleep(8)  # imports, then it trains round 1 and waits for peers
+    yield tmp_path, process
+    if process.poll() is None:
+        process.kill()
+        process.communicate()
+
+
+def _deliver(target: str, credentials: grpc.ChannelCredentials) -> grpc.StatusCode:
+    from swarmflower.transport.grpc_transport import DELIVER
+
+    with grpc.secure_channel(target, credentials) as channel:
+        try:
+            channel.unary_unary(DELIVER)(b"SWFL", timeout=5)
+        except grpc.RpcError as error:
+            return error.code()
+    return grpc.StatusCode.OK
+
+
+def test_strangers_are_refused_and_the_ledger_does_not_change(lone_site):
+    from cli_helpers import run_cli
+
+    from swarmflower.pki import cert_pem, create_ca, issue_site, new_eth_key
+    from swarmflower.site_config import load_site_config
+    from swarmflower.transport import TlsMaterial
+    from swarmflower.transport.grpc_transport import channel_credentials
+
+    swarm, process = lone_site
+    target = load_site_config(swarm / "site-1").listen_address
+    ca_pem = (swarm / "site-1" / "ca.pem").read_bytes()
+
+    # A member (site 2) gets through TLS and authorisation: its malformed
+    # payload is judged on its content.
+    member = load_site_config(swarm / "site-2").tls_material()
+    assert (
+        _deliver(target, channel_credentials(member))
+        is grpc.StatusCode.INVALID_ARGUMENT
+    )
+
+    # A certificate from another CA fails the TLS handshake.
+    stranger_key, stranger_ca = create_ca("another swarm")
+    stranger = issue_site(stranger_key, stranger_ca, "stranger", new_eth_key())
+    from cryptography.hazmat.primitives import serialization
+
+    stranger_tls = TlsMaterial(
+        ca_cert=ca_pem,
+        cert=cert_pem(stranger.cert),
+        key=stranger.tls_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+    assert (
+        _deliver(target, channel_credentials(stranger_tls))
+        is grpc.StatusCode.UNAVAILABLE
+    )
+
+    # A certificate from the swarm's CA that is not enrolled on the ledger is
+    # refused by the protocol.
+    enrolled = run_cli("enroll", "--swarm", str(swarm), "--name", "newcomer")
+    assert enrolled.returncode == 0, enrolled.stderr
+    newcomer = load_site_config(swarm / "newcomer").tls_material()
+    assert (
+        _deliver(target, channel_credentials(newcomer))
+        is grpc.StatusCode.PERMISSION_DENIED
+    )
+
+    process.send_signal(signal.SIGTERM)
+    code, output = finish(process, timeout=30)
+    assert code == 0, output
+    assert outcome(output)[:2] == ("stopped", 0)
+    ledger = Ledger.open(swarm / "site-1")
+    try:
+        assert ledger.head().height == 0
+    finally:
+        ledger.close()
