@@ -27,7 +27,7 @@ from flwr.app import ArrayRecord
 
 from swarmflower import pki
 from swarmflower.errors import ConfigError, SwarmExistsError
-from swarmflower.ledger import Enrollment, FoundingSite, Genesis, SwarmParams
+from swarmflower.ledger import Enrollment, FoundingSite, Genesis
 from swarmflower.site_config import (
     DEFAULT_BASE_PORT,
     SITE_FILE,
@@ -38,8 +38,9 @@ from swarmflower.site_config import (
     load_site_config,
     write_site_config,
 )
-from swarmflower.strategies import arrays_hash, build_strategy
+from swarmflower.strategies import arrays_hash
 from swarmflower.strategies.helpers import encode_ndarrays, record_items
+from swarmflower.swarm import swarm_params
 
 CA_DIR = "ca"
 CA_CERT = "ca.pem"
@@ -145,23 +146,6 @@ def _check_empty(out: Path) -> None:
         )
 
 
-def _check_params(
-    num_sites: int, rounds: int, round_timeout: int, min_peers: int, strategy: str
-) -> SwarmParams:
-    if num_sites < 1:
-        raise ConfigError(f"--sites must be at least 1, got {num_sites}")
-    if rounds < 1:
-        raise ConfigError(f"--rounds must be at least 1, got {rounds}")
-    if round_timeout < 1:
-        raise ConfigError(f"--round-timeout must be at least 1, got {round_timeout}")
-    if not 1 <= min_peers <= num_sites:
-        raise ConfigError(
-            f"--min-peers must be between 1 and {num_sites}, got {min_peers}"
-        )
-    strategy = build_strategy(strategy).name  # refuses an unknown name
-    return SwarmParams(rounds, round_timeout, min_peers, strategy)
-
-
 def _write_site_files(
     folder: Path,
     creds: pki.SiteCredentials,
@@ -202,14 +186,7 @@ def init_swarm(
     _check_empty(out)
     names, arrays = task_sites(template, num_sites, initial_model)
     count = len(names)
-    majority = count // 2 + 1
-    params = _check_params(
-        count,
-        rounds,
-        round_timeout,
-        majority if min_peers is None else min_peers,
-        strategy,
-    )
+    params = swarm_params(count, rounds, round_timeout, min_peers, strategy)
     if not 0 <= base_port <= 65535 - count:
         raise ConfigError(f"--base-port {base_port} leaves no room for {count} ports")
 

@@ -53,6 +53,29 @@ class SwarmResult:
         return {r.round: names.get(r.leader, r.leader) for r in self.rounds}
 
 
+def swarm_params(
+    num_sites: int,
+    rounds: int,
+    round_timeout: int,
+    min_peers: int | None,
+    strategy: str,
+) -> SwarmParams:
+    """Checked swarm-wide parameters; `min_peers` defaults to a majority."""
+    if num_sites < 1:
+        raise ConfigError(f"sites must be at least 1, got {num_sites}")
+    if rounds < 1:
+        raise ConfigError(f"rounds must be at least 1, got {rounds}")
+    if round_timeout < 1:
+        raise ConfigError(f"round timeout must be at least 1 s, got {round_timeout}")
+    min_peers = num_sites // 2 + 1 if min_peers is None else min_peers
+    if not 1 <= min_peers <= num_sites:
+        raise ConfigError(
+            f"min_peers must be between 1 and {num_sites}, got {min_peers}"
+        )
+    strategy = build_strategy(strategy).name  # refuses an unknown name
+    return SwarmParams(rounds, round_timeout, min_peers, strategy)
+
+
 def make_genesis(
     identities: Sequence[SiteIdentity],
     initial_arrays: ArrayRecord,
@@ -103,18 +126,12 @@ def run_swarm(
     """
     if num_sites < 2:
         raise ConfigError(f"a swarm needs at least 2 sites, got {num_sites}")
-    if num_rounds < 1:
-        raise ConfigError(f"rounds must be at least 1, got {num_rounds}")
-    if round_timeout < 1:
-        raise ConfigError(f"round_timeout must be at least 1 s, got {round_timeout}")
-    min_peers = num_sites // 2 + 1 if min_peers is None else min_peers
-    if not 1 <= min_peers <= num_sites:
-        raise ConfigError(
-            f"min_peers must be between 1 and {num_sites}, got {min_peers}"
-        )
     leader_strategy = (
         build_strategy(strategy) if isinstance(strategy, str) else strategy
     )
+    min_peers = swarm_params(
+        num_sites, num_rounds, round_timeout, min_peers, leader_strategy.name
+    ).min_peers
     names = list(site_names or [f"site-{k + 1}" for k in range(num_sites)])
     identities = simulated_identities(names, seed)
     genesis = make_genesis(

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from cli_helpers import run_cli
 from eth_utils import keccak
 
 from swarmflower import pki
@@ -23,7 +24,6 @@ from swarmflower.ledger import Genesis, Ledger
 from swarmflower.provision import load_enrollment
 from swarmflower.site_config import load_site_config
 from swarmflower.strategies.helpers import decode_ndarrays, encode_ndarrays
-from tests.cli_helpers import run_cli
 
 SITES = ("site-1", "site-2", "site-3")
 
