@@ -3,13 +3,33 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 
-from swarmflower.datasets import FederatedDataset, load_dataset
+from swarmflower.datasets import FederatedDataset, check_task_options, load_dataset
 from swarmflower.errors import ConfigError
 
 MODELS = ("logreg", "mlp")
 OPTIMIZERS = ("sgd", "adam")
+
+TaskOptions = tuple[tuple[str, object], ...]
+
+
+def _frozen(value: object) -> object:
+    """A hashable copy of an option value (TOML arrays arrive as lists)."""
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+def normalise_options(options: Mapping[str, object] | TaskOptions) -> TaskOptions:
+    """Options as sorted (name, value) pairs, so equal options hash equal."""
+    pairs = options.items() if isinstance(options, Mapping) else options
+    result = tuple(sorted((str(k), _frozen(v)) for k, v in pairs))
+    names = [k for k, _ in result]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"an option is given twice in {names}")
+    return result
 
 
 @dataclass(frozen=True)
@@ -33,8 +53,13 @@ class TaskSpec:
     learning_rate: float = 0.01
     optimizer: str = "sgd"
     seed: int = 0
+    # Task-specific options as (name, value) pairs, e.g. (("partition", "studies"),);
+    # a mapping is accepted and normalised.
+    options: TaskOptions = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "options", normalise_options(self.options))
+        check_task_options(self.task, dict(self.options))
         if self.model not in MODELS:
             raise ConfigError(f"unknown model '{self.model}': use one of {MODELS}")
         if self.optimizer not in OPTIMIZERS:
@@ -60,13 +85,19 @@ class TaskSpec:
             self.seed,
             self.site_column,
             self.target,
+            self.options,
         )
 
     def with_options(self, **changes: object) -> TaskSpec:
         return replace(self, **changes)
 
     def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+        """Plain values; `options` as a table, and left out when there are none."""
+        values = asdict(self)
+        options = values.pop("options")
+        if options:
+            values["options"] = dict(options)
+        return values
 
 
 @functools.lru_cache(maxsize=8)
@@ -77,6 +108,7 @@ def _load_cached(
     seed: int,
     site_column: str | None,
     target: str | None,
+    options: TaskOptions,
 ) -> FederatedDataset:
     return load_dataset(
         task,
@@ -85,4 +117,5 @@ def _load_cached(
         seed=seed,
         site_column=site_column,
         target=target,
+        **dict(options),
     )
