@@ -1,6 +1,6 @@
 """Synthetic blood transcriptomes shaped like the Swarm Learning paper's AML data.
 
-Warnes-Schultze et al. (Nature 2021) pooled 16,400 blood transcriptomes from
+Warnat-Herresthal et al. (Nature 2021) pooled 16,400 blood transcriptomes from
 127 studies on three platforms; hospitals held whole studies, with very
 unequal case:control ratios. That data cannot ship here, so this module draws
 a stand-in with the same sources of heterogeneity, reproducibly from a seed:
@@ -97,10 +97,22 @@ class TranscriptomeShape:
         return self.signature_genes
 
 
+# Every option and the kinds of value it takes (a TOML integer passes as a float).
+OPTION_KINDS: dict[str, tuple[type, ...]] = {
+    **{f.name: (int,) for f in fields(TranscriptomeShape) if "int" in str(f.type)},
+    **{f.name: (int, float) for f in fields(TranscriptomeShape) if f.type == "float"},
+    "partition": (str,),
+    "skew": (int, float),
+    "law": (str,),
+    "node": (int,),
+    "cases": (int,),
+    "node_share": (int, float),
+    "node_size": (int,),
+    "case_shares": (tuple,),
+}
 SHAPE_OPTIONS = tuple(f.name for f in fields(TranscriptomeShape))
-PARTITION_OPTIONS = ("partition", "skew", "law", "node", "cases", "node_share")
-PARTITION_OPTIONS += ("node_size", "case_shares")
-OPTIONS = SHAPE_OPTIONS + PARTITION_OPTIONS
+PARTITION_OPTIONS = tuple(k for k in OPTION_KINDS if k not in SHAPE_OPTIONS)
+OPTIONS = tuple(OPTION_KINDS)
 
 
 @dataclass(frozen=True)
@@ -229,13 +241,20 @@ def partition_transcriptome(
 
 
 def check_options(options: dict[str, object]) -> None:
-    """Refuse option names the transcriptome task does not know, early."""
+    """Refuse unknown option names and values of the wrong kind, before loading."""
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise ConfigError(
             f"unknown transcriptome option(s) {', '.join(unknown)}: "
             f"use {', '.join(OPTIONS)}"
         )
+    for name, value in options.items():
+        kinds = OPTION_KINDS[name]
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            wanted = " or ".join(k.__name__ for k in kinds)
+            raise ConfigError(
+                f"transcriptome option '{name}' must be {wanted}, got {value!r}"
+            )
     partition = options.get("partition", "studies")
     if partition not in PARTITIONS:
         raise ConfigError(f"unknown partition '{partition}': use one of {PARTITIONS}")
