@@ -211,7 +211,12 @@ def few_cases_partition(
     min_per_class: int = MIN_PER_CLASS,
 ) -> list[np.ndarray]:
     """One node of ordinary size (`node_size`, default n/N) with only `cases` cases."""
-    controls = _ordinary_size(y, num_nodes, node_size) - cases
+    size = _ordinary_size(y, num_nodes, node_size)
+    if cases > size:
+        raise DataError(
+            f"node '{node_name(node)}' cannot hold {cases} cases in {size} rows"
+        )
+    controls = size - cases
     return special_node_partition(
         y,
         num_nodes,
@@ -338,7 +343,7 @@ def platform_partition(
     if num_nodes < len(kinds):
         raise DataError(
             f"{num_nodes} nodes for {len(kinds)} platforms: platform "
-            f"{kinds[num_nodes]!r} gets no node (one node per platform at least)"
+            f"{kinds[num_nodes].item()!r} gets no node (one node per platform at least)"
         )
     rows = np.bincount(inverse)
     nodes = np.ones(len(kinds), dtype=np.int64)
