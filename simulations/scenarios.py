@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from swarmflower.errors import ConfigError
+from swarmflower.faults import FaultPlan
 from swarmflower.strategies.registry import canonical_name
 from swarmflower.tasks import TaskSpec
 
@@ -94,6 +95,20 @@ class Faults:
         every = self.leader_crash_every
         periodic = range(every, rounds + 1, every) if every else ()
         return frozenset((*self.leader_crash_rounds, *periodic))
+
+    def fault_plan(self, rounds: int) -> FaultPlan:
+        """The part the in-process engine can inflict: crashes and dishonesty.
+
+        Dropout, slowdowns, links and each crash's own `recover` round are for
+        the Ray engine; here every crashed site returns `recover_after` rounds
+        later.
+        """
+        return FaultPlan(
+            leader_crash_rounds=self.leader_crashes(rounds),
+            dishonest_leader_rounds=frozenset(self.dishonest_leader_rounds),
+            site_crashes=tuple(sorted((c.site - 1, c.round) for c in self.crashes)),
+            recover_after=self.recover_after,
+        )
 
     def profile(self, site: int) -> SiteProfile:
         """Site `site`'s (from 1) speed and link, defaults filled in."""

@@ -73,6 +73,8 @@ def test_the_smoke_scenario_loads_its_data_quickly() -> None:
     data = scenario.spec.load()
     assert data.num_sites == scenario.spec.num_sites == 3
     assert scenario.faults.crashes[0].recover == 2
+    plan = scenario.faults.fault_plan(scenario.rounds)
+    assert plan.crashes_before_training(2, 1) and plan.recover_after == 1
 
 
 def test_a_file_by_path(tmp_path: Path) -> None:
