@@ -108,17 +108,17 @@ def _describe(spec, rounds: int) -> str:
     )
 
 
-def _report(results, out: Path, rounds: int) -> None:
+def _report(results, out: Path, rounds: int, task_name: str) -> None:
     from swarmflower.reports import results_table, write_results
 
-    heading = f"mean per-site test accuracy after {rounds} rounds"
+    heading = f"{task_name}: mean per-site test accuracy after {rounds} rounds"
     console.print(results_table(results, heading))
     by_method = {r.method: r for r in results}
     if "swarm" in by_method and "fedavg" in by_method:
         ratio = by_method["swarm"].wall_s / by_method["fedavg"].wall_s
         console.print(f"swarm wall time / Flower FedAvg wall time: {ratio:.2f}")
     written = write_results(results, out, heading)
-    console.print("wrote " + ", ".join(str(p) for p in written))
+    console.print("wrote " + ", ".join(str(p) for p in written), soft_wrap=True)
 
 
 @app.command()
@@ -155,7 +155,7 @@ def compare(
     results = _run_with_progress(
         chosen, rounds, lambda advance: run_compare(spec, rounds, chosen, advance)
     )
-    _report(results, out, rounds)
+    _report(results, out, rounds, spec.load().name)
 
 
 @app.command()
@@ -214,7 +214,7 @@ def simulate(
         ),
     )
     console.print(rounds_table(result))
-    _report([result], out, rounds)
+    _report([result], out, rounds, spec.load().name)
     console.print(
         f"each site's ledger replica is in {out / 'sites'}/<site>/ledger: "
         f"swarmflower ledger verify {out / 'sites' / result.site_names[0]}",

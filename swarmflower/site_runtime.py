@@ -27,7 +27,7 @@ from swarmflower.ledger import Genesis, Ledger
 from swarmflower.logs import quiet_flower
 from swarmflower.model_store import DiskModelStore, arrays_from_bytes
 from swarmflower.peer import PeerConfig, SwarmPeer
-from swarmflower.pki import authorizer, load_cert, load_eth_key
+from swarmflower.pki import authorizer, fingerprint, load_cert, load_eth_key
 from swarmflower.site_config import SiteConfig, load_site_config
 from swarmflower.strategies import arrays_hash, build_strategy
 from swarmflower.transport import GrpcTransport
@@ -134,8 +134,6 @@ def build_site(
 
 
 def _own_fingerprint(config: SiteConfig) -> bytes:
-    from swarmflower.pki import fingerprint
-
     return fingerprint(load_cert(config.path("cert")))
 
 
