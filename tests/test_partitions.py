@@ -6,6 +6,8 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from swarmflower.datasets.partitions import (
     MIN_PER_CLASS,
@@ -193,3 +195,29 @@ def test_study_partition_names_a_node_left_without_cases() -> None:
     study = np.repeat(np.arange(5), 10)  # one study holds every case
     with pytest.raises(DataError, match=r"node 'site-\d' holds 0 case"):
         study_partition(study, y, 4, 0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    cases=st.integers(30, 400),
+    extra_controls=st.integers(0, 400),  # controls the majority, as in the data
+    nodes=st.integers(2, 10),
+    skew=st.floats(0.0, 3.0),
+    seed=st.integers(0, 2**16),
+)
+def test_any_feasible_request_uses_every_row_once(
+    cases, extra_controls, nodes, skew, seed
+) -> None:
+    controls = cases + extra_controls
+    y = np.random.default_rng(seed).permutation(
+        np.r_[np.ones(cases), np.zeros(controls)]
+    )
+    y = y.astype(np.int64)
+    for parts in (
+        quantity_partition(y, nodes, seed, skew=skew),
+        dirichlet_partition(y, nodes, 0.1 + skew, seed),
+        few_cases_partition(y, nodes, seed, node=nodes - 1, cases=3),
+    ):
+        assert len(parts) == nodes
+        assert_every_row_once(parts, len(y))
+        assert_trainable(parts, y)
