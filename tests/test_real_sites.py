@@ -117,6 +117,20 @@ def test_strangers_are_refused_and_the_ledger_does_not_change(lone_site):
         _deliver(target, channel_credentials(stranger_tls))
         is grpc.StatusCode.UNAVAILABLE
     )
+    # So does a self-signed certificate (that CA's own root, used as a client).
+    self_signed = TlsMaterial(
+        ca_cert=ca_pem,
+        cert=cert_pem(stranger_ca),
+        key=stranger_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+    assert (
+        _deliver(target, channel_credentials(self_signed))
+        is grpc.StatusCode.UNAVAILABLE
+    )
 
     # A certificate from the swarm's CA that is not enrolled on the ledger is
     # refused by the protocol.
