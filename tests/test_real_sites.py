@@ -68,6 +68,16 @@ def lone_site(tmp_path):
         process.communicate()
 
 
+def _key_pem(key) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
 def _deliver(target: str, credentials: grpc.ChannelCredentials) -> grpc.StatusCode:
     from swarmflower.transport.grpc_transport import DELIVER
 
@@ -102,16 +112,10 @@ def test_strangers_are_refused_and_the_ledger_does_not_change(lone_site):
     # A certificate from another CA fails the TLS handshake.
     stranger_key, stranger_ca = create_ca("another swarm")
     stranger = issue_site(stranger_key, stranger_ca, "stranger", new_eth_key())
-    from cryptography.hazmat.primitives import serialization
-
     stranger_tls = TlsMaterial(
         ca_cert=ca_pem,
         cert=cert_pem(stranger.cert),
-        key=stranger.tls_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
+        key=_key_pem(stranger.tls_key),
     )
     assert (
         _deliver(target, channel_credentials(stranger_tls))
@@ -121,11 +125,7 @@ def test_strangers_are_refused_and_the_ledger_does_not_change(lone_site):
     self_signed = TlsMaterial(
         ca_cert=ca_pem,
         cert=cert_pem(stranger_ca),
-        key=stranger_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
+        key=_key_pem(stranger_key),
     )
     assert (
         _deliver(target, channel_credentials(self_signed))
