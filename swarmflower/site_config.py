@@ -200,8 +200,12 @@ def _task(table: _Table) -> TaskConfig:
         default = spec_field.default
         if spec_field.name == "task" or spec_field.name not in table.data:
             continue
-        kind = str if default is None else type(default)
-        values[spec_field.name] = table.get(spec_field.name, kind)
+        # `options` (task-specific settings) is a TOML table; TaskSpec takes
+        # a mapping and freezes it.
+        kind = dict if spec_field.name == "options" else type(default)
+        values[spec_field.name] = table.get(
+            spec_field.name, str if default is None else kind
+        )
     try:
         spec = TaskSpec(**values)
     except ConfigError as exc:

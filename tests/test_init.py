@@ -280,3 +280,21 @@ def test_load_enrollment_refuses_a_mismatched_fingerprint(swarm, tmp_path):
     )
     with pytest.raises(ConfigError, match="cert_fingerprint"):
         load_enrollment(path)
+
+
+def test_task_options_round_trip_through_site_toml(swarm, tmp_path):
+    from dataclasses import replace
+
+    from swarmflower.site_config import write_site_config
+    from swarmflower.tasks import TaskSpec
+
+    config = load_site_config(swarm / "site-1")
+    spec = TaskSpec(
+        task="transcriptome",
+        num_sites=3,
+        options={"genes": 40, "studies": 6, "samples": 300},
+    )
+    moved = replace(config, task=replace(config.task, spec=spec), folder=tmp_path)
+    back = load_site_config(write_site_config(moved))
+    assert back.task.spec == spec
+    assert dict(back.task.spec.options) == {"genes": 40, "studies": 6, "samples": 300}
