@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 
 from swarmflower.errors import ConfigError
 from swarmflower.simulations.fedavg import run_flower_fedavg
 from swarmflower.simulations.local import run_local
 from swarmflower.simulations.pooled import run_pooled
 from swarmflower.simulations.results import MethodResult
+from swarmflower.simulations.scenarios import Scenario
 from swarmflower.simulations.swarm import run_swarm_method
 from swarmflower.tasks import TaskSpec
 
@@ -37,13 +39,36 @@ def run_compare(
     rounds: int,
     methods: Sequence[str],
     progress: Callable[[str, int], None] | None = None,
+    swarm_options: Mapping[str, object] | None = None,
 ) -> list[MethodResult]:
-    """Run each method in turn; `progress(method, round)` follows every round."""
+    """Run each method in turn; `progress(method, round)` follows every round.
+
+    `swarm_options` (strategy, faults, round_timeout, ...) go to the swarm only.
+    """
     if rounds < 1:
         raise ConfigError(f"rounds must be at least 1, got {rounds}")
     spec.load()  # bad data fails here, before any engine starts
     results = []
     for method in check_methods(methods):
         hook = (lambda r, m=method: progress(m, r)) if progress else None
-        results.append(RUNNERS[method](spec, rounds, hook))
+        options = swarm_options if method == "swarm" and swarm_options else {}
+        results.append(RUNNERS[method](spec, rounds, hook, **options))
     return results
+
+
+def run_scenario(
+    scenario: Scenario, progress: Callable[[str, int], None] | None = None
+) -> list[MethodResult]:
+    """A scenario file's comparison on the in-process engine.
+
+    Crashes and dishonest leaders are inflicted; dropout, slowdowns and links
+    need the Ray engine and are not simulated here.
+    """
+    swarm_options = {
+        "strategy": scenario.strategy,
+        "faults": scenario.faults.fault_plan(scenario.rounds),
+        "round_timeout": max(1, math.ceil(scenario.round_timeout)),
+    }
+    return run_compare(
+        scenario.spec, scenario.rounds, scenario.methods, progress, swarm_options
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
@@ -141,6 +142,14 @@ def compare(
     lr: Lr = 0.01,
     optimizer: Optimizer = "sgd",
     seed: Seed = 0,
+    scenario: Annotated[
+        str | None,
+        typer.Option(
+            help="A scenario (a name from `swarmflower scenarios`, or a TOML "
+            "file): its task, rounds, methods, strategy and faults replace the "
+            "options above."
+        ),
+    ] = None,
 ) -> None:
     """Run the swarm and its yardsticks on one task and print a table.
 
@@ -149,6 +158,10 @@ def compare(
     """
     from swarmflower.simulations.compare import check_methods, run_compare
 
+    if scenario is not None:
+        _compare_scenario(scenario, out)
+        return
+
     spec = _task_spec(locals())
     chosen = check_methods([m.strip() for m in methods.split(",") if m.strip()])
     console.print(_describe(spec, rounds))
@@ -156,6 +169,52 @@ def compare(
         chosen, rounds, lambda advance: run_compare(spec, rounds, chosen, advance)
     )
     _report(results, out, rounds, spec.load().name)
+
+
+def _compare_scenario(name: str, out: Path) -> None:
+    from swarmflower.simulations.compare import run_scenario
+    from swarmflower.simulations.scenarios import load_scenario
+
+    scenario = load_scenario(name)
+    console.print(f"[bold]scenario {scenario.name}[/]: {scenario.description}")
+    console.print(_describe(scenario.spec, scenario.rounds))
+    faults = scenario.faults
+    if faults.dropout or faults.sites or faults.slowdown != 1.0:
+        console.print(
+            "the in-process engine inflicts the scenario's crashes and dishonest "
+            "leaders; its dropout, slowdowns and links need the Ray engine"
+        )
+    results = _run_with_progress(
+        scenario.methods,
+        scenario.rounds,
+        lambda advance: run_scenario(scenario, advance),
+    )
+    _report(results, out, scenario.rounds, scenario.spec.load().name)
+
+
+@app.command()
+def scenarios() -> None:
+    """List the shipped scenario files (run one with `compare --scenario NAME`)."""
+    from rich.table import Table
+
+    from swarmflower.simulations.scenarios import list_scenarios, load_scenario
+
+    names = list_scenarios()
+    table = Table(title="scenarios")
+    table.add_column("name", no_wrap=True, min_width=max(map(len, names)))
+    for column in ("task", "sites", "rounds", "methods", "description"):
+        table.add_column(column)
+    for name in names:
+        s = load_scenario(name)
+        table.add_row(
+            s.name,
+            s.spec.task,
+            str(s.spec.num_sites),
+            str(s.rounds),
+            ",".join(s.methods),
+            textwrap.shorten(s.description, 70, placeholder="..."),
+        )
+    console.print(table)
 
 
 @app.command()
