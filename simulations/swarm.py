@@ -56,7 +56,7 @@ def run_swarm_method(
     )
     history = _score_rounds(spec, swarm)
     extra = [
-        Metric("leader_changes", float(len({r.leader for r in swarm.rounds}))),
+        Metric("distinct_leaders", float(len({r.leader for r in swarm.rounds}))),
         Metric("crashes", float(len(swarm.crashes))),
     ]
     return MethodResult(

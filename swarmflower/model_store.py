@@ -28,8 +28,12 @@ class ModelStoreAPI(ABC):
     """What a peer keeps and serves to other peers (from their threads too)."""
 
     @abstractmethod
-    def put_arrays(self, arrays: ArrayRecord) -> bytes:
-        """File a model or update; return its hash."""
+    def put_arrays(self, arrays: ArrayRecord, digest: bytes | None = None) -> bytes:
+        """File a model or update; return its hash.
+
+        `digest` is the hash the caller has just computed from these arrays,
+        so that a hot path does not hash the same model twice.
+        """
 
     @abstractmethod
     def get_arrays(self, digest: bytes) -> ArrayRecord | None: ...
@@ -50,8 +54,8 @@ class MemoryModelStore(ModelStoreAPI):
         self._blobs: dict[bytes, bytes] = {}
         self._lock = threading.Lock()
 
-    def put_arrays(self, arrays: ArrayRecord) -> bytes:
-        digest = arrays_hash(arrays)
+    def put_arrays(self, arrays: ArrayRecord, digest: bytes | None = None) -> bytes:
+        digest = digest or arrays_hash(arrays)
         with self._lock:
             self._arrays.setdefault(digest, arrays)
         return digest
@@ -116,11 +120,11 @@ class DiskModelStore(ModelStoreAPI):
             return None
         return data
 
-    def put_arrays(self, arrays: ArrayRecord) -> bytes:
+    def put_arrays(self, arrays: ArrayRecord, digest: bytes | None = None) -> bytes:
         data = arrays_to_bytes(arrays)
-        digest = keccak(data)
+        digest = keccak(data)  # the file's name must be the hash of its bytes
         self._write(self._path(digest, "model"), data)
-        self._memory.put_arrays(arrays)
+        self._memory.put_arrays(arrays, digest)
         return digest
 
     def get_arrays(self, digest: bytes) -> ArrayRecord | None:
@@ -133,7 +137,7 @@ class DiskModelStore(ModelStoreAPI):
             arrays = arrays_from_bytes(data)
         except SwarmflowerError:
             return None
-        self._memory.put_arrays(arrays)
+        self._memory.put_arrays(arrays, digest)
         return arrays
 
     def put_blob(self, blob: bytes) -> bytes:

@@ -32,7 +32,7 @@ from swarmflower.ledger import (
 )
 from swarmflower.model_store import ModelStoreAPI
 from swarmflower.strategies import LeaderStrategy, Update
-from swarmflower.strategies.helpers import arrays_hash
+from swarmflower.strategies.helpers import arrays_hash, encode_ndarrays, record_items
 from swarmflower.transport.base import (
     BlockAnnouncement,
     PeerServiceAPI,
@@ -338,15 +338,19 @@ class SwarmPeer(PeerServiceAPI):
         commitment = offer.commitment
         if not self._model_round < offer.round <= self._model_round + LOOKAHEAD:
             return
+        # Deserialise and hash the arrays once: the hash check, the finiteness
+        # check and the store all use the same bytes.
+        items = record_items(offer.arrays)
+        digest = keccak(encode_ndarrays(items))
         reason = None
         if commitment.round != offer.round:
             reason = "commitment is for another round"
         elif self._index_of.get(commitment.site) != offer.site_index:
             reason = "site index does not match the signer"
-        elif arrays_hash(offer.arrays) != commitment.update_hash:
+        elif digest != commitment.update_hash:
             reason = "update does not match its commitment hash"
         else:
-            reason = self._unusable(offer.arrays)
+            reason = self._unusable(items)
         if reason is None:
             try:
                 commitment.verify(self.ledger.swarm_id)
@@ -361,19 +365,19 @@ class SwarmPeer(PeerServiceAPI):
                 reason,
             )
             return
-        self.store.put_arrays(offer.arrays)
+        self.store.put_arrays(offer.arrays, digest)
         self._offers.setdefault(offer.round, {})[commitment.site] = offer
 
-    def _unusable(self, arrays: ArrayRecord) -> str | None:
+    def _unusable(self, items: list[tuple[str, np.ndarray]]) -> str | None:
         """Why an update cannot be merged with this site's model, if it cannot."""
         if self._model is None:
             return None
-        expected = {key: array.shape for key, array in self._model.items()}
-        found = {key: array.shape for key, array in arrays.items()}
+        expected = {key: tuple(array.shape) for key, array in self._model.items()}
+        found = {key: tuple(array.shape) for key, array in items}
         if found != expected:
             return f"model of the wrong shape: {found} instead of {expected}"
-        for key, array in arrays.items():
-            if not np.isfinite(array.numpy()).all():
+        for key, array in items:
+            if not np.isfinite(array).all():
                 return f"non-finite values in '{key}'"
         return None
 
@@ -442,8 +446,10 @@ class SwarmPeer(PeerServiceAPI):
         updates = []
         for commitment in record.commitments:
             offer = held.get(commitment.site)
-            arrays = offer.arrays if offer else None
-            if arrays is None or arrays_hash(arrays) != commitment.update_hash:
+            # A held offer was hashed against its own commitment on arrival.
+            if offer and offer.commitment.update_hash == commitment.update_hash:
+                arrays = offer.arrays
+            else:
                 arrays = self.transport.fetch_arrays(
                     commitment.update_hash, self._sources(record)
                 )
