@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from flwr.app import ArrayRecord
+from flwr.clientapp import ClientApp
 
 from swarmflower.faults import NO_FAULTS, FaultPlan
 from swarmflower.flower_messages import EVALUATE, model_instruction, site_context
@@ -54,7 +55,7 @@ def run_swarm_method(
         progress=progress,
         ledger_dir=ledger_dir,
     )
-    history = _score_rounds(spec, swarm)
+    history = _score_rounds(spec, app, swarm)
     extra = [
         Metric("distinct_leaders", float(len({r.leader for r in swarm.rounds}))),
         Metric("crashes", float(len(swarm.crashes))),
@@ -70,10 +71,9 @@ def run_swarm_method(
     )
 
 
-def _score_rounds(spec: TaskSpec, swarm: SwarmResult) -> list:
+def _score_rounds(spec: TaskSpec, app: ClientApp, swarm: SwarmResult) -> list:
     """Each round's model on each site's test set, via the site's ClientApp."""
     data = spec.load()
-    app = make_client_app(spec)
     leaders = swarm.leader_names()
     history = []
     for record in swarm.rounds:
