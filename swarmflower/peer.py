@@ -15,15 +15,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 from eth_utils import keccak
-from flwr.app import Array, ArrayRecord, Context
+from flwr.app import ArrayRecord, Context
 
 from swarmflower.faults import NO_FAULTS, FaultPlan, PeerCrashed
-from swarmflower.flower_messages import TRAIN, model_instruction
 from swarmflower.identity import SiteIdentity
 from swarmflower.ledger import (
-    Commitment,
     InvalidBlock,
     LedgerAPI,
     Reason,
@@ -31,8 +28,16 @@ from swarmflower.ledger import (
     UnknownParent,
 )
 from swarmflower.model_store import ModelStoreAPI
+from swarmflower.round_protocol import (
+    committed_updates,
+    leader_merge,
+    offer_problem,
+    sign_offer,
+    train_site,
+    verify_merge,
+)
 from swarmflower.strategies import LeaderStrategy, Update
-from swarmflower.strategies.helpers import arrays_hash, encode_ndarrays, record_items
+from swarmflower.strategies.helpers import arrays_hash
 from swarmflower.transport.base import (
     BlockAnnouncement,
     PeerServiceAPI,
@@ -190,14 +195,14 @@ class SwarmPeer(PeerServiceAPI):
         if arrays is not None:
             num_examples, update = arrays
             update_hash = self.store.put_arrays(update)
-            commitment = Commitment.sign(
-                self.identity.key,
+            offer = sign_offer(
+                self.identity,
                 self.ledger.swarm_id,
                 round,
-                update_hash,
                 num_examples,
+                update,
+                update_hash,
             )
-            offer = UpdateOffer(round, commitment, update, self.identity.index)
             self._straggle(round)
             for electee in self._electees(round):
                 if electee == self.address:
@@ -215,23 +220,21 @@ class SwarmPeer(PeerServiceAPI):
 
     def _train(self, round: int) -> tuple[int, ArrayRecord] | None:
         assert self._model is not None
-        message = model_instruction(
+        trained = train_site(
+            self.client_app,
+            self.context,
             self._model,
-            TRAIN,
             round,
-            dst_node_id=self.identity.index + 1,
-            config=self.strategy.train_config(round),
+            self.identity.index,
+            self.strategy.train_config(round),
         )
-        reply = self.client_app(message, self.context)
-        if reply.has_error():
+        if trained is None:
             log.warning(
                 "site %s: training failed in round %d", self.identity.name, round
             )
             return None
         self.log.trained.append(round)
-        content = reply.content
-        metrics = next(iter(content.metric_records.values()))
-        return int(metrics["num-examples"]), next(iter(content.array_records.values()))
+        return trained
 
     def _electees(self, round: int) -> tuple[str, ...]:
         count = min(1 + self.config.backups, len(self.sites))
@@ -287,7 +290,7 @@ class SwarmPeer(PeerServiceAPI):
     def _seal(self, round: int, view: int, reason: Reason) -> None:
         if view == 0 and self.faults.crashes_while_leading(round):
             self._crash(f"leader crash in round {round}")
-        offers = sorted(self._offers[round].values(), key=lambda o: o.site_index)
+        offers = list(self._offers[round].values())
         log.info(
             "site %s seals round %d view %d with %d updates (%s) after %.2f s",
             self.identity.name,
@@ -297,12 +300,15 @@ class SwarmPeer(PeerServiceAPI):
             reason.name,
             time.monotonic() - self._started.get(round, time.monotonic()),
         )
-        outcome = self.strategy.merge(
-            round, self._model, [self._as_update(o) for o in offers], self._state
+        outcome = leader_merge(
+            self.strategy,
+            round,
+            self._model,
+            self._state,
+            offers,
+            dishonest=view == 0 and self.faults.is_dishonest(round),
         )
         merged = outcome.arrays
-        if view == 0 and self.faults.is_dishonest(round):
-            merged = _tampered(merged)
         model_hash = self.store.put_arrays(merged)
         self.store.put_blob(outcome.state)
         block = self.ledger.seal_round(
@@ -338,24 +344,14 @@ class SwarmPeer(PeerServiceAPI):
         commitment = offer.commitment
         if not self._model_round < offer.round <= self._model_round + LOOKAHEAD:
             return
-        # Deserialise and hash the arrays once: the hash check, the finiteness
-        # check and the store all use the same bytes.
-        items = record_items(offer.arrays)
-        digest = keccak(encode_ndarrays(items))
-        reason = None
-        if commitment.round != offer.round:
-            reason = "commitment is for another round"
-        elif self._index_of.get(commitment.site) != offer.site_index:
-            reason = "site index does not match the signer"
-        elif digest != commitment.update_hash:
-            reason = "update does not match its commitment hash"
-        else:
-            reason = self._unusable(items)
-        if reason is None:
-            try:
-                commitment.verify(self.ledger.swarm_id)
-            except InvalidBlock as exc:
-                reason = str(exc)
+        # The arrays are deserialised and hashed once: the hash check, the
+        # finiteness check and the store all use the same bytes.
+        digest, reason = offer_problem(
+            offer,
+            self._index_of.get(commitment.site),
+            self._model,
+            self.ledger.swarm_id,
+        )
         if reason:
             log.warning(
                 "site %s: refused the round-%d update of site %d: %s",
@@ -367,19 +363,6 @@ class SwarmPeer(PeerServiceAPI):
             return
         self.store.put_arrays(offer.arrays, digest)
         self._offers.setdefault(offer.round, {})[commitment.site] = offer
-
-    def _unusable(self, items: list[tuple[str, np.ndarray]]) -> str | None:
-        """Why an update cannot be merged with this site's model, if it cannot."""
-        if self._model is None:
-            return None
-        expected = {key: tuple(array.shape) for key, array in self._model.items()}
-        found = {key: tuple(array.shape) for key, array in items}
-        if found != expected:
-            return f"model of the wrong shape: {found} instead of {expected}"
-        for key, array in items:
-            if not np.isfinite(array).all():
-                return f"non-finite values in '{key}'"
-        return None
 
     def _import(self, block: bytes) -> None:
         try:
@@ -413,11 +396,10 @@ class SwarmPeer(PeerServiceAPI):
         )
         updates = self._committed_updates(record) if parent_is_mine else None
         if updates is not None:
-            outcome = self.strategy.merge(height, self._model, updates, self._state)
-            if (
-                arrays_hash(outcome.arrays) != record.model_hash
-                or outcome.state_hash != record.state_hash
-            ):
+            outcome = verify_merge(
+                self.strategy, record, self._model, self._state, updates
+            )
+            if outcome is None:
                 self._refuse(
                     record, "merged model does not match the committed updates"
                 )
@@ -442,27 +424,12 @@ class SwarmPeer(PeerServiceAPI):
 
     def _committed_updates(self, record: RoundRecord) -> list[Update] | None:
         """The updates behind a block's commitments, each checked against its hash."""
-        held = self._offers.get(record.round, {})
-        updates = []
-        for commitment in record.commitments:
-            offer = held.get(commitment.site)
-            # A held offer was hashed against its own commitment on arrival.
-            if offer and offer.commitment.update_hash == commitment.update_hash:
-                arrays = offer.arrays
-            else:
-                arrays = self.transport.fetch_arrays(
-                    commitment.update_hash, self._sources(record)
-                )
-                if arrays is None or arrays_hash(arrays) != commitment.update_hash:
-                    return None
-            updates.append(
-                Update(
-                    site=self._index_of[commitment.site],
-                    arrays=arrays,
-                    num_examples=commitment.num_examples,
-                )
-            )
-        return sorted(updates, key=lambda u: u.site)
+        return committed_updates(
+            record,
+            self._offers.get(record.round, {}),
+            self._index_of,
+            lambda digest: self.transport.fetch_arrays(digest, self._sources(record)),
+        )
 
     def _fetch_model(self, record: RoundRecord) -> tuple[ArrayRecord, bytes] | None:
         """A missed round's model and strategy state, fetched by their ledger hashes."""
@@ -530,18 +497,3 @@ class SwarmPeer(PeerServiceAPI):
             self.on_crash(why)
         self.transport.disconnect()
         raise PeerCrashed(why)
-
-    @staticmethod
-    def _as_update(offer: UpdateOffer) -> Update:
-        return Update(
-            site=offer.site_index,
-            arrays=offer.arrays,
-            num_examples=offer.commitment.num_examples,
-        )
-
-
-def _tampered(arrays: ArrayRecord) -> ArrayRecord:
-    """A dishonest leader's model: the honest merge, nudged."""
-    return ArrayRecord(
-        {key: Array(array.numpy() + 0.01) for key, array in arrays.items()}
-    )
