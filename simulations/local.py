@@ -2,7 +2,9 @@
 
 Each site runs the task's own ClientApp round after round on its own model,
 so local training is exactly what a site does inside the swarm, minus the
-merge. As in FLamby, each local model is also scored on every site's test set.
+merge. As in FLamby, each local model is also scored on every site's test set,
+and, as in the Swarm Learning paper, on their union: the `global_*` rows, per
+site, their mean and the weakest site's.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from swarmflower.simulations.results import (
     MethodResult,
     Metric,
     evaluate_on_sites,
+    node_metrics,
     round_record,
+    score_globally,
 )
 from swarmflower.tasks import TaskSpec, build_model, initial_model, make_client_app
 
@@ -50,17 +54,19 @@ def run_local(
         history.append(round_record(server_round, own_accuracy))
         if progress:
             progress(server_round)
-    extra = []
+    extra, scores = [], []
     for site, record in enumerate(arrays):
         model.load_state_dict(record.to_torch_state_dict())
         everywhere = np.mean([e.accuracy for e in evaluate_on_sites(model, data)])
         extra.append(
             Metric("accuracy_all_tests", float(everywhere), data.sites[site].name)
         )
+        scores.append(score_globally(model, data))
+    names = tuple(s.name for s in data.sites)
     return MethodResult(
         method="local",
         rounds=history,
-        site_names=tuple(s.name for s in data.sites),
+        site_names=names,
         wall_s=time.perf_counter() - started,
-        extra=extra,
+        extra=extra + node_metrics(scores, names),
     )
