@@ -57,18 +57,26 @@ def run_compare(
 
 
 def run_scenario(
-    scenario: Scenario, progress: Callable[[str, int], None] | None = None
+    scenario: Scenario,
+    progress: Callable[[str, int], None] | None = None,
+    engine: str = "inproc",
+    **ray_options: object,
 ) -> list[MethodResult]:
-    """A scenario file's comparison on the in-process engine.
+    """A scenario file's comparison on the chosen engine.
 
-    Crashes and dishonest leaders are inflicted; dropout, slowdowns and links
-    need the Ray engine and are not simulated here.
+    Both engines inflict crashes and dishonest leaders; dropout, slowdowns and
+    links need the Ray engine (`ray_options`: ray_address, hosts, on_round)
+    and are not simulated in process.
     """
-    swarm_options = {
+    swarm_options: dict[str, object] = {
         "strategy": scenario.strategy,
         "faults": scenario.faults.fault_plan(scenario.rounds),
         "round_timeout": max(1, math.ceil(scenario.round_timeout)),
+        "engine": engine,
     }
+    if engine == "ray":
+        heterogeneity = scenario.faults.heterogeneity(scenario.spec.load().num_sites)
+        swarm_options.update(heterogeneity=heterogeneity, **ray_options)
     return run_compare(
         scenario.spec, scenario.rounds, scenario.methods, progress, swarm_options
     )

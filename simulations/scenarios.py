@@ -47,6 +47,7 @@ from typing import Any
 
 from swarmflower.errors import ConfigError
 from swarmflower.faults import FaultPlan
+from swarmflower.simulations.timing import Heterogeneity, SiteProfile
 from swarmflower.strategies.registry import canonical_name
 from swarmflower.tasks import TaskSpec
 
@@ -63,16 +64,6 @@ class Crash:
     site: int
     round: int
     recover: int | None = None
-
-
-@dataclass(frozen=True)
-class SiteProfile:
-    """How one simulated site (counted from 1) is slower or worse connected."""
-
-    site: int
-    slowdown: float = 1.0  # training takes this many times longer
-    bandwidth_mbps: float = 100.0
-    latency_ms: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -97,17 +88,25 @@ class Faults:
         return frozenset((*self.leader_crash_rounds, *periodic))
 
     def fault_plan(self, rounds: int) -> FaultPlan:
-        """The part the in-process engine can inflict: crashes and dishonesty.
+        """Crashes and dishonesty, for any engine.
 
-        Dropout, slowdowns, links and each crash's own `recover` round are for
-        the Ray engine; here every crashed site returns `recover_after` rounds
-        later.
+        The in-process engine brings every crashed site back `recover_after`
+        rounds later; the Ray engine honours each crash's own `recover` round.
         """
         return FaultPlan(
             leader_crash_rounds=self.leader_crashes(rounds),
             dishonest_leader_rounds=frozenset(self.dishonest_leader_rounds),
             site_crashes=tuple(sorted((c.site - 1, c.round) for c in self.crashes)),
             recover_after=self.recover_after,
+            site_recoveries=tuple(
+                sorted((c.site - 1, c.recover) for c in self.crashes if c.recover)
+            ),
+        )
+
+    def heterogeneity(self, num_sites: int) -> Heterogeneity:
+        """Dropout, speeds and links for the Ray engine's simulated time."""
+        return Heterogeneity(
+            tuple(self.profile(k + 1) for k in range(num_sites)), self.dropout
         )
 
     def profile(self, site: int) -> SiteProfile:
@@ -211,7 +210,9 @@ def _task(root: _Reader) -> TaskSpec:
         name, default = spec_field.name, spec_field.default
         if name in ("task", "options") or name not in table.data:
             continue
-        values[name] = table.get(name, str if default is None else type(default))
+        kinds = {"local_steps": int}  # defaults to None: the task decides
+        kind = kinds.get(name, str if default is None else type(default))
+        values[name] = table.get(name, kind)
     options = dict(table.table("options").data)
     partition = root.table("partition")
     if partition.data:

@@ -3,10 +3,13 @@
 Same task, data, seeds and training budget as the baselines; every round's
 adopted model is then scored on each site's test set through the site's own
 `ClientApp`, as Flower's federated evaluation does for the `fedavg` baseline.
+Two engines: `inproc` (a thread and a replica per site) and `ray` (virtual
+sites on a pool of Ray actors, with simulated time).
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,9 +17,12 @@ from pathlib import Path
 from flwr.app import ArrayRecord
 from flwr.clientapp import ClientApp
 
+from swarmflower.errors import ConfigError
 from swarmflower.faults import NO_FAULTS, FaultPlan
 from swarmflower.flower_messages import EVALUATE, model_instruction, site_context
+from swarmflower.simulations.ray_engine import RayRound, run_ray_swarm
 from swarmflower.simulations.results import MethodResult, Metric, round_record
+from swarmflower.simulations.timing import Heterogeneity
 from swarmflower.swarm import SwarmResult, run_swarm
 from swarmflower.tasks import TaskSpec, initial_model, make_client_app
 
@@ -31,12 +37,36 @@ def run_swarm_method(
     round_timeout: int = 10,
     min_peers: int | None = None,
     ledger_dir: Path | None = None,
+    engine: str = "inproc",
+    heterogeneity: Heterogeneity | None = None,
+    ray_address: str | None = None,
+    hosts: int | None = None,
+    on_round: Callable[[RayRound], None] | None = None,
 ) -> MethodResult:
-    """Run the swarm in process and report it like the baselines.
+    """Run the swarm and report it like the baselines.
 
     Its wall time covers the run and the per-round scoring, as the `fedavg`
     baseline's covers Flower's federated evaluation after every round.
+    `heterogeneity`, `ray_address`, `hosts` and `on_round` (each round's
+    report as it ends) are for the Ray engine.
     """
+    if engine == "ray":
+        return _run_on_ray(
+            spec,
+            rounds,
+            progress,
+            strategy=strategy,
+            faults=faults,
+            round_timeout=round_timeout,
+            min_peers=min_peers,
+            ledger_dir=ledger_dir,
+            heterogeneity=heterogeneity,
+            ray_address=ray_address,
+            hosts=hosts,
+            on_round=on_round,
+        )
+    if engine != "inproc":
+        raise ConfigError(f"unknown engine '{engine}': use inproc or ray")
     started = time.perf_counter()
     data = spec.load()
     app = make_client_app(spec)
@@ -95,3 +125,66 @@ def _score_rounds(spec: TaskSpec, app: ClientApp, swarm: SwarmResult) -> list:
             )
         )
     return history
+
+
+def _run_on_ray(
+    spec: TaskSpec,
+    rounds: int,
+    progress: Callable[[int], None] | None,
+    *,
+    on_round: Callable[[RayRound], None] | None,
+    **options,
+) -> MethodResult:
+    """The swarm on the Ray engine; its hosts score each round as they adopt."""
+    started = time.perf_counter()
+    data = spec.load()
+    initial = ArrayRecord(initial_model(spec, data.num_features).state_dict())
+
+    def round_done(report: RayRound) -> None:
+        if on_round:
+            on_round(report)
+        if progress:
+            progress(report.round)
+
+    result = run_ray_swarm(
+        functools.partial(make_client_app, spec),
+        data.num_sites,
+        initial,
+        rounds,
+        local_steps=spec.local_steps,
+        site_names=[s.name for s in data.sites],
+        seed=spec.seed,
+        progress=round_done,
+        **options,
+    )
+    history = [
+        round_record(
+            r.round,
+            list(r.site_accuracy),
+            leader=r.leader,
+            view=r.view,
+            reason=r.reason,
+            contributors=r.contributors,
+            up=r.up,
+            wall_s=r.wall_s,
+            sim_s=r.sim_s,
+        )
+        for r in result.rounds
+    ]
+    extra = [
+        Metric("distinct_leaders", float(len({r.leader for r in result.rounds}))),
+        Metric("crashes", float(len(result.crashes))),
+        Metric("sim_s", result.sim_s),
+        Metric("setup_s", result.setup_s),
+        Metric("round_wall_s", result.round_wall_s),
+        Metric("hosts", float(result.hosts)),
+    ]
+    return MethodResult(
+        method="swarm",
+        rounds=history,
+        site_names=tuple(s.name for s in data.sites),
+        wall_s=time.perf_counter() - started,
+        extra=extra,
+        final_arrays=result.final_arrays.to_numpy_ndarrays(),
+        details=result,
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -10,13 +11,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.text import Text
 
 from swarmflower.errors import ConfigError, SwarmflowerError
@@ -31,14 +25,19 @@ console = Console()
 errors = Console(stderr=True)
 
 DEFAULT_METHODS = "swarm,fedavg,local,pooled"
+ENGINES = ("inproc", "ray")
 
 # Options shared by the commands that run a task.
 Task = Annotated[
-    str, typer.Option(help="heart, breast-cancer, or csv:PATH for your own table.")
+    str,
+    typer.Option(
+        help="heart, breast-cancer, transcriptome, or csv:PATH for your own table."
+    ),
 ]
 Rounds = Annotated[int, typer.Option(help="Training rounds (same budget everywhere).")]
 Sites = Annotated[
-    int, typer.Option(help="Sites for a partitioned task (breast-cancer).")
+    int,
+    typer.Option(help="Sites for a partitioned task (breast-cancer, transcriptome)."),
 ]
 SiteColumn = Annotated[
     str | None, typer.Option(help="csv: the column naming each row's site.")
@@ -46,7 +45,12 @@ SiteColumn = Annotated[
 Target = Annotated[str | None, typer.Option(help="csv: the binary target column.")]
 Alpha = Annotated[float, typer.Option(help="Dirichlet label skew (breast-cancer).")]
 Model = Annotated[str, typer.Option(help="logreg or mlp.")]
-LocalSteps = Annotated[int, typer.Option(help="Optimiser updates per site per round.")]
+LocalSteps = Annotated[
+    int | None,
+    typer.Option(
+        help="Optimiser updates per site per round (default: 100; transcriptome 20)."
+    ),
+]
 BatchSize = Annotated[int, typer.Option(help="Mini-batch size.")]
 Lr = Annotated[float, typer.Option(help="Learning rate.")]
 Optimizer = Annotated[str, typer.Option(help="sgd or adam.")]
@@ -56,6 +60,21 @@ Strategy = Annotated[
 ]
 RoundTimeout = Annotated[
     int, typer.Option(help="Seconds before the next backup replaces a silent leader.")
+]
+Engine = Annotated[
+    str,
+    typer.Option(
+        help="The swarm's engine: inproc (a thread per site) or ray (virtual sites "
+        "on a pool of Ray actors, with simulated time)."
+    ),
+]
+RayAddress = Annotated[
+    str | None,
+    typer.Option(help="ray: join this Ray cluster (default: start a local one)."),
+]
+Hosts = Annotated[
+    int | None,
+    typer.Option(help="ray: actors that host the sites (default: one per CPU)."),
 ]
 MinPeers = Annotated[
     int | None, typer.Option(help="Updates needed to seal a round (default: majority).")
@@ -83,22 +102,12 @@ def _task_spec(options: dict):
     return TaskSpec(**chosen)
 
 
-def _run_with_progress(methods: Sequence[str], rounds: int, run):
-    """Run `run(progress)` under one progress bar per method."""
-    with Progress(
-        TextColumn("{task.description:>8}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
-        bars = {m: progress.add_task(m, total=rounds, start=False) for m in methods}
+def _run_live(methods: Sequence[str], rounds: int, run):
+    """Run `run(live)` under a bar per method (and the Ray engine's round table)."""
+    from swarmflower.live import LiveRounds
 
-        def advance(method: str, done: int) -> None:
-            progress.start_task(bars[method])
-            progress.update(bars[method], completed=done)
-
-        return run(advance)
+    with LiveRounds(console, methods, rounds) as live:
+        return run(live)
 
 
 def _describe(spec, rounds: int) -> str:
@@ -133,11 +142,14 @@ def compare(
     methods: Annotated[
         str, typer.Option(help="Comma-separated: swarm, fedavg, local, pooled.")
     ] = DEFAULT_METHODS,
+    engine: Engine = "inproc",
+    ray_address: RayAddress = None,
+    hosts: Hosts = None,
     site_column: SiteColumn = None,
     target: Target = None,
     alpha: Alpha = 1.0,
     model: Model = "logreg",
-    local_steps: LocalSteps = 100,
+    local_steps: LocalSteps = None,
     batch_size: BatchSize = 4,
     lr: Lr = 0.01,
     optimizer: Optimizer = "sgd",
@@ -153,43 +165,82 @@ def compare(
 ) -> None:
     """Run the swarm and its yardsticks on one task and print a table.
 
-    The swarm (in process), Flower's own FedAvg (Flower's simulation engine),
-    each site alone, and all data pooled: same data, seeds and training budget.
+    The swarm (in process, or on Ray with --engine ray), Flower's own FedAvg
+    (Flower's simulation engine), each site alone, and all data pooled: same
+    data, seeds and training budget.
     """
     from swarmflower.simulations.compare import check_methods, run_compare
 
+    _check_engine(engine)
+    ray_options = _ray_options(engine, ray_address, hosts)
     if scenario is not None:
-        _compare_scenario(scenario, out)
+        _compare_scenario(scenario, out, engine, ray_options)
         return
 
     spec = _task_spec(locals())
     chosen = check_methods([m.strip() for m in methods.split(",") if m.strip()])
     console.print(_describe(spec, rounds))
-    results = _run_with_progress(
-        chosen, rounds, lambda advance: run_compare(spec, rounds, chosen, advance)
+    results = _run_live(
+        chosen,
+        rounds,
+        lambda live: run_compare(
+            spec,
+            rounds,
+            chosen,
+            live.advance,
+            {"engine": engine, **_with_table(ray_options, live)},
+        ),
     )
     _report(results, out, rounds, spec.load().name)
 
 
-def _compare_scenario(name: str, out: Path) -> None:
+def _check_engine(engine: str) -> None:
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown engine '{engine}': use {' or '.join(ENGINES)}")
+
+
+def _ray_options(engine: str, address: str | None, hosts: int | None) -> dict:
+    """The Ray engine's own options; refused with the in-process engine."""
+    if engine != "ray":
+        if address or hosts:
+            raise ConfigError("--ray-address and --hosts need --engine ray")
+        return {}
+    if hosts is not None and hosts < 1:
+        raise ConfigError(f"hosts must be at least 1, got {hosts}")
+    return {"ray_address": address, "hosts": hosts}
+
+
+def _with_table(ray_options: dict, live) -> dict:
+    """Ray options plus the live round table, when the engine is Ray."""
+    return {**ray_options, "on_round": live.swarm_round} if ray_options else {}
+
+
+def _compare_scenario(name: str, out: Path, engine: str, ray_options: dict) -> None:
     from swarmflower.simulations.compare import run_scenario
     from swarmflower.simulations.scenarios import load_scenario
 
     scenario = load_scenario(name)
     console.print(f"[bold]scenario {scenario.name}[/]: {scenario.description}")
     console.print(_describe(scenario.spec, scenario.rounds))
-    faults = scenario.faults
-    if faults.dropout or faults.sites or faults.slowdown != 1.0:
-        console.print(
-            "the in-process engine inflicts the scenario's crashes and dishonest "
-            "leaders; its dropout, slowdowns and links need the Ray engine"
-        )
-    results = _run_with_progress(
+    _warn_inproc_faults(scenario.faults, engine)
+    results = _run_live(
         scenario.methods,
         scenario.rounds,
-        lambda advance: run_scenario(scenario, advance),
+        lambda live: run_scenario(
+            scenario, live.advance, engine, **_with_table(ray_options, live)
+        ),
     )
     _report(results, out, scenario.rounds, scenario.spec.load().name)
+
+
+def _warn_inproc_faults(faults, engine: str) -> None:
+    if engine == "inproc" and (
+        faults.dropout or faults.sites or faults.slowdown != 1.0
+    ):
+        console.print(
+            "the in-process engine inflicts the scenario's crashes and dishonest "
+            "leaders; its dropout, slowdowns and links need --engine ray"
+        )
 
 
 @app.command()
@@ -220,9 +271,7 @@ def scenarios() -> None:
 @app.command()
 def simulate(
     task: Task = "heart",
-    engine: Annotated[
-        str, typer.Option(help="inproc: every site a thread of this process.")
-    ] = "inproc",
+    engine: Engine = "inproc",
     rounds: Rounds = 20,
     sites: Sites = 4,
     faults: Annotated[
@@ -232,6 +281,19 @@ def simulate(
             "'leader-crash:3', 'dishonest-leader:2', 'site-crash:1@5'."
         ),
     ] = "",
+    dropout: Annotated[
+        float,
+        typer.Option(help="ray: chance that a site misses a given round."),
+    ] = 0.0,
+    scenario: Annotated[
+        str | None,
+        typer.Option(
+            help="A scenario name or TOML file: its task, rounds, strategy and "
+            "faults (dropout, slow sites, links) replace the options here."
+        ),
+    ] = None,
+    ray_address: RayAddress = None,
+    hosts: Hosts = None,
     strategy: Strategy = "FedAvg",
     round_timeout: RoundTimeout = 10,
     min_peers: MinPeers = None,
@@ -242,42 +304,82 @@ def simulate(
     target: Target = None,
     alpha: Alpha = 1.0,
     model: Model = "logreg",
-    local_steps: LocalSteps = 100,
+    local_steps: LocalSteps = None,
     batch_size: BatchSize = 4,
     lr: Lr = 0.01,
     optimizer: Optimizer = "sgd",
     seed: Seed = 0,
 ) -> None:
-    """Run the swarm alone, optionally with faults, and show its rounds."""
+    """Run the swarm alone, optionally with faults, and show its rounds.
+
+    With --engine ray the sites are virtual peers on a pool of Ray actors;
+    the report gives wall time and the time the rounds would take at real
+    sites (simulated from their speeds, links and the round timeout).
+    """
     from swarmflower.faults import FaultPlan
     from swarmflower.reports import rounds_table
+    from swarmflower.simulations.scenarios import Faults, load_scenario
     from swarmflower.simulations.swarm import run_swarm_method
 
-    if engine != "inproc":
-        raise ConfigError(f"unknown engine '{engine}': use inproc")
-    spec = _task_spec(locals())
-    plan = FaultPlan.parse(faults, spec.load().num_sites, rounds)
+    _check_engine(engine)
+    ray_options = _ray_options(engine, ray_address, hosts)
+    if not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
+    if dropout and engine != "ray":
+        raise ConfigError("--dropout needs --engine ray")
+    if scenario is not None:
+        chosen = load_scenario(scenario)
+        spec, rounds, strategy = chosen.spec, chosen.rounds, chosen.strategy
+        round_timeout = max(1, math.ceil(chosen.round_timeout))
+        console.print(f"[bold]scenario {chosen.name}[/]: {chosen.description}")
+        _warn_inproc_faults(chosen.faults, engine)
+        plan = chosen.faults.fault_plan(rounds)
+        profile = chosen.faults
+    else:
+        spec = _task_spec(locals())
+        plan = FaultPlan.parse(faults, spec.load().num_sites, rounds)
+        profile = Faults(dropout=dropout)
+    num_sites = spec.load().num_sites
+    if engine == "ray":
+        ray_options["heterogeneity"] = profile.heterogeneity(num_sites)
+    ledger_dir = out if engine == "ray" else out / "sites"
     console.print(_describe(spec, rounds))
-    result = _run_with_progress(
+    result = _run_live(
         ["swarm"],
         rounds,
-        lambda advance: run_swarm_method(
+        lambda live: run_swarm_method(
             spec,
             rounds,
-            lambda r: advance("swarm", r),
+            lambda r: live.advance("swarm", r),
             strategy=strategy,
             faults=plan,
             round_timeout=round_timeout,
             min_peers=min_peers,
-            ledger_dir=out / "sites",
+            ledger_dir=ledger_dir,
+            engine=engine,
+            **_with_table(ray_options, live),
         ),
     )
     console.print(rounds_table(result))
+    if engine == "ray":
+        _print_times(result)
     _report([result], out, rounds, spec.load().name)
+    replica = (
+        out / "observer" if engine == "ray" else out / "sites" / result.site_names[0]
+    )
     console.print(
-        f"each site's ledger replica is in {out / 'sites'}/<site>/ledger: "
-        f"swarmflower ledger verify {out / 'sites' / result.site_names[0]}",
+        f"a ledger replica is in {replica}/ledger: swarmflower ledger verify {replica}",
         soft_wrap=True,
+    )
+
+
+def _print_times(result) -> None:
+    details = result.details
+    console.print(
+        f"wall {result.wall_s:.1f} s: start-up {details.setup_s:.1f} s, "
+        f"{details.round_wall_s:.2f} s per round on {details.hosts} Ray actors; "
+        f"simulated time at real sites {details.sim_s:.1f} s "
+        f"({details.sim_s / len(details.rounds):.2f} s per round)"
     )
 
 
@@ -312,7 +414,7 @@ def init(
     target: Target = None,
     alpha: Alpha = 1.0,
     model: Model = "logreg",
-    local_steps: LocalSteps = 100,
+    local_steps: LocalSteps = None,
     batch_size: BatchSize = 4,
     lr: Lr = 0.01,
     optimizer: Optimizer = "sgd",

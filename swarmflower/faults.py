@@ -28,6 +28,8 @@ class FaultPlan:
       training.
     - `recover_after`: a crashed site comes back this many rounds later
       (0: never).
+    - `site_recoveries`: site index -> round in which a crashed site is back,
+      overriding `recover_after` for that site (the Ray engine honours it).
     - `stragglers`: (site index, round, seconds): that site's update for that
       round is held back this long after training, as a slow site's would.
     """
@@ -37,6 +39,7 @@ class FaultPlan:
     site_crashes: tuple[tuple[int, int], ...] = ()
     recover_after: int = 0
     stragglers: tuple[tuple[int, int, float], ...] = ()
+    site_recoveries: tuple[tuple[int, int], ...] = ()
 
     def delay(self, site: int, round: int) -> float:
         return sum(s for k, r, s in self.stragglers if (k, r) == (site, round))

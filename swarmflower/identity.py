@@ -31,11 +31,10 @@ def simulated_identities(names: list[str], seed: int) -> list[SiteIdentity]:
 
     Never use these for real sites: anyone who knows the seed has the keys.
     """
-    return [
-        SiteIdentity(
-            index=i,
-            name=name,
-            key=PrivateKey(keccak(f"swarmflower/simulated-site/{seed}/{i}".encode())),
-        )
-        for i, name in enumerate(names)
-    ]
+    return [simulated_identity(i, name, seed) for i, name in enumerate(names)]
+
+
+def simulated_identity(index: int, name: str, seed: int) -> SiteIdentity:
+    """Site `index`'s simulated identity alone (a Ray host makes only its own)."""
+    key = PrivateKey(keccak(f"swarmflower/simulated-site/{seed}/{index}".encode()))
+    return SiteIdentity(index=index, name=name, key=key)

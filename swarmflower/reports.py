@@ -40,6 +40,9 @@ def rounds_frame(results: Sequence[MethodResult]) -> pd.DataFrame:
                 "reason": record.reason,
                 "contributors": record.contributors,
             }
+            for column in ("up", "wall_s", "sim_s"):
+                if getattr(record, column) is not None:
+                    row[column] = getattr(record, column)
             for name, acc in zip(result.site_names, record.site_accuracy, strict=True):
                 row[f"accuracy_{name}"] = acc
             rows.append(row)
@@ -84,37 +87,63 @@ def plot_curves(results: Sequence[MethodResult], path: Path, title: str) -> Path
     return path
 
 
+MAX_SITE_COLUMNS = 12  # beyond this, a table shows the worst and best site
+
+
 def results_table(results: Sequence[MethodResult], title: str) -> Table:
-    """One row per method: mean accuracy, each site's accuracy, wall time."""
+    """One row per method: mean accuracy, each site's accuracy, wall time.
+
+    With many sites, the worst and the best site stand in for the per-site
+    columns (every site is in `summary.csv`).
+    """
     ordered = sorted(results, key=lambda r: METHOD_ORDER.index(r.method))
     table = Table(title=title)
     table.add_column("method", style="bold")
     table.add_column("accuracy", justify="right")
-    for name in ordered[0].site_names:
+    names = ordered[0].site_names
+    few = len(names) <= MAX_SITE_COLUMNS
+    for name in names if few else ("worst site", "best site"):
         table.add_column(name, justify="right")
     table.add_column("wall_s", justify="right")
     for result in ordered:
-        sites = [f"{a:.3f}" for a in result.rounds[-1].site_accuracy]
+        accuracies = result.rounds[-1].site_accuracy
+        shown = accuracies if few else (min(accuracies), max(accuracies))
         table.add_row(
-            result.method, f"{result.accuracy:.3f}", *sites, f"{result.wall_s:.1f}"
+            result.method,
+            f"{result.accuracy:.3f}",
+            *(f"{a:.3f}" for a in shown),
+            f"{result.wall_s:.1f}",
         )
     return table
 
 
 def rounds_table(result: MethodResult) -> Table:
-    """The swarm's rounds: who sealed, at which view and why, how many merged."""
+    """The swarm's rounds: who sealed, at which view and why, how many merged.
+
+    The Ray engine's rounds add the sites that trained and the round's wall
+    and simulated time.
+    """
+    timed = any(r.sim_s is not None for r in result.rounds)
+    columns = ["round", "leader", "view", "reason", "merged", "accuracy"]
+    if timed:
+        columns[4:4] = ["up"]
+        columns += ["wall_s", "sim_s"]
     table = Table(title="swarm rounds")
-    for column in ("round", "leader", "view", "reason", "merged", "accuracy"):
+    for column in columns:
         table.add_column(
             column, justify="left" if column in ("leader", "reason") else "right"
         )
     for record in result.rounds:
-        table.add_row(
+        cells = [
             str(record.round),
             record.leader,
             str(record.view),
             record.reason,
             str(record.contributors),
             f"{record.accuracy:.3f}",
-        )
+        ]
+        if timed:
+            cells[4:4] = [str(record.up)]
+            cells += [f"{record.wall_s:.2f}", f"{record.sim_s:.2f}"]
+        table.add_row(*cells)
     return table

@@ -3,10 +3,12 @@
 import numpy as np
 import pytest
 from flwr.app import ArrayRecord
+from sklearn.metrics import roc_auc_score
 
 from swarmflower.errors import ConfigError
 from swarmflower.flower_messages import EVALUATE, TRAIN, model_instruction, site_context
 from swarmflower.tasks import TaskSpec, initial_model, make_client_app
+from swarmflower.tasks.training import binary_auc
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +94,12 @@ def test_bad_task_options_are_refused():
         TaskSpec(model="resnet")
     with pytest.raises(ConfigError, match="learning_rate"):
         TaskSpec(learning_rate=0)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_binary_auc_matches_scikit_learn_with_ties(seed):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, 40)
+    y[:2] = [0, 1]
+    scores = rng.integers(0, 6, 40).astype(float)  # many ties
+    assert binary_auc(y, scores) == pytest.approx(roc_auc_score(y, scores), abs=1e-12)

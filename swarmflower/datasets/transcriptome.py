@@ -267,7 +267,8 @@ def load_transcriptome(
 
     `options` are `TranscriptomeShape` fields (genes, studies, samples, ...)
     and partition choices (partition, skew, law, node, cases, node_share,
-    node_size, case_shares).
+    node_size, case_shares). The partition defaults to whole studies per
+    site, or to quantity skew when there are more sites than studies.
     """
     check_options(options)
     shape = TranscriptomeShape(
@@ -275,6 +276,10 @@ def load_transcriptome(
     )
     data = generate_transcriptome(shape, seed)
     chosen = {k: v for k, v in options.items() if k in PARTITION_OPTIONS}
+    if "partition" not in chosen and num_sites > shape.studies:
+        # More sites than studies: whole studies per site is impossible, so
+        # the default becomes log-normal site sizes (quantity skew).
+        chosen["partition"] = "quantity"
     parts = partition_transcriptome(data, num_sites, seed, alpha=alpha, **chosen)
     sites = tuple(
         split_and_standardise(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
+from scipy.stats import rankdata
 from torch import nn
 
 
@@ -107,5 +107,18 @@ def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray) -> Evaluation:
     accuracy = float((predicted == labels).float().mean())
     auc = None
     if len(np.unique(y)) == 2:
-        auc = float(roc_auc_score(y, logits.numpy()))
+        auc = binary_auc(y, logits.numpy())
     return Evaluation(accuracy=accuracy, loss=loss, auc=auc, num_examples=len(y))
+
+
+def binary_auc(y: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC from ranks (Mann-Whitney U), ties averaged.
+
+    Equal to scikit-learn's `roc_auc_score` for two classes, without its input
+    validation, which costs milliseconds per call: a thousand sites score
+    every round.
+    """
+    positive = np.asarray(y) == 1
+    ranks = rankdata(scores)
+    cases, controls = int(positive.sum()), int((~positive).sum())
+    return float((ranks[positive].sum() - cases * (cases + 1) / 2) / (cases * controls))

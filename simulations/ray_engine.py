@@ -1,0 +1,384 @@
+"""The Ray engine: a swarm of many simulated sites on a pool of Ray actors.
+
+Sites are virtual peers dealt out to a few `SiteHost` actors (one per CPU by
+default), each with a full ledger replica that validates every block and
+redoes every merge. Rounds run as fast as the CPUs allow, in lockstep:
+every host trains its sites that are up, the ledger's proposer seals, every
+host validates and adopts. How long the round would have taken at real
+sites, and whose updates would have missed the leader's deadline, come from
+the sites' profiles (`timing`): dropout, slow sites and thin links cost
+simulated time, not wall time, and a crashed leader costs a round timeout.
+The driver keeps an observer replica of the ledger for the report.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import ray
+from flwr.app import ArrayRecord
+from flwr.clientapp import ClientApp
+
+from swarmflower.errors import ConfigError, SwarmflowerError
+from swarmflower.faults import NO_FAULTS, FaultPlan
+from swarmflower.identity import simulated_identities
+from swarmflower.ledger import Ledger, Reason, RoundRecord
+from swarmflower.simulations.availability import Availability
+from swarmflower.simulations.site_host import SiteHost
+from swarmflower.simulations.timing import Heterogeneity, seal_moment
+from swarmflower.swarm import make_genesis, swarm_params
+
+log = logging.getLogger("swarmflower.ray_engine")
+
+MAX_VIEWS = 16  # electees tried per round before the round is declared lost
+MAX_WAITS = 100  # round timeouts to wait for enough sites before giving up
+
+
+class RoundLost(SwarmflowerError):
+    """No electee could seal a round (too few sites up, or every proposer down)."""
+
+
+@dataclass(frozen=True)
+class RayRound:
+    """One round as the Ray engine saw it."""
+
+    round: int
+    leader: str
+    view: int
+    reason: str
+    contributors: int
+    up: int
+    site_accuracy: tuple[float, ...]
+    wall_s: float
+    sim_s: float
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.mean(self.site_accuracy))
+
+
+@dataclass
+class RaySwarmResult:
+    """A finished Ray swarm: per-round reports, the ledger's rounds, the model."""
+
+    rounds: list[RayRound]
+    records: list[RoundRecord]
+    final_arrays: ArrayRecord
+    hosts: int
+    crashes: list[tuple[int, int, str]] = field(default_factory=list)
+    wall_s: float = 0.0
+    setup_s: float = 0.0
+
+    @property
+    def sim_s(self) -> float:
+        return sum(r.sim_s for r in self.rounds)
+
+    @property
+    def round_wall_s(self) -> float:
+        """Mean wall time per round after the first (which loads the data)."""
+        later = self.rounds[1:] or self.rounds
+        return float(np.mean([r.wall_s for r in later]))
+
+
+@contextmanager
+def ray_cluster(
+    address: str | None = None, num_cpus: int | None = None
+) -> Iterator[None]:
+    """Join the Ray cluster at `address`, else start a local one sized to the machine.
+
+    A Ray session that is already up (a test's, a notebook's) is used as is
+    and left running.
+    """
+    if ray.is_initialized():
+        yield
+        return
+    # Keep Ray quiet: no dashboard, no worker logs, no notice about GPUs.
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
+    if address:
+        ray.init(address=address, **quiet)
+    else:
+        ray.init(
+            num_cpus=num_cpus or os.cpu_count() or 1,
+            num_gpus=0,
+            include_dashboard=False,
+            **quiet,
+        )
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def deal_sites(num_sites: int, hosts: int) -> list[tuple[int, ...]]:
+    """Contiguous blocks of sites, as even as possible, one per host."""
+    return [
+        tuple(int(k) for k in block)
+        for block in np.array_split(np.arange(num_sites), hosts)
+        if len(block)
+    ]
+
+
+def run_ray_swarm(
+    app_factory: Callable[[], ClientApp],
+    num_sites: int,
+    initial_arrays: ArrayRecord,
+    num_rounds: int,
+    strategy: str = "FedAvg",
+    *,
+    local_steps: int = 1,
+    min_peers: int | None = None,
+    round_timeout: int = 10,
+    update_wait: float | None = None,
+    backups: int = 2,
+    faults: FaultPlan = NO_FAULTS,
+    heterogeneity: Heterogeneity | None = None,
+    site_names: Sequence[str] | None = None,
+    seed: int = 0,
+    hosts: int | None = None,
+    ray_address: str | None = None,
+    progress: Callable[[RayRound], None] | None = None,
+    ledger_dir: Path | None = None,
+) -> RaySwarmResult:
+    """Run `num_rounds` swarm rounds of `num_sites` simulated sites on Ray.
+
+    `app_factory` builds the sites' ClientApp inside each actor (it must
+    pickle: a module-level function or a `functools.partial`). `local_steps`
+    is what a site's training costs in simulated time (`Heterogeneity.step_s`
+    per step). `hosts` defaults to one actor per CPU of the cluster. With
+    `ledger_dir`, the driver's observer replica is kept there on disk.
+    """
+    if num_sites < 2:
+        raise ConfigError(f"a swarm needs at least 2 sites, got {num_sites}")
+    params = swarm_params(num_sites, num_rounds, round_timeout, min_peers, strategy)
+    names = list(site_names or [f"site-{k + 1}" for k in range(num_sites)])
+    genesis = make_genesis(
+        simulated_identities(names, seed),
+        initial_arrays,
+        num_rounds,
+        round_timeout,
+        params.min_peers,
+        params.strategy,
+    )
+    heterogeneity = heterogeneity or Heterogeneity.uniform(num_sites)
+    if len(heterogeneity.profiles) != num_sites:
+        raise ConfigError(
+            f"{len(heterogeneity.profiles)} site profiles for {num_sites} sites"
+        )
+    with ray_cluster(ray_address):
+        started = time.perf_counter()
+        count = hosts or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        blocks = deal_sites(num_sites, min(count, num_sites))
+        actor = ray.remote(num_cpus=1)(SiteHost)
+        pool = [
+            actor.remote(
+                genesis,
+                block,
+                names,
+                app_factory,
+                initial_arrays,
+                params.strategy,
+                seed,
+            )
+            for block in blocks
+        ]
+        observer = Ledger.create(
+            genesis, None if ledger_dir is None else ledger_dir / "observer" / "ledger"
+        )
+        driver = _Driver(
+            pool=pool,
+            blocks=blocks,
+            names=names,
+            observer=observer,
+            min_peers=params.min_peers,
+            round_timeout=float(round_timeout),
+            update_wait=0.8 * round_timeout if update_wait is None else update_wait,
+            copies=min(1 + backups, num_sites),
+            local_steps=local_steps,
+            update_bytes=sum(a.numpy().nbytes for a in initial_arrays.values()),
+            availability=Availability(faults, heterogeneity, num_sites, seed),
+            faults=faults,
+            heterogeneity=heterogeneity,
+        )
+        setup_s = time.perf_counter() - started
+        try:
+            reports = []
+            for round in range(1, num_rounds + 1):
+                reports.append(driver.play(round))
+                if progress:
+                    progress(reports[-1])
+            _, final = ray.get(pool[0].final_model.remote())
+            records = list(observer.rounds())
+        finally:
+            observer.close()
+            for host in pool:
+                ray.kill(host)
+        return RaySwarmResult(
+            rounds=reports,
+            records=records,
+            final_arrays=final,
+            hosts=len(pool),
+            crashes=driver.availability.crashes,
+            wall_s=time.perf_counter() - started,
+            setup_s=setup_s,
+        )
+
+
+@dataclass
+class _Driver:
+    """Plays rounds: what the sites would do, paced by simulated time."""
+
+    pool: list
+    blocks: list[tuple[int, ...]]
+    names: list[str]
+    observer: Ledger
+    min_peers: int
+    round_timeout: float
+    update_wait: float
+    copies: int
+    local_steps: int
+    update_bytes: int
+    availability: Availability
+    faults: FaultPlan
+    heterogeneity: Heterogeneity
+
+    def __post_init__(self) -> None:
+        self.host_of = {k: h for h, block in enumerate(self.blocks) for k in block}
+        self.index_of = {
+            site.address: k for k, site in enumerate(self.observer.genesis.sites)
+        }
+
+    def play(self, round: int) -> RayRound:
+        started = time.perf_counter()
+        up, waited = self._gather(round)
+        up_set = set(up)
+        batches = [
+            host.train.remote(round, [k for k in block if k in up_set])
+            for host, block in zip(self.pool, self.blocks, strict=True)
+        ]
+        arrivals = {
+            k: self.heterogeneity.arrival_s(
+                k, self.local_steps, self.update_bytes, self.copies
+            )
+            for k in up
+        }
+        electees = self.observer.electees(round, min(MAX_VIEWS, len(self.names)))
+        refused = 0
+        not_before = 0.0
+        for view, address in enumerate(electees):
+            proposer = self.index_of[address]
+            if (
+                view == 0
+                and proposer in up_set
+                and self.faults.crashes_while_leading(round)
+            ):
+                self.availability.crash(proposer, round, "leader crash before sealing")
+                up_set.discard(proposer)
+            if proposer not in up_set:
+                continue
+            moment = seal_moment(
+                arrivals,
+                num_sites=len(self.names),
+                min_peers=self.min_peers,
+                view=view,
+                update_wait=self.update_wait,
+                round_timeout=self.round_timeout,
+                not_before=not_before,
+            )
+            if moment is None:
+                raise RoundLost(
+                    f"round {round}: only {len(arrivals)} sites up, "
+                    f"{self.min_peers} updates needed to seal"
+                )
+            reason = (
+                Reason.NORMAL
+                if view == 0
+                else Reason.BAD_MERGE
+                if refused
+                else Reason.LEADER_TIMEOUT
+            )
+            dishonest = view == 0 and self.faults.is_dishonest(round)
+            block = self._seal(
+                round, view, reason, proposer, moment.included, dishonest, batches
+            )
+            self.observer.import_block(block)
+            propagated = moment.at_s + self.heterogeneity.broadcast_s(
+                sorted(up_set), len(block)
+            )
+            verdicts = ray.get([h.adopt.remote(block, *batches) for h in self.pool])
+            adopted = [v.adopted for v in verdicts]
+            if all(adopted):
+                scores = dict(s for v in verdicts for s in v.accuracies)
+                return RayRound(
+                    round=round,
+                    leader=self.names[proposer],
+                    view=view,
+                    reason=reason.name.lower(),
+                    contributors=len(self.observer.round(round).commitments),
+                    up=len(up),
+                    site_accuracy=tuple(scores[k] for k in range(len(self.names))),
+                    wall_s=time.perf_counter() - started,
+                    sim_s=waited + propagated,
+                )
+            if any(adopted):
+                raise RuntimeError(
+                    f"round {round}: hosts disagree on the block of view {view}: "
+                    + "; ".join(v.reason for v in verdicts if not v.adopted)
+                )
+            log.warning("round %d view %d refused: %s", round, view, verdicts[0].reason)
+            refused += 1
+            not_before = propagated
+        raise RoundLost(
+            f"round {round}: none of the first {len(electees)} electees could seal"
+        )
+
+    def _gather(self, round: int) -> tuple[list[int], float]:
+        """The sites that train this round, and the simulated time spent waiting.
+
+        While fewer than `min_peers` sites are up, nobody can seal: the swarm
+        waits a round timeout and the missing sites are drawn again. Crashed
+        sites stay down; if too few are left, the round is lost.
+        """
+        self.availability.begin(round)
+        if self.availability.alive() < self.min_peers:
+            raise RoundLost(
+                f"round {round}: {self.availability.alive()} sites are not crashed, "
+                f"{self.min_peers} updates are needed to seal"
+            )
+        for attempt in range(MAX_WAITS):
+            up = self.availability.up(round, attempt)
+            if len(up) >= self.min_peers:
+                return up, attempt * self.round_timeout
+        raise RoundLost(
+            f"round {round}: fewer than {self.min_peers} sites up after "
+            f"{MAX_WAITS} round timeouts of waiting"
+        )
+
+    def _seal(
+        self,
+        round: int,
+        view: int,
+        reason: Reason,
+        proposer: int,
+        included: tuple[int, ...],
+        dishonest: bool,
+        batches: list,
+    ) -> bytes:
+        host = self.pool[self.host_of[proposer]]
+        sealed = ray.get(
+            host.seal.remote(
+                round, view, reason, proposer, included, dishonest, *batches
+            )
+        )
+        for site, problem in sealed.refused:
+            log.warning(
+                "round %d: the leader refused site %d: %s", round, site, problem
+            )
+        return sealed.block

@@ -1,0 +1,279 @@
+"""A host for many virtual sites that share one ledger replica: the Ray actor's body.
+
+A thousand sites cannot each keep a replica on a laptop (every replica
+validates every block), so the Ray engine deals the sites out to a few hosts.
+A host trains its sites through their ClientApps, signs each update with the
+site's own key, seals when one of its sites is the ledger's proposer, and
+validates every block on its replica, redoing the merge from the committed
+updates before its sites adopt the model: the rules of `round_protocol`,
+exactly as a `SwarmPeer` plays them. The class knows nothing of Ray, so
+tests drive it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from flwr.app import ArrayRecord
+from flwr.clientapp import ClientApp
+
+from swarmflower.flower_messages import EVALUATE, model_instruction, site_context
+from swarmflower.identity import SiteIdentity, simulated_identity
+from swarmflower.ledger import Genesis, ImportOutcome, InvalidBlock, Ledger, Reason
+from swarmflower.logs import quiet_flower
+from swarmflower.round_protocol import (
+    committed_updates,
+    leader_merge,
+    offer_problem,
+    sign_offer,
+    train_site,
+    verify_merge,
+)
+from swarmflower.strategies import build_strategy
+from swarmflower.strategies.helpers import arrays_hash
+from swarmflower.transport.base import UpdateOffer
+
+log = logging.getLogger("swarmflower.site_host")
+
+
+@dataclass(frozen=True)
+class TrainedBatch:
+    """One host's signed updates for a round, and the sites whose training failed."""
+
+    round: int
+    offers: tuple[UpdateOffer, ...]
+    failed: tuple[int, ...]
+    wall_s: float
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """A block sealed by one of the host's sites, and the offers it refused."""
+
+    block: bytes
+    refused: tuple[tuple[int, str], ...]
+    wall_s: float
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a host's replica made of a block, and its sites' test accuracies."""
+
+    round: int
+    adopted: bool
+    reason: str
+    accuracies: tuple[tuple[int, float], ...]
+    wall_s: float
+
+
+class SiteHost:
+    """Virtual sites `sites` of a swarm of `num_sites`, with one ledger replica."""
+
+    def __init__(
+        self,
+        genesis: Genesis,
+        sites: Sequence[int],
+        site_names: Sequence[str],
+        app_factory: Callable[[], ClientApp],
+        initial_arrays: ArrayRecord,
+        strategy: str,
+        seed: int,
+        ledger_path: Path | None = None,
+    ) -> None:
+        self.num_sites = len(site_names)
+        self.sites = tuple(sites)
+        self.identities: dict[int, SiteIdentity] = {
+            k: simulated_identity(k, site_names[k], seed) for k in self.sites
+        }
+        self.ledger = Ledger.create(genesis, ledger_path)
+        self.index_of = {
+            address: k for k, address in enumerate(genesis_addresses(genesis))
+        }
+        with quiet_flower():
+            self.app = app_factory()
+        self.strategy = build_strategy(strategy)
+        if arrays_hash(initial_arrays) != genesis.initial_model_hash:
+            raise ValueError("the initial model does not match the genesis hash")
+        self.model = initial_arrays
+        self.state = self.strategy.initial_state(initial_arrays)
+        self.model_round = 0
+        self.round_timeout = genesis.params.round_timeout
+
+    # -- training --------------------------------------------------------------
+
+    def train(self, round: int, sites: Iterable[int]) -> TrainedBatch:
+        """Train each of `sites` (this host's, up this round) on the current model."""
+        started = time.perf_counter()
+        self._expect_round(round)
+        offers, failed = [], []
+        config = self.strategy.train_config(round)
+        with quiet_flower():
+            for k in sites:
+                identity = self.identities[k]
+                trained = train_site(
+                    self.app,
+                    site_context(k, self.num_sites),
+                    self.model,
+                    round,
+                    k,
+                    config,
+                )
+                if trained is None:
+                    failed.append(k)
+                    continue
+                num_examples, update = trained
+                offers.append(
+                    sign_offer(
+                        identity, self.ledger.swarm_id, round, num_examples, update
+                    )
+                )
+        return TrainedBatch(
+            round, tuple(offers), tuple(failed), time.perf_counter() - started
+        )
+
+    # -- leading ---------------------------------------------------------------
+
+    def seal(
+        self,
+        round: int,
+        view: int,
+        reason: Reason,
+        proposer: int,
+        included: Sequence[int],
+        dishonest: bool,
+        *batches: TrainedBatch,
+    ) -> Sealed:
+        """Site `proposer` checks the updates it holds, merges them, and seals.
+
+        `included` are the sites whose updates reached it in time; each is
+        checked as `SwarmPeer` checks an arriving update.
+        """
+        started = time.perf_counter()
+        self._expect_round(round)
+        identity = self.identities[proposer]
+        expected = self.ledger.proposer(round, view)
+        if expected != identity.address:
+            raise ValueError(
+                f"site {proposer} is not the proposer of round {round} view {view}"
+            )
+        wanted = set(included)
+        offers, refused = [], []
+        for offer in _offers_of(batches):
+            if offer.site_index not in wanted:
+                continue
+            _, problem = offer_problem(
+                offer,
+                self.index_of.get(offer.commitment.site),
+                self.model,
+                self.ledger.swarm_id,
+            )
+            if problem:
+                refused.append((offer.site_index, problem))
+            else:
+                offers.append(offer)
+        outcome = leader_merge(
+            self.strategy, round, self.model, self.state, offers, dishonest
+        )
+        block = self.ledger.seal_round(
+            identity.key,
+            round,
+            arrays_hash(outcome.arrays),
+            outcome.state_hash,
+            [o.commitment for o in sorted(offers, key=lambda o: o.site_index)],
+            view=view,
+            reason=reason,
+            timestamp=self._logical_timestamp(round, view),
+        )
+        return Sealed(block, tuple(refused), time.perf_counter() - started)
+
+    def _logical_timestamp(self, round: int, view: int) -> int:
+        parent = (
+            self.ledger.genesis.timestamp
+            if round == 1
+            else self.ledger.round(round - 1).timestamp
+        )
+        return parent + max(1, view * self.round_timeout)
+
+    # -- validating and adopting -----------------------------------------------
+
+    def adopt(self, block: bytes, *batches: TrainedBatch) -> Verdict:
+        """Validate `block` on this replica, redo its merge, and adopt or refuse.
+
+        A block already imported (this host sealed it) is not imported twice.
+        Every host then scores the adopted model on its own sites' test sets,
+        through their ClientApps, as Flower's federated evaluation does.
+        """
+        started = time.perf_counter()
+        try:
+            outcome = self.ledger.import_block(block)
+        except InvalidBlock as exc:
+            return self._verdict(started, False, f"invalid block: {exc}")
+        round = self.model_round + 1
+        if outcome is ImportOutcome.SIDE or self.ledger.head().height != round:
+            return self._verdict(started, False, "the block is not canonical here")
+        record = self.ledger.round(round)
+        held = {o.commitment.site: o for o in _offers_of(batches) if o.round == round}
+        updates = committed_updates(record, held, self.index_of)
+        if updates is None:
+            return self._verdict(started, False, "a committed update is missing")
+        outcome = verify_merge(self.strategy, record, self.model, self.state, updates)
+        if outcome is None:
+            return self._verdict(
+                started, False, "merged model does not match the committed updates"
+            )
+        self.model, self.state = outcome.arrays, outcome.state
+        self.model_round = round
+        return self._verdict(started, True, "", self.evaluate())
+
+    def evaluate(self) -> tuple[tuple[int, float], ...]:
+        """The current model's test accuracy at each of this host's sites."""
+        scores = []
+        with quiet_flower():
+            for k in self.sites:
+                message = model_instruction(
+                    self.model, EVALUATE, self.model_round, dst_node_id=k + 1
+                )
+                reply = self.app(message, site_context(k, self.num_sites))
+                scores.append((k, float(reply.content["metrics"]["accuracy"])))
+        return tuple(scores)
+
+    def final_model(self) -> tuple[int, ArrayRecord]:
+        return self.model_round, self.model
+
+    def close(self) -> None:
+        self.ledger.close()
+
+    def _verdict(
+        self,
+        started: float,
+        adopted: bool,
+        reason: str,
+        accuracies: tuple[tuple[int, float], ...] = (),
+    ) -> Verdict:
+        return Verdict(
+            self.model_round if adopted else self.model_round + 1,
+            adopted,
+            reason,
+            accuracies,
+            time.perf_counter() - started,
+        )
+
+    def _expect_round(self, round: int) -> None:
+        if round != self.model_round + 1:
+            raise ValueError(
+                f"asked for round {round} but this host's model is at round "
+                f"{self.model_round}"
+            )
+
+
+def genesis_addresses(genesis: Genesis) -> list[str]:
+    return [site.address for site in genesis.sites]
+
+
+def _offers_of(batches: Iterable[TrainedBatch]) -> Iterable[UpdateOffer]:
+    for batch in batches:
+        yield from batch.offers
