@@ -165,11 +165,17 @@ def score_arrays(
     return score_globally(model, data)
 
 
+def weakest(scores: Sequence[GlobalScore]) -> GlobalScore:
+    """The score of the site whose model ranks worst: lowest AUC (balanced
+    accuracy when AUC is undefined). One site's figures, never a mix of sites."""
+    return min(scores, key=lambda s: s.balanced_accuracy if np.isnan(s.auc) else s.auc)
+
+
 def node_metrics(scores: Sequence[GlobalScore], names: Sequence[str]) -> list[Metric]:
     """Each site's own model: per-site rows, their mean and the weakest site's.
 
     The mean is the headline `global_*` row, like `accuracy` for the baseline;
-    `global_*_weakest` is the minimum over sites, figure by figure.
+    `global_*_weakest` are the figures of the `weakest` site's model.
     """
     rows = [
         m
@@ -178,8 +184,7 @@ def node_metrics(scores: Sequence[GlobalScore], names: Sequence[str]) -> list[Me
     ]
     table = np.array([[m.value for m in score.metrics()] for score in scores])
     mean = GlobalScore(*np.nanmean(table, axis=0))
-    weakest = GlobalScore(*np.nanmin(table, axis=0))
-    return mean.metrics() + weakest.metrics(suffix="_weakest") + rows
+    return mean.metrics() + weakest(scores).metrics(suffix="_weakest") + rows
 
 
 def add_global_metrics(results: Sequence[MethodResult], spec: TaskSpec) -> None:
