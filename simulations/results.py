@@ -15,12 +15,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from swarmflower.datasets import FederatedDataset
 from swarmflower.tasks import TaskSpec, build_model
-from swarmflower.tasks.training import Evaluation, evaluate
+from swarmflower.tasks.training import Evaluation, binary_auc, evaluate
 
 GLOBAL = "global_"  # prefix of the rows scored on the union of the test sets
 
@@ -140,7 +139,7 @@ def score_logits(logits: np.ndarray, y: np.ndarray) -> GlobalScore:
         balanced_accuracy=float(np.nanmean([sensitivity, specificity])),
         sensitivity=sensitivity,
         specificity=specificity,
-        auc=float(roc_auc_score(y, logits)) if both else float("nan"),
+        auc=binary_auc(y, logits) if both else float("nan"),
     )
 
 
@@ -166,8 +165,9 @@ def score_arrays(
 
 
 def weakest(scores: Sequence[GlobalScore]) -> GlobalScore:
-    """The score of the site whose model ranks worst: lowest AUC (balanced
-    accuracy when AUC is undefined). One site's figures, never a mix of sites."""
+    """The score of the site whose model ranks worst: lowest AUC, or balanced
+    accuracy when AUC is undefined. One site's figures, never a mix of sites,
+    so a table's "weakest node" row is a model that exists."""
     return min(scores, key=lambda s: s.balanced_accuracy if np.isnan(s.auc) else s.auc)
 
 
