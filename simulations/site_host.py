@@ -33,7 +33,7 @@ from swarmflower.round_protocol import (
     train_site,
     verify_merge,
 )
-from swarmflower.strategies import build_strategy
+from swarmflower.strategies import MergeOutcome, build_strategy
 from swarmflower.strategies.helpers import arrays_hash
 from swarmflower.transport.base import UpdateOffer
 
@@ -102,6 +102,8 @@ class SiteHost:
         self.state = self.strategy.initial_state(initial_arrays)
         self.model_round = 0
         self.round_timeout = genesis.params.round_timeout
+        # The merge behind each block this host sealed: it need not redo it.
+        self._own_merges: dict[bytes, MergeOutcome] = {}
 
     # -- training --------------------------------------------------------------
 
@@ -188,6 +190,8 @@ class SiteHost:
             reason=reason,
             timestamp=self._logical_timestamp(round, view),
         )
+        if not dishonest:
+            self._own_merges[self.ledger.head().hash] = outcome
         return Sealed(block, tuple(refused), time.perf_counter() - started)
 
     def _logical_timestamp(self, round: int, view: int) -> int:
@@ -204,23 +208,31 @@ class SiteHost:
         """Validate `block` on this replica, redo its merge, and adopt or refuse.
 
         A block already imported (this host sealed it) is not imported twice.
-        Every host then scores the adopted model on its own sites' test sets,
-        through their ClientApps, as Flower's federated evaluation does.
+        The host that sealed the block trusts its own merge (a dishonest
+        drill's excepted). Every host then scores the adopted model on its
+        own sites' test sets, through their ClientApps, as Flower's federated
+        evaluation does.
         """
         started = time.perf_counter()
         try:
-            outcome = self.ledger.import_block(block)
+            imported = self.ledger.import_block(block)
         except InvalidBlock as exc:
             return self._verdict(started, False, f"invalid block: {exc}")
         round = self.model_round + 1
-        if outcome is ImportOutcome.SIDE or self.ledger.head().height != round:
+        if imported is ImportOutcome.SIDE or self.ledger.head().height != round:
             return self._verdict(started, False, "the block is not canonical here")
         record = self.ledger.round(round)
-        held = {o.commitment.site: o for o in _offers_of(batches) if o.round == round}
-        updates = committed_updates(record, held, self.index_of)
-        if updates is None:
-            return self._verdict(started, False, "a committed update is missing")
-        outcome = verify_merge(self.strategy, record, self.model, self.state, updates)
+        outcome = self._own_merges.pop(record.block_hash, None)
+        if outcome is None:
+            held = {
+                o.commitment.site: o for o in _offers_of(batches) if o.round == round
+            }
+            updates = committed_updates(record, held, self.index_of)
+            if updates is None:
+                return self._verdict(started, False, "a committed update is missing")
+            outcome = verify_merge(
+                self.strategy, record, self.model, self.state, updates
+            )
         if outcome is None:
             return self._verdict(
                 started, False, "merged model does not match the committed updates"

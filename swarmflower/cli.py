@@ -379,7 +379,8 @@ def _print_times(result) -> None:
         f"wall {result.wall_s:.1f} s: start-up {details.setup_s:.1f} s, "
         f"{details.round_wall_s:.2f} s per round on {details.hosts} Ray actors; "
         f"simulated time at real sites {details.sim_s:.1f} s "
-        f"({details.sim_s / len(details.rounds):.2f} s per round)"
+        f"({details.sim_s / len(details.rounds):.2f} s per round)",
+        soft_wrap=True,
     )
 
 

@@ -1,0 +1,155 @@
+"""The Ray engine: virtual sites on a pool of actors play the swarm's protocol.
+
+One local Ray session serves the whole module; the runs are small (heart's
+four hospitals, a 40-site transcriptome) so that they finish in seconds.
+"""
+
+import functools
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import ray
+from flwr.app import ArrayRecord
+from swarm_helpers import heart_swarm
+from typer.testing import CliRunner
+
+from swarmflower.cli import app
+from swarmflower.faults import FaultPlan
+from swarmflower.ledger.cli import app as ledger_app
+from swarmflower.simulations.ray_engine import run_ray_swarm
+from swarmflower.simulations.scenarios import Faults
+from swarmflower.tasks import TaskSpec, initial_model, make_client_app
+
+HEART = TaskSpec(local_steps=10)
+TRANSCRIPTOME = TaskSpec(
+    task="transcriptome",
+    num_sites=40,
+    local_steps=10,
+    options={"genes": 200, "samples": 4000, "studies": 60, "partition": "quantity"},
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_session():
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def ray_swarm(spec: TaskSpec, rounds: int, **options):
+    data = spec.load()
+    initial = ArrayRecord(initial_model(spec, data.num_features).state_dict())
+    return run_ray_swarm(
+        functools.partial(make_client_app, spec),
+        data.num_sites,
+        initial,
+        rounds,
+        local_steps=spec.local_steps,
+        site_names=[s.name for s in data.sites],
+        seed=spec.seed,
+        **options,
+    )
+
+
+def test_same_models_as_the_in_process_swarm():
+    """Same protocol, same data, same seeds: bit-identical models per round."""
+    on_ray = ray_swarm(HEART, 3, hosts=2)
+    in_process = heart_swarm(3)
+    assert on_ray.hosts == 2
+    assert [r.model_hash for r in on_ray.records] == [
+        r.model_hash for r in in_process.rounds
+    ]
+    assert [r.leader for r in on_ray.records] == [r.leader for r in in_process.rounds]
+
+
+@pytest.fixture(scope="module")
+def fault_free():
+    return ray_swarm(TRANSCRIPTOME, 10)
+
+
+def test_dropout_and_leader_crashes_cost_no_accuracy(fault_free):
+    """10% of sites missing each round, the leader dying in 1 round of 5."""
+    rounds = 10
+    faults = Faults(dropout=0.1, leader_crash_every=5, recover_after=1)
+    faulty = ray_swarm(
+        TRANSCRIPTOME,
+        rounds,
+        faults=faults.fault_plan(rounds),
+        heterogeneity=faults.heterogeneity(40),
+    )
+    assert [r.round for r in faulty.records] == list(range(1, rounds + 1))
+    assert 32 <= np.mean([r.up for r in faulty.rounds]) < 39  # ~4 missing a round
+    for record in faulty.rounds:
+        if record.round in (5, 10):
+            assert record.view >= 1 and record.reason == "leader_timeout"
+            assert record.sim_s >= 10.0  # the backup waited a round timeout
+    # A leader that had dropped out of its round cannot crash in it as well.
+    crashed_in = [round for _, round, _ in faulty.crashes]
+    assert crashed_in and set(crashed_in) <= {5, 10}
+    gap = abs(faulty.rounds[-1].accuracy - fault_free.rounds[-1].accuracy)
+    assert gap <= 0.02
+    assert fault_free.sim_s < faulty.sim_s
+
+
+def test_every_host_refuses_a_dishonest_merge_and_a_backup_redoes_it():
+    result = ray_swarm(
+        HEART, 3, faults=FaultPlan(dishonest_leader_rounds=frozenset({2}))
+    )
+    second = result.rounds[1]
+    assert (second.view, second.reason) == (1, "bad_merge")
+    honest = heart_swarm(3)
+    assert result.records[-1].model_hash == honest.rounds[-1].model_hash
+
+
+def test_simulate_on_ray_writes_the_result_files(tmp_path):
+    out = tmp_path / "run"
+    outcome = CliRunner().invoke(
+        app,
+        [
+            "simulate",
+            "--engine",
+            "ray",
+            "--rounds",
+            "3",
+            "--local-steps",
+            "10",
+            "--dropout",
+            "0.2",
+            "--faults",
+            "leader-crash:2,recover-after:1",
+            "--out",
+            str(out),
+        ],
+    )
+    assert outcome.exit_code == 0, outcome.output
+    rounds = pd.read_csv(out / "rounds.csv")
+    assert list(rounds["round"]) == [1, 2, 3]
+    assert {"up", "wall_s", "sim_s", "leader", "view"} <= set(rounds.columns)
+    assert rounds.loc[1, "view"] >= 1
+    summary = pd.read_csv(out / "summary.csv")
+    metrics = set(summary["metric"])
+    assert {"accuracy", "wall_s", "sim_s", "round_wall_s", "hosts"} <= metrics
+    assert "simulated time at real sites" in outcome.output
+    verify = CliRunner().invoke(ledger_app, ["verify", str(out / "observer")])
+    assert verify.exit_code == 0, verify.output
+
+
+def test_engine_options_are_checked():
+    runner = CliRunner()
+    wrong = runner.invoke(app, ["simulate", "--engine", "spark"])
+    assert wrong.exit_code != 0
+    assert "unknown engine 'spark'" in str(wrong.exception)
+    dropout = runner.invoke(app, ["simulate", "--dropout", "0.1"])
+    assert "--dropout needs --engine ray" in str(dropout.exception)
+
+
+def test_the_final_model_is_the_last_sealed_one(fault_free):
+    from swarmflower.strategies.helpers import arrays_hash
+
+    assert arrays_hash(fault_free.final_arrays) == fault_free.records[-1].model_hash
+    accuracies = [r.accuracy for r in fault_free.rounds]
+    assert accuracies[-1] > accuracies[0]
+    assert np.all(np.isfinite(accuracies))
