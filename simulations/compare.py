@@ -9,7 +9,7 @@ from swarmflower.errors import ConfigError
 from swarmflower.simulations.fedavg import run_flower_fedavg
 from swarmflower.simulations.local import run_local
 from swarmflower.simulations.pooled import run_pooled
-from swarmflower.simulations.results import MethodResult
+from swarmflower.simulations.results import MethodResult, add_global_metrics
 from swarmflower.simulations.scenarios import Scenario
 from swarmflower.simulations.swarm import run_swarm_method
 from swarmflower.tasks import TaskSpec
@@ -53,6 +53,7 @@ def run_compare(
         hook = (lambda r, m=method: progress(m, r)) if progress else None
         options = swarm_options if method == "swarm" and swarm_options else {}
         results.append(RUNNERS[method](spec, rounds, hook, **options))
+    add_global_metrics(results, spec)
     return results
 
 
