@@ -12,19 +12,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import numpy as np
 from flwr.app import ArrayRecord
 
 from swarmflower.flower_messages import TRAIN, model_instruction, site_context
 from swarmflower.simulations.results import (
+    GlobalTestSet,
     MethodResult,
     Metric,
-    evaluate_on_sites,
     node_metrics,
     round_record,
-    score_globally,
 )
 from swarmflower.tasks import TaskSpec, build_model, initial_model, make_client_app
+from swarmflower.tasks.training import evaluate
 
 ProgressFn = Callable[[int], None]
 
@@ -50,18 +49,20 @@ def run_local(
             reply = app(message, site_context(site, data.num_sites))
             arrays[site] = reply.content["arrays"]
             model.load_state_dict(arrays[site].to_torch_state_dict())
-            own_accuracy.append(evaluate_on_sites(model, data)[site].accuracy)
+            own = data.sites[site]
+            own_accuracy.append(evaluate(model, own.x_test, own.y_test).accuracy)
         history.append(round_record(server_round, own_accuracy))
         if progress:
             progress(server_round)
     extra, scores = [], []
+    test_set = GlobalTestSet(data)
     for site, record in enumerate(arrays):
         model.load_state_dict(record.to_torch_state_dict())
-        everywhere = np.mean([e.accuracy for e in evaluate_on_sites(model, data)])
+        score, per_site = test_set.score(model)
         extra.append(
-            Metric("accuracy_all_tests", float(everywhere), data.sites[site].name)
+            Metric("accuracy_all_tests", float(per_site.mean()), data.sites[site].name)
         )
-        scores.append(score_globally(model, data))
+        scores.append(score)
     names = tuple(s.name for s in data.sites)
     return MethodResult(
         method="local",

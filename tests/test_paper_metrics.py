@@ -134,3 +134,20 @@ def test_a_final_model_is_scored_once_like_the_runner_scores_it(baselines) -> No
         key = f"global_{figure}"
         assert swarm_rows[key] == pytest.approx(_values(pooled)[key], abs=1e-12)
     assert len(pooled.extra) == len(FIGURES)  # pooled had its rows already
+
+
+def test_one_pass_over_the_global_test_set_gives_each_sites_accuracy():
+    from swarmflower.simulations.results import (
+        GlobalTestSet,
+        evaluate_on_sites,
+        score_globally,
+    )
+    from swarmflower.tasks import TaskSpec, initial_model
+
+    spec = TaskSpec()
+    data = spec.load()
+    model = initial_model(spec, data.num_features)
+    score, per_site = GlobalTestSet(data).score(model)
+    expected = [e.accuracy for e in evaluate_on_sites(model, data)]
+    np.testing.assert_allclose(per_site, expected, atol=1e-6)
+    assert score == score_globally(model, data)
