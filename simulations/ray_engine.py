@@ -174,9 +174,11 @@ def run_ray_swarm(
         )
     with ray_cluster(ray_address):
         started = time.perf_counter()
-        count = hosts or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        cpus = max(1.0, ray.cluster_resources().get("CPU", 1.0))
+        count = hosts or int(cpus)
         blocks = deal_sites(num_sites, min(count, num_sites))
-        actor = ray.remote(num_cpus=1)(SiteHost)
+        # More hosts than CPUs share them rather than wait for a free one.
+        actor = ray.remote(num_cpus=min(1.0, cpus / len(blocks)))(SiteHost)
         pool = [
             actor.remote(
                 genesis,

@@ -1,0 +1,86 @@
+"""A Ray engine host without Ray: the leader's checks and every host's verdict."""
+
+import functools
+
+import numpy as np
+import pytest
+from flwr.app import Array, ArrayRecord
+
+from swarmflower.identity import simulated_identities
+from swarmflower.ledger import Reason
+from swarmflower.simulations.site_host import SiteHost, TrainedBatch
+from swarmflower.swarm import make_genesis
+from swarmflower.tasks import TaskSpec, initial_model, make_client_app
+
+SPEC = TaskSpec(local_steps=5)
+
+
+@pytest.fixture
+def hosts():
+    data = SPEC.load()
+    names = [s.name for s in data.sites]
+    initial = ArrayRecord(initial_model(SPEC, data.num_features).state_dict())
+    genesis = make_genesis(simulated_identities(names, 0), initial, 3, 10, 2, "FedAvg")
+    factory = functools.partial(make_client_app, SPEC)
+    return [
+        SiteHost(genesis, sites, names, factory, initial, "FedAvg", 0)
+        for sites in ((0, 1), (2, 3))
+    ]
+
+
+def _leader(hosts, round, view=0):
+    address = hosts[0].ledger.proposer(round, view)
+    site = next(
+        k for k, s in enumerate(hosts[0].ledger.genesis.sites) if s.address == address
+    )
+    return site, hosts[0 if site < 2 else 1]
+
+
+def _poisoned(batch: TrainedBatch, site: int) -> TrainedBatch:
+    """The batch with `site`'s update replaced by NaNs, its commitment kept."""
+    offers = []
+    for offer in batch.offers:
+        if offer.site_index == site:
+            arrays = ArrayRecord(
+                {
+                    k: Array(np.full_like(a.numpy(), np.nan))
+                    for k, a in offer.arrays.items()
+                }
+            )
+            offer = type(offer)(offer.round, offer.commitment, arrays, offer.site_index)
+        offers.append(offer)
+    return TrainedBatch(batch.round, tuple(offers), batch.failed, batch.wall_s)
+
+
+def test_the_leader_refuses_an_update_that_breaks_its_commitment(hosts):
+    batches = [hosts[0].train(1, [0, 1]), hosts[1].train(1, [2, 3])]
+    site, leader = _leader(hosts, 1)
+    victim = 3 if site != 3 else 2
+    batches[1] = _poisoned(batches[1], victim)
+    sealed = leader.seal(1, 0, Reason.NORMAL, site, [0, 1, 2, 3], False, *batches)
+    assert [k for k, _ in sealed.refused] == [victim]
+    assert "does not match its commitment" in sealed.refused[0][1]
+    verdicts = [h.adopt(sealed.block, *batches) for h in hosts]
+    assert all(v.adopted for v in verdicts)
+    assert len(hosts[0].ledger.round(1).commitments) == 3
+    assert {k for v in verdicts for k, _ in v.accuracies} == {0, 1, 2, 3}
+
+
+def test_only_the_elected_proposer_may_seal(hosts):
+    batches = [hosts[0].train(1, [0, 1]), hosts[1].train(1, [2, 3])]
+    site, _ = _leader(hosts, 1)
+    other = next(k for k in range(4) if k != site)
+    host = hosts[0 if other < 2 else 1]
+    with pytest.raises(ValueError, match="not the proposer of round 1 view 0"):
+        host.seal(1, 0, Reason.NORMAL, other, [0, 1, 2, 3], False, *batches)
+
+
+def test_a_host_refuses_a_block_whose_updates_it_cannot_check(hosts):
+    batches = [hosts[0].train(1, [0, 1]), hosts[1].train(1, [2, 3])]
+    site, leader = _leader(hosts, 1)
+    sealed = leader.seal(1, 0, Reason.NORMAL, site, [0, 1, 2, 3], False, *batches)
+    follower = hosts[1] if leader is hosts[0] else hosts[0]
+    verdict = follower.adopt(sealed.block, batches[0])  # half the updates missing
+    assert not verdict.adopted
+    assert verdict.reason == "a committed update is missing"
+    assert follower.model_round == 0
