@@ -31,7 +31,7 @@ from swarmflower.faults import NO_FAULTS, FaultPlan
 from swarmflower.identity import simulated_identities
 from swarmflower.ledger import Ledger, Reason, RoundRecord
 from swarmflower.simulations.availability import Availability
-from swarmflower.simulations.site_host import SiteHost
+from swarmflower.simulations.site_host import SiteHost, Verdict
 from swarmflower.simulations.timing import Heterogeneity, seal_moment
 from swarmflower.swarm import make_genesis, swarm_params
 
@@ -258,6 +258,7 @@ class _Driver:
         }
 
     def play(self, round: int) -> RayRound:
+        """One round: train the sites that are up, then views until one sticks."""
         started = time.perf_counter()
         up, waited = self._gather(round)
         up_set = set(up)
@@ -272,8 +273,7 @@ class _Driver:
             for k in up
         }
         electees = self.observer.electees(round, min(MAX_VIEWS, len(self.names)))
-        refused = 0
-        not_before = 0.0
+        refused, not_before = 0, 0.0
         for view, address in enumerate(electees):
             proposer = self.index_of[address]
             if (
@@ -284,7 +284,7 @@ class _Driver:
                 self.availability.crash(proposer, round, "leader crash before sealing")
                 up_set.discard(proposer)
             if proposer not in up_set:
-                continue
+                continue  # the next backup takes over a round timeout later
             moment = seal_moment(
                 arrivals,
                 num_sites=len(self.names),
@@ -299,33 +299,16 @@ class _Driver:
                     f"round {round}: only {len(arrivals)} sites up, "
                     f"{self.min_peers} updates needed to seal"
                 )
-            reason = (
-                Reason.NORMAL
-                if view == 0
-                else Reason.BAD_MERGE
-                if refused
-                else Reason.LEADER_TIMEOUT
-            )
-            dishonest = view == 0 and self.faults.is_dishonest(round)
-            block = self._seal(
-                round, view, reason, proposer, moment.included, dishonest, batches
-            )
-            sealed_at = time.perf_counter()
-            pending = [h.adopt.remote(block, *batches) for h in self.pool]
-            self.observer.import_block(block)  # while the hosts validate
-            propagated = moment.at_s + self.heterogeneity.broadcast_s(
+            if view == 0:
+                reason = Reason.NORMAL
+            else:
+                reason = Reason.BAD_MERGE if refused else Reason.LEADER_TIMEOUT
+            block = self._seal(round, view, reason, proposer, moment.included, batches)
+            verdicts = self._validate(round, view, block, batches, started)
+            done_at = moment.at_s + self.heterogeneity.broadcast_s(
                 sorted(up_set), len(block)
             )
-            verdicts = ray.get(pending)
-            log.info(
-                "round %d view %d: trained and sealed in %.2f s, validated in %.2f s",
-                round,
-                view,
-                sealed_at - started,
-                time.perf_counter() - sealed_at,
-            )
-            adopted = [v.adopted for v in verdicts]
-            if all(adopted):
+            if all(v.adopted for v in verdicts):
                 scores = dict(s for v in verdicts for s in v.accuracies)
                 return RayRound(
                     round=round,
@@ -336,19 +319,38 @@ class _Driver:
                     up=len(up),
                     site_accuracy=tuple(scores[k] for k in range(len(self.names))),
                     wall_s=time.perf_counter() - started,
-                    sim_s=waited + propagated,
+                    sim_s=waited + done_at,
                 )
-            if any(adopted):
-                raise RuntimeError(
-                    f"round {round}: hosts disagree on the block of view {view}: "
-                    + "; ".join(v.reason for v in verdicts if not v.adopted)
-                )
-            log.warning("round %d view %d refused: %s", round, view, verdicts[0].reason)
             refused += 1
-            not_before = propagated
+            not_before = done_at
         raise RoundLost(
             f"round {round}: none of the first {len(electees)} electees could seal"
         )
+
+    def _validate(
+        self, round: int, view: int, block: bytes, batches: list, started: float
+    ) -> list[Verdict]:
+        """Every host's verdict on `block`; they must agree."""
+        sealed_at = time.perf_counter()
+        pending = [h.adopt.remote(block, *batches) for h in self.pool]
+        self.observer.import_block(block)  # while the hosts validate
+        verdicts = ray.get(pending)
+        log.info(
+            "round %d view %d: trained and sealed in %.2f s, validated in %.2f s",
+            round,
+            view,
+            sealed_at - started,
+            time.perf_counter() - sealed_at,
+        )
+        adopted = {v.adopted for v in verdicts}
+        if adopted == {True, False}:
+            raise RuntimeError(
+                f"round {round}: hosts disagree on the block of view {view}: "
+                + "; ".join(v.reason for v in verdicts if not v.adopted)
+            )
+        if adopted == {False}:
+            log.warning("round %d view %d refused: %s", round, view, verdicts[0].reason)
+        return verdicts
 
     def _gather(self, round: int) -> tuple[list[int], float]:
         """The sites that train this round, and the simulated time spent waiting.
@@ -379,9 +381,10 @@ class _Driver:
         reason: Reason,
         proposer: int,
         included: tuple[int, ...],
-        dishonest: bool,
         batches: list,
     ) -> bytes:
+        """The proposer's actor checks the updates in time, merges and seals."""
+        dishonest = view == 0 and self.faults.is_dishonest(round)
         host = self.pool[self.host_of[proposer]]
         sealed = ray.get(
             host.seal.remote(
