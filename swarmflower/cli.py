@@ -220,7 +220,7 @@ def _compare_scenario(name: str, out: Path, engine: str, ray_options: dict) -> N
     from swarmflower.simulations.scenarios import load_scenario
 
     scenario = load_scenario(name)
-    console.print(f"[bold]scenario {scenario.name}[/]: {scenario.description}")
+    _announce(scenario)
     console.print(_describe(scenario.spec, scenario.rounds))
     _warn_inproc_faults(scenario.faults, engine)
     results = _run_live(
@@ -231,6 +231,13 @@ def _compare_scenario(name: str, out: Path, engine: str, ray_options: dict) -> N
         ),
     )
     _report(results, out, scenario.rounds, scenario.spec.load().name)
+
+
+def _announce(scenario) -> None:
+    """The scenario's name and description, its file's line breaks folded."""
+    console.print(
+        f"[bold]scenario {scenario.name}[/]: {' '.join(scenario.description.split())}"
+    )
 
 
 def _warn_inproc_faults(faults, engine: str) -> None:
@@ -331,7 +338,7 @@ def simulate(
         chosen = load_scenario(scenario)
         spec, rounds, strategy = chosen.spec, chosen.rounds, chosen.strategy
         round_timeout = max(1, math.ceil(chosen.round_timeout))
-        console.print(f"[bold]scenario {chosen.name}[/]: {chosen.description}")
+        _announce(chosen)
         _warn_inproc_faults(chosen.faults, engine)
         plan = chosen.faults.fault_plan(rounds)
         profile = chosen.faults

@@ -46,7 +46,12 @@ def rounds_frame(results: Sequence[MethodResult]) -> pd.DataFrame:
             for name, acc in zip(result.site_names, record.site_accuracy, strict=True):
                 row[f"accuracy_{name}"] = acc
             rows.append(row)
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    # Counts stay integers even where other methods leave them empty.
+    for column in ("view", "contributors", "up"):
+        if column in frame:
+            frame[column] = frame[column].astype("Int64")
+    return frame
 
 
 def write_results(results: Sequence[MethodResult], out: Path, title: str) -> list[Path]:
