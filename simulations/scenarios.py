@@ -50,6 +50,7 @@ from swarmflower.faults import FaultPlan
 from swarmflower.simulations.timing import Heterogeneity, SiteProfile
 from swarmflower.strategies.registry import canonical_name
 from swarmflower.tasks import TaskSpec
+from swarmflower.tasks.spec import field_kind
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 METHODS = ("swarm", "local", "pooled", "fedavg")
@@ -207,12 +208,10 @@ def _task(root: _Reader) -> TaskSpec:
     table.only(names)
     values: dict[str, Any] = {"task": table.get("task", str)}
     for spec_field in fields(TaskSpec):
-        name, default = spec_field.name, spec_field.default
+        name = spec_field.name
         if name in ("task", "options") or name not in table.data:
             continue
-        kinds = {"local_steps": int}  # defaults to None: the task decides
-        kind = kinds.get(name, str if default is None else type(default))
-        values[name] = table.get(name, kind)
+        values[name] = table.get(name, field_kind(name))
     options = dict(table.table("options").data)
     partition = root.table("partition")
     if partition.data:

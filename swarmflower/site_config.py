@@ -20,6 +20,7 @@ import tomli_w
 from swarmflower.errors import ConfigError
 from swarmflower.ledger import SwarmParams
 from swarmflower.tasks import TaskSpec
+from swarmflower.tasks.spec import field_kind
 
 SITE_FILE = "site.toml"
 DEFAULT_BASE_PORT = 47100
@@ -194,18 +195,16 @@ def _host_port(table: _Table, key: str) -> str:
 
 
 def _task(table: _Table) -> TaskConfig:
-    """The [task] table: every `TaskSpec` field, typed by its default."""
+    """The [task] table: every `TaskSpec` field, typed by its annotation."""
     values: dict[str, Any] = {"task": table.get("task", str)}
     for spec_field in fields(TaskSpec):
-        default = spec_field.default
         if spec_field.name == "task" or spec_field.name not in table.data:
             continue
         # `options` (task-specific settings) is a TOML table; TaskSpec takes
         # a mapping and freezes it.
-        kind = dict if spec_field.name == "options" else type(default)
-        values[spec_field.name] = table.get(
-            spec_field.name, str if default is None else kind
-        )
+        name = spec_field.name
+        kind = dict if name == "options" else field_kind(name)
+        values[name] = table.get(name, kind)
     try:
         spec = TaskSpec(**values)
     except ConfigError as exc:

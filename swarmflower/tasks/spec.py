@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import typing
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 
@@ -126,3 +127,12 @@ def _load_cached(
         target=target,
         **dict(options),
     )
+
+
+def field_kind(name: str) -> type:
+    """The plain type a `TaskSpec` field takes in a config file (`int | None`
+    gives `int`); config readers check values against it."""
+    hint = typing.get_type_hints(TaskSpec)[name]
+    kinds = [k for k in typing.get_args(hint) if k is not type(None)]
+    kind = kinds[0] if kinds and typing.get_origin(hint) is not tuple else hint
+    return typing.get_origin(kind) or kind
