@@ -44,6 +44,7 @@ def ray_backend_config(cpus: int | None = None) -> dict:
     return {
         "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
         "init_args": {
+            "address": "local",  # never a cluster `ray start` left running
             "num_cpus": cpus,
             "num_gpus": 0,
             "include_dashboard": False,

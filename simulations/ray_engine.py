@@ -106,6 +106,7 @@ def ray_cluster(
         ray.init(address=address, **quiet)
     else:
         ray.init(
+            address="local",  # a new local cluster, even if `ray start` made one
             num_cpus=num_cpus or os.cpu_count() or 1,
             num_gpus=0,
             include_dashboard=False,

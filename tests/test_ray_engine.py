@@ -17,9 +17,11 @@ from typer.testing import CliRunner
 
 from swarmflower.cli import app
 from swarmflower.faults import FaultPlan
+from swarmflower.identity import simulated_identities
 from swarmflower.ledger.cli import app as ledger_app
 from swarmflower.simulations.ray_engine import run_ray_swarm
 from swarmflower.simulations.scenarios import Faults
+from swarmflower.simulations.timing import Heterogeneity, SiteProfile
 from swarmflower.tasks import TaskSpec, initial_model, make_client_app
 
 HEART = TaskSpec(local_steps=10)
@@ -34,7 +36,7 @@ TRANSCRIPTOME = TaskSpec(
 @pytest.fixture(scope="module", autouse=True)
 def ray_session():
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 
@@ -153,3 +155,17 @@ def test_the_final_model_is_the_last_sealed_one(fault_free):
     accuracies = [r.accuracy for r in fault_free.rounds]
     assert accuracies[-1] > accuracies[0]
     assert np.all(np.isfinite(accuracies))
+
+
+def test_a_site_too_slow_for_the_leader_is_left_out_of_every_merge():
+    """Heart's third hospital trains 100x slower: 10 s, past update_wait (8 s)."""
+    profiles = tuple(
+        SiteProfile(k + 1, slowdown=100.0 if k == 2 else 1.0) for k in range(4)
+    )
+    result = ray_swarm(HEART, 2, heterogeneity=Heterogeneity(profiles))
+    names = [s.name for s in HEART.load().sites]
+    addresses = [i.address for i in simulated_identities(names, HEART.seed)]
+    for record in result.records:
+        assert {c.site for c in record.commitments} == set(addresses) - {addresses[2]}
+    assert all(r.up == 4 and r.contributors == 3 for r in result.rounds)
+    assert all(r.sim_s >= 8.0 for r in result.rounds)  # the leader waited
