@@ -290,7 +290,7 @@ class SwarmPeer(PeerServiceAPI):
     def _seal(self, round: int, view: int, reason: Reason) -> None:
         if view == 0 and self.faults.crashes_while_leading(round):
             self._crash(f"leader crash in round {round}")
-        offers = list(self._offers[round].values())
+        offers = sorted(self._offers[round].values(), key=lambda o: o.site_index)
         log.info(
             "site %s seals round %d view %d with %d updates (%s) after %.2f s",
             self.identity.name,

@@ -65,6 +65,10 @@ def test_same_models_as_the_in_process_swarm():
         r.model_hash for r in in_process.rounds
     ]
     assert [r.leader for r in on_ray.records] == [r.leader for r in in_process.rounds]
+    # Same commitments in the same order, logical timestamps: the same blocks.
+    assert [r.block_hash for r in on_ray.records] == [
+        r.block_hash for r in in_process.rounds
+    ]
 
 
 @pytest.fixture(scope="module")
