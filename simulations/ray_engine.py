@@ -33,6 +33,7 @@ from swarmflower.ledger import Ledger, Reason, RoundRecord
 from swarmflower.simulations.availability import Availability
 from swarmflower.simulations.site_host import SiteHost, Verdict
 from swarmflower.simulations.timing import Heterogeneity, seal_moment
+from swarmflower.strategies import LeaderStrategy, build_strategy
 from swarmflower.swarm import make_genesis, swarm_params
 
 log = logging.getLogger("swarmflower.ray_engine")
@@ -132,7 +133,7 @@ def run_ray_swarm(
     num_sites: int,
     initial_arrays: ArrayRecord,
     num_rounds: int,
-    strategy: str = "FedAvg",
+    strategy: str | LeaderStrategy = "FedAvg",
     *,
     local_steps: int = 1,
     min_peers: int | None = None,
@@ -151,14 +152,20 @@ def run_ray_swarm(
     """Run `num_rounds` swarm rounds of `num_sites` simulated sites on Ray.
 
     `app_factory` builds the sites' ClientApp inside each actor (it must
-    pickle: a module-level function or a `functools.partial`). `local_steps`
+    pickle: a module-level function or a `functools.partial`); `strategy` is a
+    Flower strategy's name or one built with its options (`build_strategy`). `local_steps`
     is what a site's training costs in simulated time (`Heterogeneity.step_s`
     per step). `hosts` defaults to one actor per CPU of the cluster. With
     `ledger_dir`, the driver's observer replica is kept there on disk.
     """
     if num_sites < 2:
         raise ConfigError(f"a swarm needs at least 2 sites, got {num_sites}")
-    params = swarm_params(num_sites, num_rounds, round_timeout, min_peers, strategy)
+    leader_strategy = (
+        build_strategy(strategy) if isinstance(strategy, str) else strategy
+    )
+    params = swarm_params(
+        num_sites, num_rounds, round_timeout, min_peers, leader_strategy.name
+    )
     names = list(site_names or [f"site-{k + 1}" for k in range(num_sites)])
     genesis = make_genesis(
         simulated_identities(names, seed),
@@ -187,7 +194,7 @@ def run_ray_swarm(
                 names,
                 app_factory,
                 initial_arrays,
-                params.strategy,
+                leader_strategy,
                 seed,
             )
             for block in blocks

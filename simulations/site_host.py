@@ -33,7 +33,7 @@ from swarmflower.round_protocol import (
     train_site,
     verify_merge,
 )
-from swarmflower.strategies import MergeOutcome, build_strategy
+from swarmflower.strategies import LeaderStrategy, MergeOutcome, build_strategy
 from swarmflower.strategies.helpers import arrays_hash
 from swarmflower.transport.base import UpdateOffer
 
@@ -80,7 +80,7 @@ class SiteHost:
         site_names: Sequence[str],
         app_factory: Callable[[], ClientApp],
         initial_arrays: ArrayRecord,
-        strategy: str,
+        strategy: str | LeaderStrategy,
         seed: int,
         ledger_path: Path | None = None,
     ) -> None:
@@ -95,7 +95,9 @@ class SiteHost:
         }
         with quiet_flower():
             self.app = app_factory()
-        self.strategy = build_strategy(strategy)
+        self.strategy = (
+            build_strategy(strategy) if isinstance(strategy, str) else strategy
+        )
         if arrays_hash(initial_arrays) != genesis.initial_model_hash:
             raise ValueError("the initial model does not match the genesis hash")
         self.model = initial_arrays

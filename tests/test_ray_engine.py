@@ -22,6 +22,7 @@ from swarmflower.ledger.cli import app as ledger_app
 from swarmflower.simulations.ray_engine import run_ray_swarm
 from swarmflower.simulations.scenarios import Faults
 from swarmflower.simulations.timing import Heterogeneity, SiteProfile
+from swarmflower.strategies import build_strategy
 from swarmflower.tasks import TaskSpec, initial_model, make_client_app
 
 HEART = TaskSpec(local_steps=10)
@@ -69,6 +70,17 @@ def test_same_models_as_the_in_process_swarm():
     assert [r.block_hash for r in on_ray.records] == [
         r.block_hash for r in in_process.rounds
     ]
+
+
+def test_a_stateful_strategy_with_options_matches_the_in_process_swarm():
+    """FedAdam's moments travel from leader to leader across the actors."""
+    fedadam = build_strategy("FedAdam", eta=0.05)
+    on_ray = ray_swarm(HEART, 3, strategy=fedadam)
+    in_process = heart_swarm(3, strategy=build_strategy("FedAdam", eta=0.05))
+    assert [r.state_hash for r in on_ray.records] == [
+        r.state_hash for r in in_process.rounds
+    ]
+    assert on_ray.records[-1].model_hash == in_process.rounds[-1].model_hash
 
 
 @pytest.fixture(scope="module")
