@@ -152,11 +152,12 @@ def run_ray_swarm(
     """Run `num_rounds` swarm rounds of `num_sites` simulated sites on Ray.
 
     `app_factory` builds the sites' ClientApp inside each actor (it must
-    pickle: a module-level function or a `functools.partial`); `strategy` is a
-    Flower strategy's name or one built with its options (`build_strategy`). `local_steps`
-    is what a site's training costs in simulated time (`Heterogeneity.step_s`
-    per step). `hosts` defaults to one actor per CPU of the cluster. With
-    `ledger_dir`, the driver's observer replica is kept there on disk.
+    pickle: a module-level function or a `functools.partial`); `strategy` is
+    a Flower strategy's name or one built with its options (`build_strategy`).
+    `local_steps` is what a site's training costs in simulated time
+    (`Heterogeneity.step_s` per step). `hosts` defaults to one actor per CPU
+    of the cluster. With `ledger_dir`, the driver's observer replica is kept
+    there on disk.
     """
     if num_sites < 2:
         raise ConfigError(f"a swarm needs at least 2 sites, got {num_sites}")

@@ -350,6 +350,7 @@ def simulate(
     if engine == "ray":
         ray_options["heterogeneity"] = profile.heterogeneity(num_sites)
     ledger_dir = out if engine == "ray" else out / "sites"
+    _clear_replicas(out)
     console.print(_describe(spec, rounds))
     result = _run_live(
         ["swarm"],
@@ -378,6 +379,17 @@ def simulate(
         f"a ledger replica is in {replica}/ledger: swarmflower ledger verify {replica}",
         soft_wrap=True,
     )
+
+
+def _clear_replicas(out: Path) -> None:
+    """A simulation's replicas belong to its run: a new run replaces them,
+    as it replaces the result files."""
+    import shutil
+
+    for folder in (out / "sites", out / "observer"):
+        if folder.is_dir():
+            shutil.rmtree(folder)
+            console.print(f"replaced the ledger replicas of an earlier run in {folder}")
 
 
 def _print_times(result) -> None:
