@@ -67,6 +67,8 @@ def run_swarm_method(
         )
     if engine != "inproc":
         raise ConfigError(f"unknown engine '{engine}': use inproc or ray")
+    if heterogeneity or ray_address or hosts:
+        raise ConfigError("heterogeneity, ray_address and hosts need engine 'ray'")
     started = time.perf_counter()
     data = spec.load()
     app = make_client_app(spec)
