@@ -335,6 +335,10 @@ def simulate(
     if dropout and engine != "ray":
         raise ConfigError("--dropout needs --engine ray")
     if scenario is not None:
+        if faults or dropout:
+            raise ConfigError(
+                "--scenario brings its own faults: drop --faults/--dropout"
+            )
         chosen = load_scenario(scenario)
         spec, rounds, strategy = chosen.spec, chosen.rounds, chosen.strategy
         round_timeout = max(1, math.ceil(chosen.round_timeout))

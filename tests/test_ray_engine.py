@@ -162,6 +162,10 @@ def test_engine_options_are_checked():
     assert "unknown engine 'spark'" in str(wrong.exception)
     dropout = runner.invoke(app, ["simulate", "--dropout", "0.1"])
     assert "--dropout needs --engine ray" in str(dropout.exception)
+    both = runner.invoke(
+        app, ["simulate", "--engine", "ray", "--scenario", "smoke", "--dropout", "0.1"]
+    )
+    assert "--scenario brings its own faults" in str(both.exception)
 
 
 def test_the_final_model_is_the_last_sealed_one(fault_free):
