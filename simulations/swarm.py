@@ -11,17 +11,23 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from flwr.app import ArrayRecord
 from flwr.clientapp import ClientApp
 
+from swarmflower.datasets import FederatedDataset
 from swarmflower.errors import ConfigError
 from swarmflower.faults import NO_FAULTS, FaultPlan
 from swarmflower.flower_messages import EVALUATE, model_instruction, site_context
 from swarmflower.simulations.ray_engine import RayRound, run_ray_swarm
-from swarmflower.simulations.results import MethodResult, Metric, round_record
+from swarmflower.simulations.results import (
+    MethodResult,
+    Metric,
+    RoundRecord,
+    round_record,
+)
 from swarmflower.simulations.timing import Heterogeneity
 from swarmflower.swarm import SwarmResult, run_swarm
 from swarmflower.tasks import TaskSpec, initial_model, make_client_app
@@ -88,18 +94,8 @@ def run_swarm_method(
         ledger_dir=ledger_dir,
     )
     history = _score_rounds(spec, app, swarm)
-    extra = [
-        Metric("distinct_leaders", float(len({r.leader for r in swarm.rounds}))),
-        Metric("crashes", float(len(swarm.crashes))),
-    ]
-    return MethodResult(
-        method="swarm",
-        rounds=history,
-        site_names=tuple(s.name for s in data.sites),
-        wall_s=time.perf_counter() - started,
-        extra=extra,
-        final_arrays=swarm.final_arrays.to_numpy_ndarrays(),
-        details=swarm,
+    return _swarm_result(
+        data, started, history, swarm.final_arrays, swarm, len(swarm.crashes)
     )
 
 
@@ -174,19 +170,37 @@ def _run_on_ray(
         for r in result.rounds
     ]
     extra = [
-        Metric("distinct_leaders", float(len({r.leader for r in result.rounds}))),
-        Metric("crashes", float(len(result.crashes))),
         Metric("sim_s", result.sim_s),
         Metric("setup_s", result.setup_s),
         Metric("round_wall_s", result.round_wall_s),
         Metric("hosts", float(result.hosts)),
     ]
+    return _swarm_result(
+        data, started, history, result.final_arrays, result, len(result.crashes), extra
+    )
+
+
+def _swarm_result(
+    data: FederatedDataset,
+    started: float,
+    history: list[RoundRecord],
+    final: ArrayRecord,
+    details: object,
+    crashes: int,
+    extra: Sequence[Metric] = (),
+) -> MethodResult:
+    """The swarm's `MethodResult`, whichever engine ran it."""
+    leaders = float(len({r.leader for r in history}))
     return MethodResult(
         method="swarm",
         rounds=history,
         site_names=tuple(s.name for s in data.sites),
         wall_s=time.perf_counter() - started,
-        extra=extra,
-        final_arrays=result.final_arrays.to_numpy_ndarrays(),
-        details=result,
+        extra=[
+            Metric("distinct_leaders", leaders),
+            Metric("crashes", float(crashes)),
+            *extra,
+        ],
+        final_arrays=final.to_numpy_ndarrays(),
+        details=details,
     )
