@@ -33,7 +33,7 @@ from swarmflower.ledger import Ledger, Reason, RoundRecord
 from swarmflower.simulations.availability import Availability
 from swarmflower.simulations.site_host import SiteHost, Verdict
 from swarmflower.simulations.timing import Heterogeneity, seal_moment
-from swarmflower.strategies import LeaderStrategy, build_strategy
+from swarmflower.strategies import LeaderStrategy, leader_strategy
 from swarmflower.swarm import make_genesis, swarm_params
 
 log = logging.getLogger("swarmflower.ray_engine")
@@ -161,12 +161,8 @@ def run_ray_swarm(
     """
     if num_sites < 2:
         raise ConfigError(f"a swarm needs at least 2 sites, got {num_sites}")
-    leader_strategy = (
-        build_strategy(strategy) if isinstance(strategy, str) else strategy
-    )
-    params = swarm_params(
-        num_sites, num_rounds, round_timeout, min_peers, leader_strategy.name
-    )
+    chosen = leader_strategy(strategy)
+    params = swarm_params(num_sites, num_rounds, round_timeout, min_peers, chosen.name)
     names = list(site_names or [f"site-{k + 1}" for k in range(num_sites)])
     genesis = make_genesis(
         simulated_identities(names, seed),
@@ -195,7 +191,7 @@ def run_ray_swarm(
                 names,
                 app_factory,
                 initial_arrays,
-                leader_strategy,
+                chosen,
                 seed,
             )
             for block in blocks

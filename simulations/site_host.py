@@ -13,7 +13,6 @@ tests drive it directly.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ from swarmflower.round_protocol import (
     train_site,
     verify_merge,
 )
-from swarmflower.strategies import LeaderStrategy, MergeOutcome, build_strategy
+from swarmflower.strategies import LeaderStrategy, MergeOutcome, leader_strategy
 from swarmflower.strategies.helpers import arrays_hash
 from swarmflower.transport.base import UpdateOffer
 
@@ -47,7 +46,6 @@ class TrainedBatch:
     round: int
     offers: tuple[UpdateOffer, ...]
     failed: tuple[int, ...]
-    wall_s: float
 
 
 @dataclass(frozen=True)
@@ -56,7 +54,6 @@ class Sealed:
 
     block: bytes
     refused: tuple[tuple[int, str], ...]
-    wall_s: float
 
 
 @dataclass(frozen=True)
@@ -67,7 +64,6 @@ class Verdict:
     adopted: bool
     reason: str
     accuracies: tuple[tuple[int, float], ...]
-    wall_s: float
 
 
 class SiteHost:
@@ -90,14 +86,10 @@ class SiteHost:
             k: simulated_identity(k, site_names[k], seed) for k in self.sites
         }
         self.ledger = Ledger.create(genesis, ledger_path)
-        self.index_of = {
-            address: k for k, address in enumerate(genesis_addresses(genesis))
-        }
+        self.index_of = {site.address: k for k, site in enumerate(genesis.sites)}
         with quiet_flower():
             self.app = app_factory()
-        self.strategy = (
-            build_strategy(strategy) if isinstance(strategy, str) else strategy
-        )
+        self.strategy = leader_strategy(strategy)
         if arrays_hash(initial_arrays) != genesis.initial_model_hash:
             raise ValueError("the initial model does not match the genesis hash")
         self.model = initial_arrays
@@ -111,7 +103,6 @@ class SiteHost:
 
     def train(self, round: int, sites: Iterable[int]) -> TrainedBatch:
         """Train each of `sites` (this host's, up this round) on the current model."""
-        started = time.perf_counter()
         self._expect_round(round)
         offers, failed = [], []
         config = self.strategy.train_config(round)
@@ -135,9 +126,7 @@ class SiteHost:
                         identity, self.ledger.swarm_id, round, num_examples, update
                     )
                 )
-        return TrainedBatch(
-            round, tuple(offers), tuple(failed), time.perf_counter() - started
-        )
+        return TrainedBatch(round, tuple(offers), tuple(failed))
 
     # -- leading ---------------------------------------------------------------
 
@@ -156,7 +145,6 @@ class SiteHost:
         `included` are the sites whose updates reached it in time; each is
         checked as `SwarmPeer` checks an arriving update.
         """
-        started = time.perf_counter()
         self._expect_round(round)
         identity = self.identities[proposer]
         expected = self.ledger.proposer(round, view)
@@ -194,7 +182,7 @@ class SiteHost:
         )
         if not dishonest:
             self._own_merges[self.ledger.head().hash] = outcome
-        return Sealed(block, tuple(refused), time.perf_counter() - started)
+        return Sealed(block, tuple(refused))
 
     def _logical_timestamp(self, round: int, view: int) -> int:
         parent = (
@@ -215,14 +203,13 @@ class SiteHost:
         own sites' test sets, through their ClientApps, as Flower's federated
         evaluation does.
         """
-        started = time.perf_counter()
         try:
             imported = self.ledger.import_block(block)
         except InvalidBlock as exc:
-            return self._verdict(started, False, f"invalid block: {exc}")
+            return self._verdict(False, f"invalid block: {exc}")
         round = self.model_round + 1
         if imported is ImportOutcome.SIDE or self.ledger.head().height != round:
-            return self._verdict(started, False, "the block is not canonical here")
+            return self._verdict(False, "the block is not canonical here")
         record = self.ledger.round(round)
         outcome = self._own_merges.pop(record.block_hash, None)
         if outcome is None:
@@ -231,17 +218,17 @@ class SiteHost:
             }
             updates = committed_updates(record, held, self.index_of)
             if updates is None:
-                return self._verdict(started, False, "a committed update is missing")
+                return self._verdict(False, "a committed update is missing")
             outcome = verify_merge(
                 self.strategy, record, self.model, self.state, updates
             )
         if outcome is None:
             return self._verdict(
-                started, False, "merged model does not match the committed updates"
+                False, "merged model does not match the committed updates"
             )
         self.model, self.state = outcome.arrays, outcome.state
         self.model_round = round
-        return self._verdict(started, True, "", self.evaluate())
+        return self._verdict(True, "", self.evaluate())
 
     def evaluate(self) -> tuple[tuple[int, float], ...]:
         """The current model's test accuracy at each of this host's sites."""
@@ -263,7 +250,6 @@ class SiteHost:
 
     def _verdict(
         self,
-        started: float,
         adopted: bool,
         reason: str,
         accuracies: tuple[tuple[int, float], ...] = (),
@@ -273,7 +259,6 @@ class SiteHost:
             adopted,
             reason,
             accuracies,
-            time.perf_counter() - started,
         )
 
     def _expect_round(self, round: int) -> None:
@@ -282,10 +267,6 @@ class SiteHost:
                 f"asked for round {round} but this host's model is at round "
                 f"{self.model_round}"
             )
-
-
-def genesis_addresses(genesis: Genesis) -> list[str]:
-    return [site.address for site in genesis.sites]
 
 
 def _offers_of(batches: Iterable[TrainedBatch]) -> Iterable[UpdateOffer]:

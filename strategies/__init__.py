@@ -10,6 +10,7 @@ from swarmflower.strategies.registry import (
     DEFAULT_STRATEGY,
     STRATEGY_NAMES,
     build_strategy,
+    leader_strategy,
 )
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "Update",
     "arrays_hash",
     "build_strategy",
+    "leader_strategy",
 ]

@@ -21,6 +21,7 @@ from flwr.serverapp.strategy import (
 )
 
 from swarmflower.errors import ConfigError
+from swarmflower.strategies.base import LeaderStrategy
 from swarmflower.strategies.fedavgm import FedAvgMStrategy
 from swarmflower.strategies.fedopt import FedOptStrategy
 from swarmflower.strategies.flower_strategy import FlowerStrategy
@@ -79,3 +80,8 @@ def build_strategy(name: str = DEFAULT_STRATEGY, **options: Any) -> FlowerStrate
     return spec.leader_class(
         name, spec.flower_class, {**SWARM_DEFAULTS, **spec.defaults, **options}
     )
+
+
+def leader_strategy(strategy: str | LeaderStrategy) -> LeaderStrategy:
+    """A strategy given by name (with its swarm defaults) or already built."""
+    return build_strategy(strategy) if isinstance(strategy, str) else strategy

@@ -26,7 +26,7 @@ from swarmflower.ledger import FoundingSite, Genesis, Ledger, RoundRecord, Swarm
 from swarmflower.logs import quiet_flower
 from swarmflower.model_store import MemoryModelStore
 from swarmflower.peer import PeerConfig, SwarmPeer
-from swarmflower.strategies import LeaderStrategy, build_strategy
+from swarmflower.strategies import LeaderStrategy, build_strategy, leader_strategy
 from swarmflower.strategies.helpers import arrays_hash
 from swarmflower.transport import InProcNetwork
 
@@ -126,11 +126,9 @@ def run_swarm(
     """
     if num_sites < 2:
         raise ConfigError(f"a swarm needs at least 2 sites, got {num_sites}")
-    leader_strategy = (
-        build_strategy(strategy) if isinstance(strategy, str) else strategy
-    )
+    chosen = leader_strategy(strategy)
     min_peers = swarm_params(
-        num_sites, num_rounds, round_timeout, min_peers, leader_strategy.name
+        num_sites, num_rounds, round_timeout, min_peers, chosen.name
     ).min_peers
     names = list(site_names or [f"site-{k + 1}" for k in range(num_sites)])
     identities = simulated_identities(names, seed)
@@ -140,7 +138,7 @@ def run_swarm(
         num_rounds,
         round_timeout,
         min_peers,
-        leader_strategy.name,
+        chosen.name,
     )
     config = PeerConfig(
         rounds=num_rounds,
@@ -156,7 +154,7 @@ def run_swarm(
         contexts=list(
             contexts or [site_context(k, num_sites) for k in range(num_sites)]
         ),
-        strategy=leader_strategy,
+        strategy=chosen,
         config=config,
         initial_arrays=initial_arrays,
         faults=faults,

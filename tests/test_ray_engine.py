@@ -4,14 +4,12 @@ One local Ray session serves the whole module; the runs are small (heart's
 four hospitals, a 40-site transcriptome) so that they finish in seconds.
 """
 
-import functools
 import os
 
 import numpy as np
 import pandas as pd
 import pytest
 import ray
-from flwr.app import ArrayRecord
 from swarm_helpers import heart_swarm
 from typer.testing import CliRunner
 
@@ -19,11 +17,12 @@ from swarmflower.cli import app
 from swarmflower.faults import FaultPlan
 from swarmflower.identity import simulated_identities
 from swarmflower.ledger.cli import app as ledger_app
-from swarmflower.simulations.ray_engine import run_ray_swarm
+from swarmflower.simulations.ray_engine import RaySwarmResult
 from swarmflower.simulations.scenarios import Faults
+from swarmflower.simulations.swarm import run_swarm_method
 from swarmflower.simulations.timing import Heterogeneity, SiteProfile
 from swarmflower.strategies import build_strategy
-from swarmflower.tasks import TaskSpec, initial_model, make_client_app
+from swarmflower.tasks import TaskSpec
 
 HEART = TaskSpec(local_steps=10)
 TRANSCRIPTOME = TaskSpec(
@@ -42,19 +41,9 @@ def ray_session():
     ray.shutdown()
 
 
-def ray_swarm(spec: TaskSpec, rounds: int, **options):
-    data = spec.load()
-    initial = ArrayRecord(initial_model(spec, data.num_features).state_dict())
-    return run_ray_swarm(
-        functools.partial(make_client_app, spec),
-        data.num_sites,
-        initial,
-        rounds,
-        local_steps=spec.local_steps,
-        site_names=[s.name for s in data.sites],
-        seed=spec.seed,
-        **options,
-    )
+def ray_swarm(spec: TaskSpec, rounds: int, **options) -> RaySwarmResult:
+    """The task's swarm on the Ray engine, as `compare` and `simulate` run it."""
+    return run_swarm_method(spec, rounds, engine="ray", **options).details
 
 
 def test_same_models_as_the_in_process_swarm():

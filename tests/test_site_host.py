@@ -49,7 +49,7 @@ def _poisoned(batch: TrainedBatch, site: int) -> TrainedBatch:
             )
             offer = type(offer)(offer.round, offer.commitment, arrays, offer.site_index)
         offers.append(offer)
-    return TrainedBatch(batch.round, tuple(offers), batch.failed, batch.wall_s)
+    return TrainedBatch(batch.round, tuple(offers), batch.failed)
 
 
 def test_the_leader_refuses_an_update_that_breaks_its_commitment(hosts):
