@@ -213,10 +213,14 @@ class SiteHost:
         record = self.ledger.round(round)
         outcome = self._own_merges.pop(record.block_hash, None)
         if outcome is None:
-            held = {
-                o.commitment.site: o for o in _offers_of(batches) if o.round == round
+            # Offers this host never checked are fetched by hash, so each one
+            # is hashed against the block's commitment before the merge.
+            by_hash = {
+                o.commitment.update_hash: o.arrays
+                for o in _offers_of(batches)
+                if o.round == round
             }
-            updates = committed_updates(record, held, self.index_of)
+            updates = committed_updates(record, {}, self.index_of, by_hash.get)
             if updates is None:
                 return self._verdict(False, "a committed update is missing")
             outcome = verify_merge(

@@ -84,3 +84,17 @@ def test_a_host_refuses_a_block_whose_updates_it_cannot_check(hosts):
     assert not verdict.adopted
     assert verdict.reason == "a committed update is missing"
     assert follower.model_round == 0
+
+
+def test_a_follower_hashes_every_update_before_redoing_the_merge(hosts):
+    """An update swapped after sealing is caught by its hash, not trusted."""
+    batches = [hosts[0].train(1, [0, 1]), hosts[1].train(1, [2, 3])]
+    site, leader = _leader(hosts, 1)
+    sealed = leader.seal(1, 0, Reason.NORMAL, site, [0, 1, 2, 3], False, *batches)
+    follower = hosts[1] if leader is hosts[0] else hosts[0]
+    victim = follower.sites[0]
+    swapped = [_poisoned(b, victim) for b in batches]
+    verdict = follower.adopt(sealed.block, *swapped)
+    assert not verdict.adopted
+    assert verdict.reason == "a committed update is missing"
+    assert follower.adopt(sealed.block, *batches).adopted
