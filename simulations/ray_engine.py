@@ -310,9 +310,7 @@ class _Driver:
                 reason = Reason.BAD_MERGE if refused else Reason.LEADER_TIMEOUT
             block = self._seal(round, view, reason, proposer, moment.included, batches)
             verdicts = self._validate(round, view, block, batches, started)
-            done_at = moment.at_s + self.heterogeneity.broadcast_s(
-                sorted(up_set), len(block)
-            )
+            done_at = moment.at_s + self.heterogeneity.broadcast_s(up_set, len(block))
             if all(v.adopted for v in verdicts):
                 scores = dict(s for v in verdicts for s in v.accuracies)
                 return RayRound(

@@ -12,7 +12,7 @@ reproducible.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,7 +71,7 @@ class Heterogeneity:
             update_bytes * copies
         )
 
-    def broadcast_s(self, sites: Sequence[int], block_bytes: int) -> float:
+    def broadcast_s(self, sites: Iterable[int], block_bytes: int) -> float:
         """Until the last of `sites` has the sealed block."""
         return max(
             (self.profiles[k].transfer_s(block_bytes) for k in sites), default=0.0
