@@ -7,10 +7,15 @@ peer is checked against the hash it asked for.
 
 from __future__ import annotations
 
+import logging
 import os
+import secrets
 import threading
 from abc import ABC, abstractmethod
+from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
+from typing import Generic, NamedTuple, TypeVar
 
 from eth_utils import keccak
 from flwr.app import Array, ArrayRecord
@@ -22,6 +27,10 @@ from swarmflower.strategies.helpers import (
     encode_ndarrays,
     record_items,
 )
+
+log = logging.getLogger("swarmflower.model_store")
+
+DEFAULT_CACHE_BYTES = 256 * 2**20
 
 
 class ModelStoreAPI(ABC):
@@ -75,6 +84,56 @@ class MemoryModelStore(ModelStoreAPI):
             return self._blobs.get(digest)
 
 
+V = TypeVar("V")
+
+
+class BytesLRU(Generic[V]):
+    """Values by hash, least recently used dropped first, up to a byte budget.
+
+    A site holds every model of a long run on disk; memory keeps only the hot
+    ones, so a run of many rounds does not grow the process without bound.
+    Safe to use from several threads.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        if max_bytes < 0:
+            raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[bytes, tuple[V, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: bytes) -> V | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            self._entries.move_to_end(key)
+            return entry[0]
+
+    def put(self, key: bytes, value: V, size: int) -> None:
+        """Keep `value`; one larger than the whole budget is not kept at all."""
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            if (old := self._entries.pop(key, None)) is not None:
+                self._bytes -= old[1]
+            self._entries[key] = (value, size)
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                _, (_, dropped) = self._entries.popitem(last=False)
+                self._bytes -= dropped
+
+    def __contains__(self, key: bytes) -> bool:
+        with self._lock:
+            return key in self._entries
+
+    @property
+    def total_bytes(self) -> int:
+        with self._lock:
+            return self._bytes
+
+
 def arrays_to_bytes(arrays: ArrayRecord) -> bytes:
     """The canonical bytes whose keccak is the model hash."""
     return encode_ndarrays(record_items(arrays))
@@ -84,60 +143,130 @@ def arrays_from_bytes(data: bytes) -> ArrayRecord:
     return ArrayRecord({k: Array(v) for k, v in decode_ndarrays(data).items()})
 
 
-class DiskModelStore(ModelStoreAPI):
-    """A real site's store: one file per hash, written atomically.
+class _StoredFile(NamedTuple):
+    """A file's bytes and the identity of the very file they came from."""
 
-    A file is written to a temporary name, flushed to disk and renamed, so a
-    process killed mid-write leaves either the whole file or none; on read,
-    the bytes are checked against the name, so a file damaged at rest is
-    treated as missing (and fetched again from a peer), never used.
+    data: bytes
+    file_id: tuple[int, int]  # (st_dev, st_ino)
+
+
+class DiskModelStore(ModelStoreAPI):
+    """A real site's store: one file per hash, written atomically and durably.
+
+    A file is written to a temporary name in the same folder, fsynced, renamed
+    over the real name and the folder fsynced, so a process killed mid-write
+    leaves either the whole file or none. The bytes are checked against the
+    name on read, so a file damaged at rest is deleted and reported missing
+    (the caller fetches it again from a peer by hash), never used. The folder
+    belongs to one process: opening it removes temporary files left by a kill.
     """
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(
+        self,
+        folder: str | Path,
+        *,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        on_partial_write: Callable[[Path], None] | None = None,
+    ) -> None:
+        """`on_partial_write(tmp)`: drill hook, run with half the bytes fsynced."""
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._memory = MemoryModelStore()
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.folder, 0o700)  # models and states are the site's own
+        for leftover in self.folder.glob("*.tmp*"):
+            leftover.unlink(missing_ok=True)
+        self._cache: BytesLRU[ArrayRecord] = BytesLRU(cache_bytes)
+        self._on_partial_write = on_partial_write
+        # Orders renames against deletions, so a reader that found a damaged
+        # file never deletes the good one another thread has just put there.
+        self._rename_lock = threading.Lock()
 
     def _path(self, digest: bytes, kind: str) -> Path:
         return self.folder / f"{digest.hex()}.{kind}"
 
     def _write(self, path: Path, data: bytes) -> None:
-        if path.exists():
-            return
-        temporary = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-
-    def _read(self, path: Path, digest: bytes) -> bytes | None:
+        """File `data` (whose keccak names `path`) unless it is already intact."""
         try:
-            data = path.read_bytes()
+            if path.read_bytes() == data:  # same bytes, so they hash to the name
+                return
+        except FileNotFoundError:
+            pass
+        temporary = path.with_name(
+            f"{path.name}.tmp{os.getpid()}-{secrets.token_hex(4)}"
+        )
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with open(fd, "wb") as handle:
+                if self._on_partial_write is not None:
+                    half = len(data) // 2
+                    handle.write(data[:half])
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                    self._on_partial_write(temporary)
+                    data = data[half:]
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            with self._rename_lock:
+                os.replace(temporary, path)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        self._fsync_folder()
+
+    def _fsync_folder(self) -> None:
+        """Make the rename itself durable, not only the file's bytes."""
+        fd = os.open(self.folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _read(self, path: Path, digest: bytes) -> _StoredFile | None:
+        """The file's bytes if they hash to `digest`; a damaged file is deleted."""
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read()
+                stat = os.fstat(handle.fileno())
         except FileNotFoundError:
             return None
+        stored = _StoredFile(data, (stat.st_dev, stat.st_ino))
         if keccak(data) != digest:
+            self._discard(path, stored, "its bytes do not hash to its name")
             return None
-        return data
+        return stored
+
+    def _discard(self, path: Path, stored: _StoredFile, reason: str) -> None:
+        """Delete the damaged file that was read, unless it was replaced since."""
+        with self._rename_lock:
+            try:
+                stat = os.stat(path)
+            except FileNotFoundError:
+                return
+            if (stat.st_dev, stat.st_ino) != stored.file_id:
+                return
+            path.unlink(missing_ok=True)
+        log.warning("Deleted damaged file %s: %s", path, reason)
 
     def put_arrays(self, arrays: ArrayRecord, digest: bytes | None = None) -> bytes:
         data = arrays_to_bytes(arrays)
         digest = keccak(data)  # the file's name must be the hash of its bytes
         self._write(self._path(digest, "model"), data)
-        self._memory.put_arrays(arrays, digest)
+        self._cache.put(digest, arrays, len(data))
         return digest
 
     def get_arrays(self, digest: bytes) -> ArrayRecord | None:
-        if (cached := self._memory.get_arrays(digest)) is not None:
+        if (cached := self._cache.get(digest)) is not None:
             return cached
-        data = self._read(self._path(digest, "model"), digest)
-        if data is None:
+        path = self._path(digest, "model")
+        stored = self._read(path, digest)
+        if stored is None:
             return None
         try:
-            arrays = arrays_from_bytes(data)
-        except SwarmflowerError:
+            arrays = arrays_from_bytes(stored.data)
+        except SwarmflowerError as err:
+            self._discard(path, stored, f"not a model: {err}")
             return None
-        self._memory.put_arrays(arrays, digest)
+        self._cache.put(digest, arrays, len(stored.data))
         return arrays
 
     def put_blob(self, blob: bytes) -> bytes:
@@ -146,4 +275,5 @@ class DiskModelStore(ModelStoreAPI):
         return digest
 
     def get_blob(self, digest: bytes) -> bytes | None:
-        return self._read(self._path(digest, "state"), digest)
+        stored = self._read(self._path(digest, "state"), digest)
+        return None if stored is None else stored.data
