@@ -17,6 +17,7 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg, Result
 
 from swarmflower.logs import quiet_flower
+from swarmflower.simulations.ray_engine import local_ray_init_args, loopback_node
 from swarmflower.simulations.results import MethodResult, round_record
 from swarmflower.tasks import TaskSpec, initial_model, make_client_app
 
@@ -39,18 +40,14 @@ def per_site_accuracy(records: list[RecordDict], weighted_by_key: str) -> Metric
 
 
 def ray_backend_config(cpus: int | None = None) -> dict:
-    """One CPU per actor (Flower's default asks two), Ray kept quiet and offline."""
-    cpus = cpus or os.cpu_count() or 1
+    """One CPU per actor (Flower's default asks two); Ray local, quiet, loopback only.
+
+    Flower hands `init_args` to `ray.init`: the swarm engine's own arguments,
+    so that both start the same Ray (run it inside `loopback_node()`).
+    """
     return {
         "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-        "init_args": {
-            "address": "local",  # never a cluster `ray start` left running
-            "num_cpus": cpus,
-            "num_gpus": 0,
-            "include_dashboard": False,
-            "logging_level": logging.ERROR,
-            "log_to_driver": False,
-        },
+        "init_args": local_ray_init_args(cpus),
     }
 
 
@@ -104,7 +101,7 @@ def run_flower_fedavg(
     started = time.perf_counter()
     data = spec.load()
     outcome: dict[str, Result] = {}
-    with quiet_flower(logging.ERROR):
+    with quiet_flower(logging.ERROR), loopback_node():
         run_simulation(
             server_app=make_server_app(spec, rounds, outcome, progress),
             client_app=make_client_app(spec),

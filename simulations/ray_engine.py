@@ -20,11 +20,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import ray
 from flwr.app import ArrayRecord
 from flwr.clientapp import ClientApp
+from ray._private import ray_constants  # see loopback_node()
 
 from swarmflower.errors import ConfigError, SwarmflowerError
 from swarmflower.faults import NO_FAULTS, FaultPlan
@@ -40,6 +42,8 @@ log = logging.getLogger("swarmflower.ray_engine")
 
 MAX_VIEWS = 16  # electees tried per round before the round is declared lost
 MAX_WAITS = 100  # round timeouts to wait for enough sites before giving up
+LOOPBACK = "127.0.0.1"
+QUIET_RAY = {"logging_level": logging.ERROR, "log_to_driver": False}
 
 
 class RoundLost(SwarmflowerError):
@@ -88,31 +92,67 @@ class RaySwarmResult:
         return float(np.mean([r.wall_s for r in later]))
 
 
+def local_ray_init_args(num_cpus: int | None = None) -> dict[str, Any]:
+    """`ray.init` arguments for a one-machine Ray that no other machine can reach.
+
+    Ray's services (GCS, raylet and object manager, every worker's gRPC
+    server, the runtime-env, dashboard and metrics agents, the autoscaler's
+    metrics) listen on the node's address, or on loopback only when that
+    address is 127.0.0.1; the dashboard's web server listens on
+    `dashboard_host` and stays off. Ray has no authentication by default, so
+    a simulation must not open them to the network. Both the swarm engine and
+    Flower's baseline (its `init_args`) start Ray with these, inside
+    `loopback_node()`.
+    """
+    return {
+        "address": "local",  # a new local cluster, even if `ray start` made one
+        "num_cpus": num_cpus or os.cpu_count() or 1,
+        "num_gpus": 0,
+        "_node_ip_address": LOOPBACK,
+        "include_dashboard": False,
+        "dashboard_host": LOOPBACK,
+        **QUIET_RAY,
+    }
+
+
+@contextmanager
+def loopback_node() -> Iterator[None]:
+    """Keep Ray from swapping a loopback `_node_ip_address` for the LAN address.
+
+    `ray.init` replaces 127.0.0.1 by the address other machines reach this one
+    at, unless Ray's multi-node support is off (its default on macOS and
+    Windows, `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`, read once when Ray is
+    imported). It is switched off only while a local Ray starts, so that
+    joining a cluster later in the same process still works.
+    """
+    enabled = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = enabled
+
+
 @contextmanager
 def ray_cluster(
     address: str | None = None, num_cpus: int | None = None
 ) -> Iterator[None]:
     """Join the Ray cluster at `address`, else start a local one sized to the machine.
 
-    A Ray session that is already up (a test's, a notebook's) is used as is
-    and left running.
+    A local Ray listens on loopback only (`local_ray_init_args`); a cluster's
+    network exposure is its operator's business. A Ray session that is
+    already up (a test's, a notebook's) is used as is and left running.
     """
     if ray.is_initialized():
         yield
         return
     # Keep Ray quiet: no dashboard, no worker logs, no notice about GPUs.
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
-    quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
     if address:
-        ray.init(address=address, **quiet)
+        ray.init(address=address, **QUIET_RAY)
     else:
-        ray.init(
-            address="local",  # a new local cluster, even if `ray start` made one
-            num_cpus=num_cpus or os.cpu_count() or 1,
-            num_gpus=0,
-            include_dashboard=False,
-            **quiet,
-        )
+        with loopback_node():
+            ray.init(**local_ray_init_args(num_cpus))
     try:
         yield
     finally:
