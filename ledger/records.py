@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 from dataclasses import dataclass, field
 
 from eth_utils import keccak, to_checksum_address
@@ -38,14 +39,27 @@ class FoundingSite:
             raise ValueError("cert_fingerprint must be 32 bytes (a SHA-256 digest)")
 
 
+DEFAULT_MAX_EXAMPLES = 10_000_000
+DEFAULT_MAX_UPDATE_RATIO = 1000.0
+
+
 @dataclass(frozen=True)
 class SwarmParams:
-    """Swarm-wide parameters fixed at genesis."""
+    """Swarm-wide parameters fixed at genesis.
+
+    `max_examples` and `max_update_ratio` bound what one site's update may
+    weigh and how far it may move the model (see `round_protocol`): without
+    them one enrolled site could take over the weighting or overflow the
+    honest sites' training.
+    """
 
     rounds: int
     round_timeout: int  # seconds a leader has before the next backup may seal
     min_peers: int
     strategy: str = "FedAvg"
+    max_examples: int = DEFAULT_MAX_EXAMPLES  # largest num_examples of an update
+    # ||update - model|| may be at most this times max(||model||, 1)
+    max_update_ratio: float = DEFAULT_MAX_UPDATE_RATIO
 
     def __post_init__(self) -> None:
         for name in ("rounds", "round_timeout", "min_peers"):
@@ -54,6 +68,38 @@ class SwarmParams:
                 raise ValueError(f"SwarmParams.{name} must be a non-negative int")
         if len(self.strategy.encode()) > 64:
             raise ValueError("SwarmParams.strategy is at most 64 bytes")
+        count = self.max_examples
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise ValueError("SwarmParams.max_examples must be an int of at least 1")
+        ratio = self.max_update_ratio
+        if (
+            not isinstance(ratio, int | float)
+            or isinstance(ratio, bool)
+            or not math.isfinite(ratio)
+            or ratio <= 0
+        ):
+            raise ValueError("SwarmParams.max_update_ratio must be finite and > 0")
+        # 1000 and 1000.0 are one setting, and must give one swarm id.
+        object.__setattr__(self, "max_update_ratio", float(ratio))
+
+    def to_dict(self) -> dict[str, int | float | str]:
+        """The canonical form in the genesis JSON.
+
+        The update limits appear only when they differ from the defaults, so
+        a swarm founded before they existed keeps its swarm id; other values
+        are in the JSON, hence in the id.
+        """
+        data: dict[str, int | float | str] = {
+            "rounds": self.rounds,
+            "round_timeout": self.round_timeout,
+            "min_peers": self.min_peers,
+            "strategy": self.strategy,
+        }
+        if self.max_examples != DEFAULT_MAX_EXAMPLES:
+            data["max_examples"] = self.max_examples
+        if self.max_update_ratio != DEFAULT_MAX_UPDATE_RATIO:
+            data["max_update_ratio"] = self.max_update_ratio
+        return data
 
 
 @dataclass(frozen=True)
@@ -71,12 +117,7 @@ class Genesis:
             {
                 "sites": [[s.address, s.cert_fingerprint.hex()] for s in self.sites],
                 "initial_model_hash": self.initial_model_hash.hex(),
-                "params": {
-                    "rounds": self.params.rounds,
-                    "round_timeout": self.params.round_timeout,
-                    "min_peers": self.params.min_peers,
-                    "strategy": self.params.strategy,
-                },
+                "params": self.params.to_dict(),
                 "timestamp": self.timestamp,
             },
             sort_keys=True,

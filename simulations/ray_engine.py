@@ -349,6 +349,8 @@ class _Driver:
             else:
                 reason = Reason.BAD_MERGE if refused else Reason.LEADER_TIMEOUT
             block = self._seal(round, view, reason, proposer, moment.included, batches)
+            if block is None:
+                continue  # nothing it holds could be merged: the next backup's turn
             verdicts = self._validate(round, view, block, batches, started)
             done_at = moment.at_s + self.heterogeneity.broadcast_s(up_set, len(block))
             if all(v.adopted for v in verdicts):
@@ -425,8 +427,11 @@ class _Driver:
         proposer: int,
         included: tuple[int, ...],
         batches: list,
-    ) -> bytes:
-        """The proposer's actor checks the updates in time, merges and seals."""
+    ) -> bytes | None:
+        """The proposer's actor checks the updates in time, merges and seals.
+
+        None when none of the updates could be merged (nothing was sealed).
+        """
         dishonest = view == 0 and self.faults.is_dishonest(round)
         host = self.pool[self.host_of[proposer]]
         sealed = ray.get(

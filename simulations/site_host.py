@@ -25,6 +25,7 @@ from swarmflower.identity import SiteIdentity, simulated_identity
 from swarmflower.ledger import Genesis, ImportOutcome, InvalidBlock, Ledger, Reason
 from swarmflower.logs import quiet_flower
 from swarmflower.round_protocol import (
+    UpdateLimits,
     committed_updates,
     leader_merge,
     offer_problem,
@@ -50,9 +51,13 @@ class TrainedBatch:
 
 @dataclass(frozen=True)
 class Sealed:
-    """A block sealed by one of the host's sites, and the offers it refused."""
+    """A block sealed by one of the host's sites, and the offers it refused.
 
-    block: bytes
+    `block` is None when no offer could be merged: the proposer seals nothing
+    and the next backup takes over.
+    """
+
+    block: bytes | None
     refused: tuple[tuple[int, str], ...]
 
 
@@ -96,6 +101,7 @@ class SiteHost:
         self.state = self.strategy.initial_state(initial_arrays)
         self.model_round = 0
         self.round_timeout = genesis.params.round_timeout
+        self.limits = UpdateLimits.from_params(genesis.params)
         # The merge behind each block this host sealed: it need not redo it.
         self._own_merges: dict[bytes, MergeOutcome] = {}
 
@@ -143,7 +149,9 @@ class SiteHost:
         """Site `proposer` checks the updates it holds, merges them, and seals.
 
         `included` are the sites whose updates reached it in time; each is
-        checked as `SwarmPeer` checks an arriving update.
+        checked as `SwarmPeer` checks an arriving update. The block commits
+        to the updates merged; those the merge refused are reported with the
+        ones refused on arrival.
         """
         self._expect_round(round)
         identity = self.identities[proposer]
@@ -162,20 +170,25 @@ class SiteHost:
                 self.index_of.get(offer.commitment.site),
                 self.model,
                 self.ledger.swarm_id,
+                self.limits,
             )
             if problem:
                 refused.append((offer.site_index, problem))
             else:
                 offers.append(offer)
-        outcome = leader_merge(
+        merge = leader_merge(
             self.strategy, round, self.model, self.state, offers, dishonest
         )
+        refused = sorted([*refused, *merge.refused])
+        outcome = merge.outcome
+        if outcome is None:
+            return Sealed(None, tuple(refused))
         block = self.ledger.seal_round(
             identity.key,
             round,
             arrays_hash(outcome.arrays),
             outcome.state_hash,
-            [o.commitment for o in sorted(offers, key=lambda o: o.site_index)],
+            [o.commitment for o in merge.merged],
             view=view,
             reason=reason,
             timestamp=self._logical_timestamp(round, view),

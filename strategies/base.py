@@ -140,8 +140,16 @@ def weighted_by_key(strategy: Strategy) -> str:
 
 
 def _flower_call(name: str, call: Callable[[], T]) -> T:
-    """Run a Flower aggregation, turning its refusals into `MergeError`."""
+    """Run a Flower aggregation, turning its refusals into `MergeError`.
+
+    NumPy's own failures inside the aggregation (an array it cannot add or
+    cast) are refusals of the replies too, not bugs of the leader.
+    """
     try:
         return call()
     except (AggregationError, InconsistentMessageReplies) as err:
         raise MergeError(f"{name} refused to aggregate: {err}") from err
+    except (ArithmeticError, TypeError, ValueError) as err:
+        raise MergeError(
+            f"{name} failed to aggregate: {type(err).__name__}: {err}"
+        ) from err

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from eth_utils import keccak
-from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, Message, MetricRecord, RecordDict
 
 from swarmflower.errors import (
     EmptyMergeError,
@@ -236,7 +236,8 @@ def _check_metrics(update: Update, weight_key: str) -> None:
             )
 
 
-def _check_arrays(update: Update, shapes: Mapping[str, tuple[int, ...]]) -> None:
+def _check_arrays(update: Update, current: Mapping[str, NDArray]) -> None:
+    shapes = {key: tuple(array.shape) for key, array in current.items()}
     keys = list(update.arrays.keys())
     missing = [key for key in shapes if key not in update.arrays]
     extra = [key for key in keys if key not in shapes]
@@ -256,6 +257,14 @@ def _check_arrays(update: Update, shapes: Mapping[str, tuple[int, ...]]) -> None
             raise UpdateMismatchError(
                 f"site {update.site}: array {key!r} has non-numeric dtype {array.dtype}"
             )
+        # A float32 update for a float64 model is a site training in float32
+        # after Flower's FedAdam (which computes in float64); a complex one for
+        # a real model is not an update of this model at all.
+        if not np.can_cast(array.dtype, current[key].dtype, "same_kind"):
+            raise UpdateMismatchError(
+                f"site {update.site}: array {key!r} has dtype {array.dtype}, "
+                f"the current model has {current[key].dtype}"
+            )
         if array.dtype.kind in "fc" and not np.isfinite(array).all():
             raise NonFiniteUpdateError(
                 f"site {update.site}: array {key!r} contains NaN or infinity"
@@ -272,7 +281,7 @@ def checked_updates(
     if not updates:
         raise EmptyMergeError(f"round {server_round}: no updates to merge")
     ordered = sorted(updates, key=lambda update: update.site)
-    shapes = {key: tuple(array.shape) for key, array in current.items()}
+    arrays = dict(record_items(current))
     metric_keys = set(ordered[0].metrics) - {weight_key}
     for previous, update in zip([None, *ordered], ordered, strict=False):
         if previous is not None and previous.site == update.site:
@@ -290,8 +299,60 @@ def checked_updates(
                 f"site {update.site}: metrics {sorted(update.metrics)} differ from "
                 f"site {ordered[0].site}'s {sorted(ordered[0].metrics)}"
             )
-        _check_arrays(update, shapes)
+        _check_arrays(update, arrays)
     return ordered
+
+
+def update_distance(
+    current: Mapping[str, NDArray], update: Mapping[str, NDArray]
+) -> tuple[float, float]:
+    """||update - current||_2 and ||current||_2, each over all arrays together.
+
+    Computed in float64 (complex128 for complex arrays), so float32 weights
+    near their largest value (3e38) do not overflow; a distance too large
+    even for float64 comes out as infinity. `update` has `current`'s keys.
+    """
+    moved = size = 0.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        for key, array in current.items():
+            wide = np.complex128 if array.dtype.kind == "c" else np.float64
+            base = np.asarray(array, dtype=wide)
+            moved += _sum_of_squares(np.asarray(update[key], dtype=wide) - base)
+            size += _sum_of_squares(base)
+    return math.sqrt(moved), math.sqrt(size)
+
+
+def _sum_of_squares(array: NDArray) -> float:
+    magnitude = np.abs(array) if array.dtype.kind == "c" else array
+    return float(np.square(magnitude).sum(dtype=np.float64))
+
+
+def in_dtypes_of(model: ArrayRecord, record: ArrayRecord) -> ArrayRecord:
+    """`record` with each array in `model`'s dtype for its key, where it can be.
+
+    A site sends its update in the model's own dtypes (torch trains in
+    float32 the float64 model Flower's FedAdam hands out), so a leader can
+    refuse any other dtype outright. Arrays whose dtype does not cast within
+    its kind (complex to real, float to int), or whose key the model lacks,
+    are left as they are, for the leader to refuse.
+    """
+    target = {key: array.dtype for key, array in record_items(model)}
+    arrays = {key: array.numpy() for key, array in record.items()}
+    castable = {
+        key
+        for key, array in arrays.items()
+        if key in target
+        and array.dtype != target[key]
+        and np.can_cast(array.dtype, target[key], "same_kind")
+    }
+    if not castable:
+        return record
+    return ArrayRecord(
+        {
+            key: Array(arrays[key].astype(target[key])) if key in castable else array
+            for key, array in record.items()
+        }
+    )
 
 
 # --- Flower replies ---------------------------------------------------------

@@ -20,7 +20,7 @@ import re
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from flwr.app import ArrayRecord
@@ -28,6 +28,7 @@ from flwr.app import ArrayRecord
 from swarmflower import pki
 from swarmflower.errors import ConfigError, SwarmExistsError
 from swarmflower.ledger import Enrollment, FoundingSite, Genesis
+from swarmflower.ledger.records import DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_UPDATE_RATIO
 from swarmflower.site_config import (
     DEFAULT_BASE_PORT,
     SITE_FILE,
@@ -176,17 +177,27 @@ def init_swarm(
     host: str = "127.0.0.1",
     initial_model: str | None = None,
     ca_name: str = "swarmflower swarm CA",
+    max_examples: int = DEFAULT_MAX_EXAMPLES,
+    max_update_ratio: float = DEFAULT_MAX_UPDATE_RATIO,
 ) -> SwarmLayout:
     """Create a new swarm in the empty folder `out`; returns what was written.
 
     Site `K` (1..N) gets `out/site-K/`, listens on `host:base_port+K`, holds
     partition `K-1` of the task, and is a founding site of the genesis.
+    `max_examples` and `max_update_ratio` bound every site's updates
+    (`SwarmParams`); the genesis fixes them.
     """
     out = Path(out)
     _check_empty(out)
     names, arrays = task_sites(template, num_sites, initial_model)
     count = len(names)
     params = swarm_params(count, rounds, round_timeout, min_peers, strategy)
+    try:
+        params = replace(
+            params, max_examples=max_examples, max_update_ratio=max_update_ratio
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     if not 0 <= base_port <= 65535 - count:
         raise ConfigError(f"--base-port {base_port} leaves no room for {count} ports")
 

@@ -9,6 +9,7 @@ same protocol: only the pacing and the wires differ.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from eth_utils import keccak
@@ -16,10 +17,73 @@ from flwr.app import Array, ArrayRecord, Context
 
 from swarmflower.flower_messages import TRAIN, model_instruction
 from swarmflower.identity import SiteIdentity
-from swarmflower.ledger import Commitment, InvalidBlock, RoundRecord
+from swarmflower.ledger import Commitment, InvalidBlock, RoundRecord, SwarmParams
+from swarmflower.ledger.records import DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_UPDATE_RATIO
 from swarmflower.strategies import LeaderStrategy, MergeOutcome, Update
-from swarmflower.strategies.helpers import arrays_hash, encode_ndarrays, record_items
+from swarmflower.strategies.helpers import (
+    arrays_hash,
+    encode_ndarrays,
+    in_dtypes_of,
+    record_items,
+    update_distance,
+)
 from swarmflower.transport.base import UpdateOffer
+
+
+@dataclass(frozen=True)
+class UpdateLimits:
+    """How much one site's update may weigh and move the model.
+
+    Fixed at genesis (`SwarmParams`), so every site refuses the same updates.
+    """
+
+    max_examples: int = DEFAULT_MAX_EXAMPLES
+    max_update_ratio: float = DEFAULT_MAX_UPDATE_RATIO
+
+    @classmethod
+    def from_params(cls, params: SwarmParams) -> UpdateLimits:
+        return cls(params.max_examples, params.max_update_ratio)
+
+
+DEFAULT_LIMITS = UpdateLimits()
+
+
+@dataclass(frozen=True)
+class LeaderMerge:
+    """The leader's merge, the offers in it, and the sites the merge refused.
+
+    The leader seals the commitments of `merged` only. `outcome` is None when
+    nothing could be merged (then there is nothing to seal).
+    """
+
+    outcome: MergeOutcome | None
+    merged: tuple[UpdateOffer, ...]
+    refused: tuple[tuple[int, str], ...]  # (site index, reason), by site
+
+    # The outcome's fields, for callers written when `leader_merge` returned
+    # a bare `MergeOutcome`.
+    @property
+    def arrays(self) -> ArrayRecord:
+        return self._outcome().arrays
+
+    @property
+    def state(self) -> bytes:
+        return self._outcome().state
+
+    @property
+    def state_hash(self) -> bytes:
+        return self._outcome().state_hash
+
+    @property
+    def metrics(self) -> Mapping[str, float]:
+        return self._outcome().metrics
+
+    def _outcome(self) -> MergeOutcome:
+        if self.outcome is None:
+            raise ValueError(
+                "nothing to merge: " + "; ".join(f"{k}: {r}" for k, r in self.refused)
+            )
+        return self.outcome
 
 
 def train_site(
@@ -32,7 +96,8 @@ def train_site(
 ) -> tuple[int, ArrayRecord] | None:
     """One site's local training through its ClientApp: (examples, arrays).
 
-    None when the app replies with an error (the site then sits the round out).
+    The arrays come in the model's dtypes (see `in_dtypes_of`). None when the
+    app replies with an error (the site then sits the round out).
     """
     message = model_instruction(
         model, TRAIN, round, dst_node_id=site_index + 1, config=dict(train_config)
@@ -42,7 +107,8 @@ def train_site(
         return None
     content = reply.content
     metrics = next(iter(content.metric_records.values()))
-    return int(metrics["num-examples"]), next(iter(content.array_records.values()))
+    arrays = next(iter(content.array_records.values()))
+    return int(metrics["num-examples"]), in_dtypes_of(model, arrays)
 
 
 def sign_offer(
@@ -64,15 +130,21 @@ def offer_problem(
     expected_index: int | None,
     model: ArrayRecord | None,
     swarm_id: bytes,
+    limits: UpdateLimits = DEFAULT_LIMITS,
 ) -> tuple[bytes, str | None]:
     """Hash an offered update once and say why it must be refused, if it must.
 
     `expected_index` is the swarm's index of the commitment's signer (None:
-    not a site of the swarm). Returns the update's hash, for the store.
+    not a site of the swarm). The arrays pass `update_problem` before the
+    store or a merge sees them. Returns the update's hash, for the store
+    (empty if the arrays cannot even be read and hashed).
     """
     commitment = offer.commitment
-    items = record_items(offer.arrays)
-    digest = keccak(encode_ndarrays(items))
+    try:
+        items = record_items(offer.arrays)
+        digest = keccak(encode_ndarrays(items))
+    except Exception as exc:  # a corrupt Array, or a dtype with no canonical bytes
+        return b"", f"arrays cannot be read: {type(exc).__name__}: {exc}"
     if commitment.round != offer.round:
         return digest, "commitment is for another round"
     if expected_index is None:
@@ -81,7 +153,8 @@ def offer_problem(
         return digest, "site index does not match the signer"
     if digest != commitment.update_hash:
         return digest, "update does not match its commitment hash"
-    if (problem := unusable(model, items)) is not None:
+    problem = update_problem(model, items, commitment.num_examples, limits)
+    if problem is not None:
         return digest, problem
     try:
         commitment.verify(swarm_id)
@@ -90,19 +163,59 @@ def offer_problem(
     return digest, None
 
 
-def unusable(
-    model: ArrayRecord | None, items: Sequence[tuple[str, np.ndarray]]
+def update_problem(
+    model: ArrayRecord | None,
+    items: Sequence[tuple[str, np.ndarray]],
+    num_examples: int,
+    limits: UpdateLimits = DEFAULT_LIMITS,
 ) -> str | None:
-    """Why an update cannot be merged with `model`, if it cannot."""
-    if model is None:
-        return None
-    expected = {key: tuple(array.shape) for key, array in model.items()}
-    found = {key: tuple(array.shape) for key, array in items}
-    if found != expected:
-        return f"model of the wrong shape: {found} instead of {expected}"
+    """Why one site's update must not be merged into `model`, if it must not.
+
+    Everything a merge could choke on is refused here, at the door: other
+    keys, shapes or dtypes than the model's (a complex update makes NumPy
+    raise inside Flower's FedAvg), non-finite values, a weight outside
+    1..max_examples (2^63 examples would outweigh every other site), and an
+    update so far from the model that honest sites would overflow training
+    from the merge. Without a model (a site not yet synced), only what needs
+    no model is checked.
+    """
+    count = num_examples
+    if not isinstance(count, int) or isinstance(count, bool):
+        return f"num_examples {count!r} is not an integer"
+    if not 1 <= count <= limits.max_examples:
+        return (
+            f"num_examples {count} is outside 1..max_examples ({limits.max_examples})"
+        )
     for key, array in items:
+        if array.dtype.kind not in "biufc":
+            return f"array '{key}' has non-numeric dtype {array.dtype}"
         if not np.isfinite(array).all():
             return f"non-finite values in '{key}'"
+    if model is None:
+        return None
+    expected = dict(record_items(model))
+    found = dict(items)
+    if found.keys() != expected.keys():
+        missing = sorted(expected.keys() - found.keys())
+        extra = sorted(found.keys() - expected.keys())
+        return (
+            f"arrays differ from the model's: missing keys {missing}, "
+            f"unexpected keys {extra}"
+        )
+    for key, array in items:
+        want = expected[key]
+        if array.shape != want.shape:
+            return f"array '{key}' has shape {array.shape}, the model has {want.shape}"
+        if array.dtype != want.dtype:
+            return f"array '{key}' has dtype {array.dtype}, the model has {want.dtype}"
+    moved, size = update_distance(expected, found)
+    bound = limits.max_update_ratio * max(size, 1.0)
+    if not moved <= bound:
+        return (
+            f"update too far from the model: ||update - model|| = {moved:.3g} > "
+            f"max_update_ratio {limits.max_update_ratio:g} x max(||model||, 1) "
+            f"= {bound:.3g}"
+        )
     return None
 
 
@@ -121,20 +234,77 @@ def leader_merge(
     state: bytes,
     offers: Sequence[UpdateOffer],
     dishonest: bool = False,
-) -> MergeOutcome:
+) -> LeaderMerge:
     """The leader's merge of the offers it holds, in site order.
 
-    `dishonest` (a fault drill) nudges the merged model so that it no longer
-    matches the committed updates; every verifier must then refuse it.
+    One site's update never stops the leader: if the merge raises, each
+    update is merged alone, in site order, and those that fail are refused;
+    if the rest still fail together, they are added one by one, in site
+    order, and each one that breaks the merge is refused. Any site redoing
+    this gets the same split. `dishonest` (a fault drill) nudges the merged
+    model so that it no longer matches the committed updates; every verifier
+    must then refuse it.
     """
     ordered = sorted(offers, key=lambda o: o.site_index)
-    outcome = strategy.merge(round, model, [as_update(o) for o in ordered], state)
-    if not dishonest:
-        return outcome
-    tampered = ArrayRecord(
-        {key: Array(array.numpy() + 0.01) for key, array in outcome.arrays.items()}
-    )
-    return MergeOutcome(tampered, outcome.state, outcome.state_hash, outcome.metrics)
+    outcome, _ = _try_merge(strategy, round, model, state, ordered)
+    merged: list[UpdateOffer] = ordered
+    refused: list[tuple[int, str]] = []
+    if outcome is None:
+        outcome, merged, refused = _isolate(strategy, round, model, state, ordered)
+    if outcome is not None and dishonest:
+        tampered = ArrayRecord(
+            {key: Array(array.numpy() + 0.01) for key, array in outcome.arrays.items()}
+        )
+        outcome = MergeOutcome(
+            tampered, outcome.state, outcome.state_hash, outcome.metrics
+        )
+    return LeaderMerge(outcome, tuple(merged), tuple(sorted(refused)))
+
+
+def _try_merge(
+    strategy: LeaderStrategy,
+    round: int,
+    model: ArrayRecord | None,
+    state: bytes,
+    offers: Sequence[UpdateOffer],
+) -> tuple[MergeOutcome | None, str]:
+    """The merge of `offers`, or None and why it failed (never an exception)."""
+    try:
+        return strategy.merge(round, model, [as_update(o) for o in offers], state), ""
+    except Exception as exc:  # whatever the strategy or NumPy raise on an update
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def _isolate(
+    strategy: LeaderStrategy,
+    round: int,
+    model: ArrayRecord | None,
+    state: bytes,
+    ordered: Sequence[UpdateOffer],
+) -> tuple[MergeOutcome | None, list[UpdateOffer], list[tuple[int, str]]]:
+    """Split offers whose merge failed into the mergeable and the refused."""
+    refused, alone = [], []
+    for offer in ordered:
+        _, failure = _try_merge(strategy, round, model, state, [offer])
+        if failure:
+            refused.append((offer.site_index, f"merge fails on it alone: {failure}"))
+        else:
+            alone.append(offer)
+    if refused and alone:
+        outcome, _ = _try_merge(strategy, round, model, state, alone)
+        if outcome is not None:
+            return outcome, alone, refused
+    outcome, kept = None, []
+    for offer in alone:
+        joined, failure = _try_merge(strategy, round, model, state, [*kept, offer])
+        if joined is None:
+            sites = [o.site_index for o in kept]
+            refused.append(
+                (offer.site_index, f"merge fails with sites {sites}: {failure}")
+            )
+        else:
+            outcome, kept = joined, [*kept, offer]
+    return outcome, kept, refused
 
 
 def committed_updates(
@@ -147,7 +317,7 @@ def committed_updates(
 
     Offers in `held` were hashed against their own commitment on arrival;
     others come from `fetch(update_hash)` and are hashed here. None if any
-    update cannot be had.
+    update cannot be had (or read: a corrupt one is not had either).
     """
     updates = []
     for commitment in record.commitments:
@@ -156,7 +326,7 @@ def committed_updates(
             arrays = offer.arrays
         else:
             arrays = fetch(commitment.update_hash) if fetch else None
-            if arrays is None or arrays_hash(arrays) != commitment.update_hash:
+            if arrays is None or _hash_or_none(arrays) != commitment.update_hash:
                 return None
         updates.append(
             Update(
@@ -168,6 +338,13 @@ def committed_updates(
     return sorted(updates, key=lambda u: u.site)
 
 
+def _hash_or_none(arrays: ArrayRecord) -> bytes | None:
+    try:
+        return arrays_hash(arrays)
+    except Exception:  # arrays that do not decode, or have no canonical bytes
+        return None
+
+
 def verify_merge(
     strategy: LeaderStrategy,
     record: RoundRecord,
@@ -175,8 +352,15 @@ def verify_merge(
     state: bytes,
     updates: Sequence[Update],
 ) -> MergeOutcome | None:
-    """Redo a sealed round's merge; the outcome if it matches the block, else None."""
-    outcome = strategy.merge(record.round, model, list(updates), state)
+    """Redo a sealed round's merge; the outcome if it matches the block, else None.
+
+    A merge that raises on the committed updates is a mismatch too: the
+    leader should have refused the update it fails on.
+    """
+    try:
+        outcome = strategy.merge(record.round, model, list(updates), state)
+    except Exception:  # the strategy's or NumPy's, on a committed update
+        return None
     if (
         arrays_hash(outcome.arrays) != record.model_hash
         or outcome.state_hash != record.state_hash
