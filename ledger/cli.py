@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -26,9 +27,17 @@ def _open(folder: Path) -> Ledger:
     try:
         return Ledger.open(folder)
     except LedgerError as exc:
-        one_line = " ".join(str(exc).split())  # py-evm messages span lines
-        typer.echo(f"error: {one_line}", err=True)
-        raise typer.Exit(1) from exc
+        _fail(str(exc))
+    except (ValueError, KeyError, TypeError) as exc:
+        # Damage the store's checks cannot name (e.g. a stored genesis that
+        # still decodes but no longer parses): still one line, never a trace.
+        _fail(f"{folder}: damaged replica ({type(exc).__name__}: {exc})")
+
+
+def _fail(message: str) -> NoReturn:
+    one_line = " ".join(message.split())  # py-evm messages span lines
+    typer.echo(f"error: {one_line}", err=True)
+    raise typer.Exit(1)
 
 
 @app.command()

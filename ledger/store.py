@@ -3,11 +3,14 @@
 A block row and the new head are written in the same transaction with
 `synchronous=FULL`, so a SIGKILL or power cut leaves either the whole block
 or none of it; sqlite's WAL frame checksums discard a torn tail on reopen.
-Rows are also checksummed here, so a byte flipped at rest is reported.
+Rows are also checksummed here, so a byte flipped at rest is reported, and
+sqlite's own complaints about a damaged file (not a database, malformed
+image) become a `StoreError` naming the file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,22 +52,59 @@ class SqliteBlockStore(BlockStoreAPI):
             folder.mkdir(parents=True, exist_ok=True)
         elif not (folder / FILENAME).exists():
             raise StoreError(f"no ledger replica in {folder}")
-        # One owner thread uses a replica; it may not be the thread that opened it.
-        self._db = sqlite3.connect(
-            folder / FILENAME, isolation_level=None, check_same_thread=False
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
         self.folder = folder
+        self.path = folder / FILENAME
+        if not create and self.path.stat().st_size == 0:
+            # sqlite would take it for a new database and write a schema in it.
+            raise StoreError(f"{self.path}: damaged replica database (empty file)")
+        with self._sqlite_errors():
+            # One owner thread uses a replica; it may not be the thread that
+            # opened it.
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False
+            )
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                if not create:
+                    self._check_structure()
+                self._db.executescript(_SCHEMA)
+            except BaseException:
+                self._db.close()
+                raise
+
+    def _check_structure(self) -> None:
+        """sqlite's own page-level check (cheap next to re-executing the
+        blocks): damage to a page that reading the blocks would never touch,
+        such as an index, is found on open rather than at the next write."""
+        (problem,) = self._db.execute("PRAGMA quick_check(1)").fetchone()
+        if problem != "ok":
+            raise StoreError(f"{self.path}: damaged replica database ({problem})")
+
+    @contextlib.contextmanager
+    def _sqlite_errors(self) -> Iterator[None]:
+        """sqlite's errors on a damaged (or unreadable) file, as a `StoreError`
+        naming the file; the sqlite error stays attached as its cause."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: damaged replica database ({exc})") from exc
 
     def _meta(self, key: str) -> bytes | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        with self._sqlite_errors():
+            row = self._db.execute(
+                "SELECT value FROM meta WHERE key=?", (key,)
+            ).fetchone()
         return None if row is None else bytes(row[0])
 
     def genesis_json(self) -> str | None:
         value = self._meta("genesis")
-        return None if value is None else value.decode()
+        if value is None:
+            return None
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            raise StoreError(f"{self.path}: the stored genesis is damaged") from None
 
     def genesis_hash(self) -> bytes | None:
         return self._meta("genesis_hash")
@@ -90,11 +130,14 @@ class SqliteBlockStore(BlockStoreAPI):
             self._db.execute("UPDATE meta SET value=? WHERE key='head'", (head,))
 
     def blocks(self) -> Iterator[bytes]:
-        rows = self._db.execute("SELECT seq, data FROM blocks ORDER BY seq").fetchall()
+        with self._sqlite_errors():
+            rows = self._db.execute(
+                "SELECT seq, data FROM blocks ORDER BY seq"
+            ).fetchall()
         for seq, stored in rows:
             data, checksum = bytes(stored[:-32]), bytes(stored[-32:])
             if keccak(data) != checksum:
-                raise StoreError(f"stored block #{seq} fails its checksum")
+                raise StoreError(f"{self.path}: stored block #{seq} fails its checksum")
             yield data
 
     def stored_head(self) -> bytes | None:
@@ -103,8 +146,10 @@ class SqliteBlockStore(BlockStoreAPI):
     def close(self) -> None:
         self._db.close()
 
-    def _transaction(self):
-        return _Transaction(self._db)
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        with self._sqlite_errors(), _Transaction(self._db):
+            yield
 
 
 class _Transaction:

@@ -568,9 +568,12 @@ def _mount_subcommands() -> None:
 def main() -> None:
     """Console-script entry point: user errors become one line and exit code 1."""
     _mount_subcommands()
+    from swarmflower.ledger import LedgerError
+
     try:
         app()
-    except SwarmflowerError as exc:
-        message = Text.assemble(("error: ", "bold red"), str(exc))
+    except (SwarmflowerError, LedgerError) as exc:
+        one_line = " ".join(str(exc).split())  # py-evm messages span lines
+        message = Text.assemble(("error: ", "bold red"), one_line)
         errors.print(message, highlight=False, soft_wrap=True)
         sys.exit(1)

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
@@ -354,9 +354,20 @@ def save_private_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
 
 
 def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
-    key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+    """An unencrypted elliptic-curve private key from a PEM file.
+
+    Raises `OSError` if the file cannot be read and `ValueError`, naming the
+    file, if it holds anything else (garbage, a certificate, an RSA key).
+    """
+    data = Path(path).read_bytes()
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except TypeError:  # it asks for a password
+        raise ValueError(f"{path}: the private key is encrypted") from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise ValueError(f"{path}: not a PEM private key") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise ValueError(f"{path} does not hold an elliptic-curve private key")
+        raise ValueError(f"{path}: not an elliptic-curve private key")
     return key
 
 
@@ -367,9 +378,12 @@ def save_eth_key(key: PrivateKey, path: Path) -> None:
 
 
 def load_eth_key(path: Path) -> PrivateKey:
+    """The secp256k1 site key; `ValueError` naming the file if it is another key."""
     key = load_private_key(path)
     if not isinstance(key.curve, ec.SECP256K1):
-        raise ValueError(f"{path} does not hold a secp256k1 key")
+        raise ValueError(
+            f"{path}: not a secp256k1 site key (a {key.curve.name} key instead)"
+        )
     return PrivateKey(key.private_numbers().private_value.to_bytes(32, "big"))
 
 
@@ -382,4 +396,10 @@ def save_cert(cert: x509.Certificate, path: Path) -> None:
 
 
 def load_cert(path: Path) -> x509.Certificate:
-    return x509.load_pem_x509_certificate(Path(path).read_bytes())
+    """A PEM certificate; `OSError` if unreadable, `ValueError` naming the file
+    if it holds something else."""
+    data = Path(path).read_bytes()
+    try:
+        return x509.load_pem_x509_certificate(data)
+    except ValueError:
+        raise ValueError(f"{path}: not a PEM certificate") from None

@@ -48,6 +48,7 @@ CA_CERT = "ca.pem"
 CA_KEY = "ca.key"
 GENESIS_FILE = "genesis.json"
 ENROLLMENT_FILE = "enrollment.json"
+MIN_BASE_PORT = 1024  # ports below need root privileges
 _SITE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -198,8 +199,7 @@ def init_swarm(
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    if not 0 <= base_port <= 65535 - count:
-        raise ConfigError(f"--base-port {base_port} leaves no room for {count} ports")
+    _check_base_port(base_port, count)
 
     ca_key, ca_cert = pki.create_ca(ca_name)
     creds = [
@@ -245,6 +245,17 @@ def init_swarm(
         write_site_config(config)
         configs.append(config)
     return SwarmLayout(out, genesis, tuple(configs))
+
+
+def _check_base_port(base_port: int, count: int) -> None:
+    """Site K listens on BASE+K: every port must be a real, unprivileged one
+    (0 would not mean "any free port" here, it would give ports 1..N)."""
+    highest = 65535 - count
+    if not MIN_BASE_PORT <= base_port <= highest:
+        raise ConfigError(
+            f"--base-port must be between {MIN_BASE_PORT} and {highest} for "
+            f"{count} sites (site K listens on BASE+K), got {base_port}"
+        )
 
 
 def _hosts(host: str) -> tuple[str, ...]:

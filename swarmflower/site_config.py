@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
+from eth_utils import is_address
 
 from swarmflower.errors import ConfigError
 from swarmflower.ledger import SwarmParams
@@ -92,6 +93,12 @@ class SiteConfig:
     files: SiteFiles = field(default_factory=SiteFiles)
     peers: tuple[PeerEntry, ...] = ()
     folder: Path = Path(".")  # where the file was loaded from; not written
+    file_name: str = SITE_FILE  # its name there; not written
+
+    @property
+    def config_file(self) -> Path:
+        """The `site.toml` this config was read from: what errors name."""
+        return self.folder / self.file_name
 
     @property
     def listen_address(self) -> str:
@@ -240,24 +247,47 @@ def load_site_config(path: Path | str) -> SiteConfig:
             PeerEntry(
                 name=peer.get("name", str),
                 address=_host_port(peer, "address"),
-                eth_address=peer.get("eth_address", str),
+                eth_address=_eth_address(peer, "eth_address"),
             )
         )
     return SiteConfig(
-        name=site.get("name", str),
+        name=_non_empty(site, "name"),
         index=site.positive("index"),
-        host=site.get("host", str),
+        host=_non_empty(site, "host"),
         port=site.port("port"),
         task=_task(task),
-        swarm=SwarmParams(
-            rounds=swarm.positive("rounds"),
-            round_timeout=swarm.positive("round_timeout"),
-            min_peers=swarm.positive("min_peers"),
-            strategy=swarm.get("strategy", str, "FedAvg"),
-        ),
+        swarm=_swarm(swarm),
         files=SiteFiles(
-            **{k: files.get(k, str, getattr(defaults, k)) for k in vars(defaults)}
+            **{k: _non_empty(files, k, getattr(defaults, k)) for k in vars(defaults)}
         ),
         peers=tuple(peers),
         folder=path.parent,
+        file_name=path.name,
     )
+
+
+def _non_empty(table: _Table, key: str, default: Any = ...) -> str:
+    value = table.get(key, str, default)
+    if not value.strip():
+        raise table._fail(key, "must not be empty")
+    return value
+
+
+def _eth_address(table: _Table, key: str) -> str:
+    value = table.get(key, str)
+    if not is_address(value):
+        raise table._fail(key, f"must be an Ethereum address (0x...), got {value!r}")
+    return value
+
+
+def _swarm(table: _Table) -> SwarmParams:
+    """The [swarm] table: the swarm's parameters as fixed in the genesis."""
+    try:
+        return SwarmParams(
+            rounds=table.positive("rounds"),
+            round_timeout=table.positive("round_timeout"),
+            min_peers=table.positive("min_peers"),
+            strategy=table.get("strategy", str, "FedAvg"),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"{table.path}: [swarm] {exc}") from None
