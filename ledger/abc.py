@@ -97,6 +97,10 @@ class LedgerAPI(BlockSourceAPI):
         """Whether `site` (an address) is a member at the head."""
 
     @abstractmethod
+    def knows(self, block_hash: bytes) -> bool:
+        """Whether a valid block with this hash was imported here (any branch)."""
+
+    @abstractmethod
     def model_hash(self, round: int) -> bytes:
         """The merged model's hash of a sealed round (0: the initial model)."""
 

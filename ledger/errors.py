@@ -18,6 +18,10 @@ class MalformedBlock(InvalidBlock):
 class UnknownParent(InvalidBlock):
     """The block's parent is not known here yet: sync earlier blocks first."""
 
+    def __init__(self, message: str, parent_hash: bytes = b"") -> None:
+        super().__init__(message)
+        self.parent_hash = parent_hash  # what to fetch next to connect the block
+
 
 class BadSeal(InvalidBlock):
     """The proof-of-authority seal is missing, malformed or not the coinbase's."""

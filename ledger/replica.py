@@ -209,6 +209,9 @@ class Ledger(LedgerAPI):
         head = self._nodes[self._canonical[-1]]
         return to_canonical_address(site) in head.sites
 
+    def knows(self, block_hash: bytes) -> bool:
+        return block_hash in self._nodes
+
     def model_hash(self, round: int) -> bytes:
         """The merged model of `round` (round 0: the initial model)."""
         if round == 0:
@@ -422,7 +425,8 @@ class Ledger(LedgerAPI):
         if parent is None:
             raise UnknownParent(
                 f"block #{header.block_number} {header.hash.hex()}: parent "
-                f"{header.parent_hash.hex()} unknown; sync earlier blocks first"
+                f"{header.parent_hash.hex()} unknown; sync earlier blocks first",
+                header.parent_hash,
             )
         if header.block_number != parent.ref.height + 1:
             raise MalformedBlock(

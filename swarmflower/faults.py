@@ -1,4 +1,4 @@
-"""Faults to inject into a swarm run: crashes and dishonest leaders.
+"""Faults to inject into a swarm run: crashes, lost messages, bad participants.
 
 A plan names moments in the round protocol, so a fault hits exactly where a
 test or a scenario wants it (a leader that dies holding every update, a
@@ -7,9 +7,13 @@ leader that seals a merge that does not match the committed updates).
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 from swarmflower.errors import ConfigError
+
+BAD_UPDATES = ("zero-examples", "huge-examples", "complex", "integer", "huge-weights")
+"""What a `bad-update` drill makes a site offer (signed, as a real site would)."""
 
 
 class PeerCrashed(Exception):
@@ -32,6 +36,16 @@ class FaultPlan:
       overriding `recover_after` for that site (the Ray engine honours it).
     - `stragglers`: (site index, round, seconds): that site's update for that
       round is held back this long after training, as a slow site's would.
+    - `silent_seal_rounds`: the elected leader of each of these rounds dies
+      after sealing and storing its block, before announcing it.
+    - `fetch_crashes`: (site index, round): that site dies in the middle of a
+      fetch in that round, before what it fetched is checked and stored.
+    - `write_crashes`: (site index, round): that site dies half-way through
+      writing a file to its model store in that round.
+    - `drop_sends`: the share (0..1) of messages each site sends that are
+      lost, drawn per site from a seeded generator.
+    - `bad_updates`: (site index, round, kind): that site offers a bad update
+      of `kind` (see `BAD_UPDATES`), signed as an honest one would be.
     """
 
     leader_crash_rounds: frozenset[int] = frozenset()
@@ -40,6 +54,30 @@ class FaultPlan:
     recover_after: int = 0
     stragglers: tuple[tuple[int, int, float], ...] = ()
     site_recoveries: tuple[tuple[int, int], ...] = ()
+    silent_seal_rounds: frozenset[int] = frozenset()
+    fetch_crashes: tuple[tuple[int, int], ...] = ()
+    write_crashes: tuple[tuple[int, int], ...] = ()
+    drop_sends: float = 0.0
+    bad_updates: tuple[tuple[int, int, str], ...] = ()
+
+    def crashes_before_announcing(self, round: int) -> bool:
+        return round in self.silent_seal_rounds
+
+    def crashes_mid_fetch(self, site: int, round: int) -> bool:
+        return (site, round) in self.fetch_crashes
+
+    def crashes_mid_write(self, site: int, round: int) -> bool:
+        return (site, round) in self.write_crashes
+
+    def bad_update(self, site: int, round: int) -> str | None:
+        return next(
+            (k for s, r, k in self.bad_updates if (s, r) == (site, round)), None
+        )
+
+    def send_filter(self, site: int):
+        """A per-site predicate that says whether the next send is lost."""
+        draw = random.Random(f"drop-sends/{site}").random
+        return lambda: self.drop_sends > 0 and draw() < self.drop_sends
 
     def delay(self, site: int, round: int) -> float:
         return sum(s for k, r, s in self.stragglers if (k, r) == (site, round))
@@ -67,11 +105,20 @@ class FaultPlan:
 
         Comma-separated items: `leader-crash:R`, `leader-crash-every:N`,
         `dishonest-leader:R`, `site-crash:SITE@R` (SITE counted from 1),
-        `recover-after:K`. An empty text is no faults.
+        `recover-after:K`, and the drills at protocol points
+        `seal-no-announce:R`, `crash-mid-fetch:SITE@R`,
+        `crash-mid-write:SITE@R`, `drop-sends:PERCENT`,
+        `bad-update:SITE@R:KIND` (KIND one of `BAD_UPDATES`). An empty text is
+        no faults.
         """
         crash_rounds: set[int] = set()
         dishonest: set[int] = set()
+        silent: set[int] = set()
         site_crashes: list[tuple[int, int]] = []
+        fetch_crashes: list[tuple[int, int]] = []
+        write_crashes: list[tuple[int, int]] = []
+        bad_updates: list[tuple[int, int, str]] = []
+        drop_sends = 0.0
         recover_after = 0
         for item in filter(None, (part.strip() for part in spec.split(","))):
             name, _, value = item.partition(":")
@@ -84,10 +131,24 @@ class FaultPlan:
                 elif name == "dishonest-leader":
                     dishonest.add(_positive(value))
                 elif name == "site-crash":
-                    site, _, round = value.partition("@")
-                    if not 1 <= int(site) <= num_sites:
-                        raise ConfigError(f"site {site} is not one of 1..{num_sites}")
-                    site_crashes.append((int(site) - 1, _positive(round)))
+                    site_crashes.append(_site_round(value, num_sites))
+                elif name == "seal-no-announce":
+                    silent.add(_positive(value))
+                elif name == "crash-mid-fetch":
+                    fetch_crashes.append(_site_round(value, num_sites))
+                elif name == "crash-mid-write":
+                    write_crashes.append(_site_round(value, num_sites))
+                elif name == "drop-sends":
+                    drop_sends = float(value) / 100
+                    if not 0 <= drop_sends <= 1:
+                        raise ConfigError(f"{value} is not a percentage")
+                elif name == "bad-update":
+                    where, _, kind = value.rpartition(":")
+                    if kind not in BAD_UPDATES:
+                        raise ConfigError(
+                            f"unknown bad update '{kind}' (one of {BAD_UPDATES})"
+                        )
+                    bad_updates.append((*_site_round(where, num_sites), kind))
                 elif name == "recover-after":
                     recover_after = _positive(value)
                 else:
@@ -101,7 +162,20 @@ class FaultPlan:
             dishonest_leader_rounds=frozenset(dishonest),
             site_crashes=tuple(sorted(site_crashes)),
             recover_after=recover_after,
+            silent_seal_rounds=frozenset(silent),
+            fetch_crashes=tuple(sorted(fetch_crashes)),
+            write_crashes=tuple(sorted(write_crashes)),
+            drop_sends=drop_sends,
+            bad_updates=tuple(sorted(bad_updates)),
         )
+
+
+def _site_round(text: str, num_sites: int) -> tuple[int, int]:
+    """`SITE@R` (SITE counted from 1) as (site index, round)."""
+    site, _, round = text.partition("@")
+    if not 1 <= int(site) <= num_sites:
+        raise ConfigError(f"site {site} is not one of 1..{num_sites}")
+    return int(site) - 1, _positive(round)
 
 
 def _positive(text: str) -> int:

@@ -10,17 +10,21 @@ it adopts a model only after recomputing the merge from the committed updates
 from __future__ import annotations
 
 import logging
+import queue
+import random
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 from eth_utils import keccak
-from flwr.app import ArrayRecord, Context
+from flwr.app import Array, ArrayRecord, Context
 
 from swarmflower.faults import NO_FAULTS, FaultPlan, PeerCrashed
 from swarmflower.identity import SiteIdentity
 from swarmflower.ledger import (
+    BlockRef,
     InvalidBlock,
     LedgerAPI,
     Reason,
@@ -29,6 +33,7 @@ from swarmflower.ledger import (
 )
 from swarmflower.model_store import ModelStoreAPI
 from swarmflower.round_protocol import (
+    UpdateLimits,
     committed_updates,
     leader_merge,
     offer_problem,
@@ -36,6 +41,7 @@ from swarmflower.round_protocol import (
     train_site,
     verify_merge,
 )
+from swarmflower.served_chain import ServedChain
 from swarmflower.strategies import LeaderStrategy, Update
 from swarmflower.strategies.helpers import arrays_hash
 from swarmflower.transport.base import (
@@ -49,6 +55,7 @@ log = logging.getLogger("swarmflower.peer")
 
 POLL_S = 0.02
 LOOKAHEAD = 2  # updates for rounds further ahead than this are dropped
+SETTLE_POLL_S = 0.5  # how often a finished peer asks everyone for their head
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,14 @@ class PeerConfig:
     `logical_time` stamps blocks from their parent (parent + 1 s, or the
     backup's earliest slot), so a simulation's ledger does not depend on the
     wall clock; real sites stamp with the wall clock.
+
+    `gossip_s` (None: off) is how often the peer asks a random peer for its
+    head and syncs on any difference, both ways (anti-entropy: a lost block
+    announcement or a fork left by a crash heals without a new round).
+    `linger_s` is how long a finished peer keeps serving blocks and models
+    while some site does not yet report its head: it leaves at once when
+    every site agrees, after `linger_s` when a majority does, and after
+    `3 * linger_s` in any case.
     """
 
     rounds: int
@@ -69,6 +84,8 @@ class PeerConfig:
     update_wait: float
     backups: int = 2
     logical_time: bool = True
+    gossip_s: float | None = None
+    linger_s: float = 0.0
 
 
 @dataclass
@@ -89,6 +106,8 @@ class PeerLog:
     sealed: list[tuple[int, int, Reason]] = field(default_factory=list)
     refused: list[tuple[int, bytes, str]] = field(default_factory=list)
     trained: list[int] = field(default_factory=list)
+    refused_updates: list[tuple[int, int, str]] = field(default_factory=list)
+    switched: list[str] = field(default_factory=list)  # one line per fork switch
 
 
 class SwarmPeer(PeerServiceAPI):
@@ -124,8 +143,14 @@ class SwarmPeer(PeerServiceAPI):
         self._index_of = {address: i for i, address in enumerate(self.sites)}
         self._offers: dict[int, dict[str, UpdateOffer]] = {}
         self._refused: set[bytes] = set()
-        self._blocks: dict[int, bytes] = {}
-        self._blocks_lock = threading.Lock()
+        self._resumed = ledger.head()
+        self.chain = ServedChain(BlockRef(0, ledger.swarm_id))
+        self.chain.refresh(ledger)
+        self._reports: queue.SimpleQueue[tuple[str, BlockRef]] = queue.SimpleQueue()
+        self._peer_heads: dict[str, bytes] = {}
+        self._finished_at: float | None = None
+        self._lost = faults.send_filter(identity.index)
+        self._limits = UpdateLimits.from_params(ledger.genesis.params)
         self._model: ArrayRecord | None = None
         self._state = b""
         self._model_block: bytes | None = None
@@ -144,13 +169,13 @@ class SwarmPeer(PeerServiceAPI):
         return self.store.get_blob(digest)
 
     def serve_blocks(self, start: int, end: int) -> list[bytes]:
-        with self._blocks_lock:
-            found = []
-            for height in range(start, end):
-                if height not in self._blocks:
-                    break
-                found.append(self._blocks[height])
-            return found
+        return self.chain.canonical(start, end)
+
+    def serve_block(self, block_hash: bytes) -> bytes | None:
+        return self.chain.block(block_hash)
+
+    def serve_head(self) -> BlockRef:
+        return self.chain.adopted_head
 
     # -- the loop --------------------------------------------------------------
 
@@ -162,22 +187,104 @@ class SwarmPeer(PeerServiceAPI):
     def model(self) -> ArrayRecord | None:
         return self._model
 
+    @property
+    def round_in_progress(self) -> int:
+        """The round this site is working towards (its adopted round + 1)."""
+        return self._model_round + 1
+
     def run(self) -> PeerLog:
-        """Play rounds until the swarm's last round is sealed and adopted here."""
-        self._catch_up()
-        while True:
-            self._check_alive()
-            head = self.ledger.head()
-            if head.height > 0 and head.hash != self._model_block:
-                if head.hash in self._refused:
-                    started = self._started.setdefault(head.height, time.monotonic())
-                    self._wait_for_round(head.height, started)
-                elif not self._adopt(head.height):
+        """Play rounds until the swarm's last round is sealed and adopted here,
+        then linger (see `PeerConfig.linger_s`) so that no site is left
+        without a source of blocks and models."""
+        stop = threading.Event()
+        gossip = None
+        if self.config.gossip_s:
+            gossip = threading.Thread(
+                target=self._gossip, args=(stop,), daemon=True, name="swarm-gossip"
+            )
+            gossip.start()
+        try:
+            self._catch_up()
+            while True:
+                self._check_alive()
+                head = self.ledger.head()
+                if head.height > 0 and head.hash != self._model_block:
+                    if head.hash in self._refused:
+                        started = self._started.setdefault(
+                            head.height, time.monotonic()
+                        )
+                        self._wait_for_round(head.height, started)
+                    elif not self._adopt(head.height):
+                        self._handle(self.transport.receive(POLL_S))
+                    continue
+                if self._model_round >= self.config.rounds:
+                    if self._settled():
+                        return self.log
                     self._handle(self.transport.receive(POLL_S))
+                    continue
+                self._finished_at = None
+                self._play(self._model_round + 1)
+        finally:
+            stop.set()
+            if gossip is not None:
+                gossip.join(timeout=5)
+
+    def _settled(self) -> bool:
+        """Whether this finished peer may stop serving (see `PeerConfig`)."""
+        now = time.monotonic()
+        if self._finished_at is None:
+            self._finished_at = now
+        lingered = now - self._finished_at
+        if lingered >= 3 * self.config.linger_s:
+            return True
+        head = self.ledger.head().hash
+        agree = 1 + sum(
+            1 for a, h in self._peer_heads.items() if h == head and a != self.address
+        )
+        if agree == len(self.sites):
+            return True
+        return agree > len(self.sites) // 2 and lingered >= self.config.linger_s
+
+    # -- anti-entropy ----------------------------------------------------------
+
+    def _gossip(self, stop: threading.Event) -> None:
+        """Ask peers for their heads (a thread: a slow answer never stalls a
+        round); the round loop acts on the answers."""
+        others = [a for a in self.sites if a != self.address]
+        draw = random.Random(f"gossip/{self.address}")
+        assert self.config.gossip_s is not None
+        while others and not stop.is_set():
+            finishing = self._finished_at is not None
+            interval = SETTLE_POLL_S if finishing else self.config.gossip_s
+            if stop.wait(interval * draw.uniform(0.75, 1.25)):
+                return
+            for peer in others if finishing else [draw.choice(others)]:
+                head = self.transport.peer_head(peer)
+                if head is not None:
+                    self._reports.put((peer, head))
+
+    def _reconcile(self) -> None:
+        """Sync with the heads peers reported: pull what this replica lacks,
+        push this head to a peer that reports a different one."""
+        while True:
+            try:
+                peer, head = self._reports.get_nowait()
+            except queue.Empty:
+                return
+            self._peer_heads[peer] = head.hash
+            if head.height == 0:
+                known = head.hash == self.ledger.swarm_id
+            else:
+                known = self.ledger.knows(head.hash)
+            if not known:
+                block = self.transport.fetch_block(head.hash, [peer])
+                if block is not None:
+                    self._connect(block, [peer])
                 continue
-            if self._model_round >= self.config.rounds:
-                return self.log
-            self._play(self._model_round + 1)
+            mine = self.ledger.head()
+            if mine.height > 0 and head.hash != mine.hash:
+                block = self.ledger.block_bytes(mine.height)
+                self._send(peer, BlockAnnouncement(mine.height, block))
 
     # -- one round -------------------------------------------------------------
 
@@ -193,7 +300,7 @@ class SwarmPeer(PeerServiceAPI):
             time.monotonic() - started,
         )
         if arrays is not None:
-            num_examples, update = arrays
+            num_examples, update = self._tamper(round, *arrays)
             update_hash = self.store.put_arrays(update)
             offer = sign_offer(
                 self.identity,
@@ -208,8 +315,39 @@ class SwarmPeer(PeerServiceAPI):
                 if electee == self.address:
                     self._accept_offer(offer)
                 else:
-                    self.transport.send(electee, offer)
+                    self._send(electee, offer)
         self._wait_for_round(round, started)
+
+    def _tamper(
+        self, round: int, num_examples: int, update: ArrayRecord
+    ) -> tuple[int, ArrayRecord]:
+        """What a `bad-update` drill makes this site offer instead of its update."""
+        kind = self.faults.bad_update(self.identity.index, round)
+        if kind is None:
+            return num_examples, update
+        log.warning("site %s offers a %s update (drill)", self.identity.name, kind)
+        if kind == "zero-examples":
+            return 0, update
+        if kind == "huge-examples":
+            return 2**63, update
+        cast = {
+            "complex": lambda a: a.astype(np.complex64),
+            "integer": lambda a: a.astype(np.int32),
+            "huge-weights": lambda a: np.full_like(a, 1e30),
+        }[kind]
+        tampered = {k: Array(cast(a.numpy())) for k, a in update.items()}
+        return num_examples, ArrayRecord(tampered)
+
+    def _send(self, to: str, message: UpdateOffer | BlockAnnouncement) -> None:
+        if self._lost():
+            log.info("site %s: a message to %s is lost (drill)", self.identity.name, to)
+            return
+        self.transport.send(to, message)
+
+    def _broadcast(self, message: BlockAnnouncement) -> None:
+        for site in self.sites:
+            if site != self.address:
+                self._send(site, message)
 
     def _straggle(self, round: int) -> None:
         """Hold the update back if the fault plan makes this site slow this round."""
@@ -254,7 +392,8 @@ class SwarmPeer(PeerServiceAPI):
         if isinstance(message, UpdateOffer):
             self._accept_offer(message)
         elif isinstance(message, BlockAnnouncement):
-            self._import(message.block)
+            self._connect(message.block)
+        self._reconcile()
 
     # -- leading ---------------------------------------------------------------
 
@@ -300,7 +439,7 @@ class SwarmPeer(PeerServiceAPI):
             reason.name,
             time.monotonic() - self._started.get(round, time.monotonic()),
         )
-        outcome = leader_merge(
+        merge = leader_merge(
             self.strategy,
             round,
             self._model,
@@ -308,22 +447,29 @@ class SwarmPeer(PeerServiceAPI):
             offers,
             dishonest=view == 0 and self.faults.is_dishonest(round),
         )
-        merged = outcome.arrays
-        model_hash = self.store.put_arrays(merged)
+        for site, why in merge.refused:
+            self._refuse_update(round, site, self.sites[site], f"merge failed: {why}")
+            del self._offers[round][self.sites[site]]
+        outcome = merge.outcome
+        if outcome is None or len(merge.merged) < self.config.min_peers:
+            return  # too few mergeable updates yet: wait for more
+        model_hash = self.store.put_arrays(outcome.arrays)
         self.store.put_blob(outcome.state)
         block = self.ledger.seal_round(
             self.identity.key,
             round,
             model_hash,
             outcome.state_hash,
-            [o.commitment for o in offers],
+            [o.commitment for o in merge.merged],
             view=view,
             reason=reason,
             timestamp=self._timestamp(round, view),
         )
         self.log.sealed.append((round, view, reason))
-        self._remember_block(round, block)
-        self.transport.broadcast(BlockAnnouncement(round, block))
+        self._after_import()
+        if view == 0 and self.faults.crashes_before_announcing(round):
+            self._crash(f"leader crash after sealing round {round}, not announced")
+        self._broadcast(BlockAnnouncement(round, block))
 
     def _timestamp(self, round: int, view: int) -> int | None:
         parent = self._parent_timestamp(round)
@@ -351,38 +497,90 @@ class SwarmPeer(PeerServiceAPI):
             self._index_of.get(commitment.site),
             self._model,
             self.ledger.swarm_id,
+            self._limits,
         )
         if reason:
-            log.warning(
-                "site %s: refused the round-%d update of site %d: %s",
-                self.identity.name,
-                offer.round,
-                offer.site_index,
-                reason,
-            )
+            self._refuse_update(offer.round, offer.site_index, commitment.site, reason)
             return
         self.store.put_arrays(offer.arrays, digest)
         self._offers.setdefault(offer.round, {})[commitment.site] = offer
 
-    def _import(self, block: bytes) -> None:
-        try:
-            self.ledger.import_block(block)
-        except UnknownParent:
-            self._catch_up()
-        except InvalidBlock as exc:
-            log.warning("site %s: refused a block: %s", self.identity.name, exc)
+    def _refuse_update(self, round: int, site: int, address: str, why: str) -> None:
+        """Refuse one site's update, naming the site; the round goes on."""
+        log.warning(
+            "site %s: refused the round-%d update of site %d (%s): %s",
+            self.identity.name,
+            round,
+            site + 1,
+            address,
+            why,
+        )
+        self.log.refused_updates.append((round, site, why))
+
+    def _connect(self, block: bytes, sources: Sequence[str] = ()) -> bool:
+        """Import `block`, first fetching by hash the ancestors this replica
+        lacks (from `sources`, then every site) until it connects."""
+        waiting = [block]
+        everyone = [*sources, *(a for a in self.sites if a not in sources)]
+        fetched = 0
+        while waiting:
+            try:
+                self.ledger.import_block(waiting[-1])
+            except UnknownParent as exc:
+                # Heights fall by one per ancestor: a chain is at most `rounds` long.
+                if fetched > self.config.rounds:
+                    log.warning("site %s: a block never connects", self.identity.name)
+                    break
+                parent = self.transport.fetch_block(exc.parent_hash, everyone)
+                if parent is None:
+                    log.info(
+                        "site %s: no peer has block 0x%s yet",
+                        self.identity.name,
+                        exc.parent_hash.hex()[:12],
+                    )
+                    break
+                fetched += 1
+                waiting.append(parent)
+                continue
+            except InvalidBlock as exc:
+                log.warning("site %s: refused a block: %s", self.identity.name, exc)
+                break
+            waiting.pop()
+        self._after_import()
+        return not waiting
 
     def _catch_up(self) -> None:
         """Import the blocks this replica lacks from any reachable peer."""
         start = self.ledger.head().height + 1
         for block in self.transport.fetch_blocks(start, self.config.rounds + 1):
-            try:
-                self.ledger.import_block(block)
-            except InvalidBlock as exc:
-                log.warning(
-                    "site %s: refused a synced block: %s", self.identity.name, exc
-                )
+            if not self._connect(block):
                 return
+
+    def _after_import(self) -> None:
+        """Serve the new chain; say so once if this site's block lost a fork."""
+        self.chain.refresh(self.ledger)
+        # Where this site stands: the block it adopted, or (just restarted)
+        # the head its replica had when it came back.
+        stand = self._resumed
+        if self._model_round >= 1 and self._model_block is not None:
+            stand = BlockRef(self._model_round, self._model_block)
+        head = self.ledger.head()
+        if stand.height < 1 or (
+            head.height >= stand.height
+            and self.ledger.block_hash(stand.height) == stand.hash
+        ):
+            return
+        switch = (
+            f"site {self.identity.name}: on a losing fork at round {stand.height} "
+            f"(block 0x{stand.hash.hex()[:12]}); switching to block "
+            f"0x{head.hash.hex()[:12]} (round {head.height}, view {head.view})"
+        )
+        if not self.log.switched or self.log.switched[-1] != switch:
+            log.info(switch)
+            self.log.switched.append(switch)
+        self._resumed = BlockRef(0, b"")
+        # Updates held for later rounds were trained on the losing model.
+        self._offers = {}
 
     # -- adopting --------------------------------------------------------------
 
@@ -415,7 +613,7 @@ class SwarmPeer(PeerServiceAPI):
         self.store.put_blob(state)
         self._model, self._state = arrays, state
         self._model_block, self._model_round = record.block_hash, height
-        self._remember_block(height, self.ledger.block_bytes(height))
+        self.chain.adopted(BlockRef(height, record.block_hash, record.view))
         self._offers = {r: o for r, o in self._offers.items() if r > height}
         self.log.adopted.append(
             Adoption(height, record.block_hash, record.model_hash, recomputed)
@@ -428,15 +626,23 @@ class SwarmPeer(PeerServiceAPI):
             record,
             self._offers.get(record.round, {}),
             self._index_of,
-            lambda digest: self.transport.fetch_arrays(digest, self._sources(record)),
+            lambda digest: self._fetch_arrays(digest, self._sources(record)),
         )
+
+    def _fetch_arrays(
+        self, digest: bytes, sources: Sequence[str]
+    ) -> ArrayRecord | None:
+        fetched = self.transport.fetch_arrays(digest, sources)
+        if self.faults.crashes_mid_fetch(self.identity.index, self.round_in_progress):
+            self._crash(f"site crash mid-fetch in round {self.round_in_progress}")
+        return fetched
 
     def _fetch_model(self, record: RoundRecord) -> tuple[ArrayRecord, bytes] | None:
         """A missed round's model and strategy state, fetched by their ledger hashes."""
         sources = self._sources(record)
-        arrays = self.store.get_arrays(
-            record.model_hash
-        ) or self.transport.fetch_arrays(record.model_hash, sources)
+        arrays = self.store.get_arrays(record.model_hash) or self._fetch_arrays(
+            record.model_hash, sources
+        )
         state = self.store.get_blob(record.state_hash)
         if state is None:
             state = self.transport.fetch_blob(record.state_hash, sources)
@@ -478,12 +684,6 @@ class SwarmPeer(PeerServiceAPI):
         self._model = arrays
         self._state = self.strategy.initial_state(arrays)
         self._model_round = 0
-
-    def _remember_block(self, height: int, block: bytes) -> None:
-        with self._blocks_lock:
-            self._blocks[height] = block
-            for stale in [h for h in self._blocks if h > height]:
-                del self._blocks[stale]
 
     def _check_alive(self) -> None:
         if not self.transport.alive:

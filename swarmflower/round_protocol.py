@@ -60,31 +60,6 @@ class LeaderMerge:
     merged: tuple[UpdateOffer, ...]
     refused: tuple[tuple[int, str], ...]  # (site index, reason), by site
 
-    # The outcome's fields, for callers written when `leader_merge` returned
-    # a bare `MergeOutcome`.
-    @property
-    def arrays(self) -> ArrayRecord:
-        return self._outcome().arrays
-
-    @property
-    def state(self) -> bytes:
-        return self._outcome().state
-
-    @property
-    def state_hash(self) -> bytes:
-        return self._outcome().state_hash
-
-    @property
-    def metrics(self) -> Mapping[str, float]:
-        return self._outcome().metrics
-
-    def _outcome(self) -> MergeOutcome:
-        if self.outcome is None:
-            raise ValueError(
-                "nothing to merge: " + "; ".join(f"{k}: {r}" for k, r in self.refused)
-            )
-        return self.outcome
-
 
 def train_site(
     client_app,

@@ -36,7 +36,7 @@ from swarmflower.errors import (
 from swarmflower.faults import NO_FAULTS, FaultPlan, PeerCrashed
 from swarmflower.flower_messages import site_context
 from swarmflower.identity import SiteIdentity
-from swarmflower.ledger import Genesis, Ledger, StoreError
+from swarmflower.ledger import Genesis, Ledger, StoreError, SwarmParams
 from swarmflower.logs import quiet_flower
 from swarmflower.model_store import DiskModelStore, arrays_from_bytes
 from swarmflower.peer import PeerConfig, SwarmPeer
@@ -53,6 +53,8 @@ from swarmflower.strategies import arrays_hash, build_strategy
 from swarmflower.transport import GrpcTransport
 
 log = logging.getLogger("swarmflower.site")
+
+GOSSIP_S = 2.0  # seconds between a real site's head queries to a random peer
 
 T = TypeVar("T")
 _GENESIS_KEYS = ("sites", "initial_model_hash", "params", "timestamp")
@@ -327,6 +329,35 @@ def _kill_self(why: str) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def real_site_pacing(params: SwarmParams) -> PeerConfig:
+    """How a real site paces rounds: wall-clock stamps, anti-entropy every
+    2 s, and a finished site serving the others for a while (at least 10 s,
+    5 round timeouts when sites are slow to agree)."""
+    return PeerConfig(
+        rounds=params.rounds,
+        round_timeout=float(params.round_timeout),
+        min_peers=params.min_peers,
+        update_wait=0.8 * params.round_timeout,
+        logical_time=False,
+        gossip_s=GOSSIP_S,
+        linger_s=max(10.0, 5.0 * params.round_timeout),
+    )
+
+
+def _write_crash(
+    faults: FaultPlan, site: int, playing: list[SwarmPeer]
+) -> Callable[[Path], None] | None:
+    """The crash-mid-write drill: SIGKILL half-way through a store write."""
+    if not faults.write_crashes:
+        return None
+
+    def crash(path: Path) -> None:
+        if playing and faults.crashes_mid_write(site, playing[0].round_in_progress):
+            _kill_self(f"site crash mid-write of {path.name}")
+
+    return crash
+
+
 def build_site(
     config: SiteConfig, faults: FaultPlan = NO_FAULTS
 ) -> tuple[SwarmPeer, Ledger]:
@@ -345,6 +376,7 @@ def build_site(
     params = genesis.params
     strategy = build_strategy(params.strategy)
     ledger = open_replica(config, genesis)
+    playing: list[SwarmPeer] = []  # the peer, once built, for the write drill
     try:
         transport = GrpcTransport(
             identity.address,
@@ -364,18 +396,16 @@ def build_site(
             context=site_context(config.task.partition_id, len(genesis.sites)),
             strategy=strategy,
             transport=transport,
-            store=DiskModelStore(config.folder / "models"),
-            config=PeerConfig(
-                rounds=params.rounds,
-                round_timeout=float(params.round_timeout),
-                min_peers=params.min_peers,
-                update_wait=0.8 * params.round_timeout,
-                logical_time=False,
+            store=DiskModelStore(
+                config.folder / "models",
+                on_partial_write=_write_crash(faults, identity.index, playing),
             ),
+            config=real_site_pacing(params),
             initial_arrays=initial_arrays,
             faults=faults,
             on_crash=_kill_self,
         )
+        playing.append(peer)
     except BaseException:
         ledger.close()
         raise
@@ -410,11 +440,8 @@ def run_site(
     finished = False
     try:
         with quiet_flower():
-            peer.run()
+            peer.run()  # lingers until the swarm holds its head (PeerConfig)
         finished = True
-        # Stay reachable for a while: slower sites may still fetch updates,
-        # models or blocks from this one.
-        stop.wait(peer.config.round_timeout)
     except PeerCrashed:
         if not stop.is_set():
             raise
@@ -432,8 +459,11 @@ def run_site(
 
 def _report_progress(peer: SwarmPeer, stop: threading.Event, report) -> None:
     """One line per adopted round: the site's status as it goes."""
-    shown = 0
+    shown = switched = 0
     while not stop.is_set() or shown < len(peer.log.adopted):
+        while switched < len(peer.log.switched):
+            report(peer.log.switched[switched])
+            switched += 1
         adopted = peer.log.adopted
         while shown < len(adopted):
             a = adopted[shown]

@@ -32,6 +32,8 @@ from swarmflower.transport import InProcNetwork
 
 log = logging.getLogger("swarmflower.swarm")
 
+GOSSIP_S = 1.0  # anti-entropy between site threads: a lost announcement heals
+
 
 @dataclass
 class SwarmResult:
@@ -146,6 +148,7 @@ def run_swarm(
         min_peers=min_peers,
         update_wait=0.8 * round_timeout if update_wait is None else update_wait,
         backups=backups,
+        gossip_s=GOSSIP_S,
     )
     supervisor = _Supervisor(
         identities=identities,

@@ -31,7 +31,7 @@ from flwr.app import Array, ArrayRecord
 from swarmflower.errors import ConfigError, WireFormatError
 from swarmflower.flower_messages import site_context
 from swarmflower.identity import simulated_identities
-from swarmflower.ledger import Commitment, Ledger
+from swarmflower.ledger import BlockRef, Commitment, Ledger
 from swarmflower.logs import quiet_flower
 from swarmflower.model_store import MemoryModelStore
 from swarmflower.peer import PeerConfig, SwarmPeer
@@ -155,6 +155,14 @@ class Store(PeerServiceAPI):
 
     def serve_blocks(self, start: int, end: int) -> list[bytes]:
         return self.blocks[start:end]
+
+    def serve_block(self, block_hash: bytes) -> bytes | None:
+        return next((b for b in self.blocks if keccak(b) == block_hash), None)
+
+    def serve_head(self) -> BlockRef:
+        return BlockRef(
+            len(self.blocks), keccak(self.blocks[-1]) if self.blocks else b"\0" * 32, 1
+        )
 
 
 KEYS = [PrivateKey(keccak(f"grpc-test-site-{i}".encode())) for i in range(4)]
@@ -287,6 +295,16 @@ def test_fetch_multi_chunk_model_blob_and_blocks(swarm):
     store(b).blocks = [b"g", b"b1"]
     store(c).blocks = [b"g", b"b1", b"b2"]
     assert a.fetch_blocks(1, 10) == [b"b1", b"b2"]
+
+
+def test_block_by_hash_and_head_of_a_peer(swarm):
+    a, b, c = swarm
+    store(c).blocks = [b"g", b"b1", b"b2"]
+    assert a.fetch_block(keccak(b"b2"), [b.address, c.address]) == b"b2"
+    assert a.fetch_block(keccak(b"b9"), [b.address, c.address]) is None
+    assert a.peer_head(c.address) == BlockRef(3, keccak(b"b2"), 1)
+    c.disconnect()
+    assert a.peer_head(c.address) is None  # down: no answer, no exception
 
 
 # --- identity -----------------------------------------------------------------

@@ -311,20 +311,8 @@ def test_nothing_mergeable_gives_no_outcome():
     merge = leader_merge(FailsOn(0), ROUND, model(), b"", [offer(0)])
     assert merge.outcome is None and merge.merged == ()
     assert [site for site, _ in merge.refused] == [0]
-    with pytest.raises(ValueError, match="nothing to merge: 0: "):
-        _ = merge.arrays
     empty = leader_merge(build_strategy("FedAvg"), ROUND, model(), b"", [])
     assert empty == LeaderMerge(None, (), ())
-
-
-def test_the_result_still_reads_as_a_merge_outcome():
-    merge = leader_merge(build_strategy("FedAvg"), ROUND, model(), b"", [offer(0)])
-    assert merge.arrays is merge.outcome.arrays
-    assert (merge.state, merge.state_hash) == (
-        merge.outcome.state,
-        merge.outcome.state_hash,
-    )
-    assert merge.metrics == merge.outcome.metrics
 
 
 def test_the_dishonest_drill_still_tampers_after_isolation():

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from flwr.app import ArrayRecord
 
-from swarmflower.ledger import Commitment
+from swarmflower.ledger import BlockRef, Commitment
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,16 @@ class PeerServiceAPI(ABC):
     def serve_blocks(self, start: int, end: int) -> list[bytes]:
         """Canonical blocks `start` <= height < `end` that this peer holds."""
 
+    @abstractmethod
+    def serve_block(self, block_hash: bytes) -> bytes | None:
+        """A block of this peer's chain by its hash: how a replica that lacks
+        a block's parent walks back until the block connects."""
+
+    @abstractmethod
+    def serve_head(self) -> BlockRef:
+        """This peer's canonical head, for anti-entropy and for knowing when
+        enough of the swarm agrees to stop serving."""
+
 
 class TransportAPI(ABC):
     """One peer's connection to the swarm."""
@@ -83,6 +93,14 @@ class TransportAPI(ABC):
     @abstractmethod
     def fetch_blocks(self, start: int, end: int) -> list[bytes]:
         """Blocks from any reachable peer, for a replica that fell behind."""
+
+    @abstractmethod
+    def fetch_block(self, block_hash: bytes, sources: Sequence[str]) -> bytes | None:
+        """A block by hash from `sources` in turn; the caller validates it."""
+
+    @abstractmethod
+    def peer_head(self, peer: str) -> BlockRef | None:
+        """`peer`'s canonical head, or None if it cannot be reached now."""
 
     @abstractmethod
     def disconnect(self) -> None:

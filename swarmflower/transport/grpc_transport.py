@@ -7,7 +7,7 @@ handshake, before any swarmflower byte is read. An optional `authorize` hook
 then maps the caller's certificate to its address, or refuses it (e.g. when
 the ledger does not list it as enrolled).
 
-No generated protobuf code: four methods under `/swarmflower.Peer/` carry
+No generated protobuf code: six methods under `/swarmflower.Peer/` carry
 the raw bytes of `wire.py`. Messages are fire-and-forget from a per-peer
 sender thread, so a slow or dead peer never stalls the round loop, and
 fetches are streamed in chunks and checked against the requested hash, so
@@ -32,6 +32,7 @@ from eth_utils import keccak
 from flwr.app import ArrayRecord
 
 from swarmflower.errors import ConfigError, TransportError, WireFormatError
+from swarmflower.ledger import BlockRef
 from swarmflower.transport import wire
 from swarmflower.transport.base import (
     PeerMessage,
@@ -47,6 +48,8 @@ DELIVER = f"/{SERVICE}/Deliver"
 FETCH_ARRAYS = f"/{SERVICE}/FetchArrays"
 FETCH_BLOB = f"/{SERVICE}/FetchBlob"
 FETCH_BLOCKS = f"/{SERVICE}/FetchBlocks"
+FETCH_BLOCK = f"/{SERVICE}/FetchBlock"
+HEAD = f"/{SERVICE}/Head"
 
 Authorize = Callable[[bytes], "str | None"]
 """Certificate PEM of a caller -> its address, or None to refuse it."""
@@ -79,6 +82,7 @@ class GrpcSettings:
     max_message_bytes: int = 256 << 20
     max_fetch_bytes: int = 8 << 30
     call_timeout_s: float = 30.0
+    head_timeout_s: float = 3.0  # a head query is tiny: a peer slower is "down"
     # A Deliver may also take its size at this rate: big updates, slow links.
     slowest_link_bytes_s: float = float(1 << 20)
     fetch_timeout_s: float = 300.0
@@ -155,6 +159,8 @@ class _PeerServer:
                 "FetchArrays": grpc.unary_stream_rpc_method_handler(self.fetch_arrays),
                 "FetchBlob": grpc.unary_stream_rpc_method_handler(self.fetch_blob),
                 "FetchBlocks": grpc.unary_stream_rpc_method_handler(self.fetch_blocks),
+                "FetchBlock": grpc.unary_unary_rpc_method_handler(self.fetch_block),
+                "Head": grpc.unary_unary_rpc_method_handler(self.head),
             },
         )
 
@@ -254,6 +260,20 @@ class _PeerServer:
             if self.chunk_filter is not None:
                 block = self.chunk_filter("blocks", index, block)
             yield wire.encode_block(start + index, block)
+
+    def fetch_block(self, request: bytes, context) -> bytes:
+        self._caller(context)
+        block_hash = self._decode(context, lambda: wire.decode_block_request(request))
+        block = self._service(context).serve_block(block_hash)
+        if block is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"no block {block_hash.hex()}")
+        assert block is not None
+        return block
+
+    def head(self, request: bytes, context) -> bytes:
+        self._caller(context)
+        self._decode(context, lambda: wire.decode_head_request(request))
+        return wire.encode_head(self._service(context).serve_head())
 
 
 class GrpcTransport(TransportAPI):
@@ -373,6 +393,33 @@ class GrpcTransport(TransportAPI):
         with ThreadPoolExecutor(min(len(peers), 8)) as pool:
             found = pool.map(lambda to: self._blocks_from(to, request, start), peers)
             return max(found, key=len, default=[])
+
+    def fetch_block(self, block_hash: bytes, sources: Sequence[str]) -> bytes | None:
+        request = wire.encode_block_request(block_hash)
+        timeout = self.settings.call_timeout_s
+        for source in dict.fromkeys(sources):
+            channel = self._channel(source) if source != self.address else None
+            if channel is None or not self._alive:
+                continue
+            call = channel.unary_unary(FETCH_BLOCK)
+            try:
+                return self._retrying(lambda call=call: call(request, timeout=timeout))
+            except grpc.RpcError as err:
+                log.info("%s: block from %s: %s", self.address, source, _why(err))
+        return None
+
+    def peer_head(self, peer: str) -> BlockRef | None:
+        channel = self._channel(peer) if peer != self.address else None
+        if channel is None or not self._alive:
+            return None
+        try:
+            reply = channel.unary_unary(HEAD)(
+                wire.encode_head_request(), timeout=self.settings.head_timeout_s
+            )
+            return wire.decode_head(reply)
+        except (grpc.RpcError, WireFormatError) as err:
+            log.debug("%s: head of %s: %s", self.address, peer, err)
+            return None
 
     def disconnect(self) -> None:
         """Drop off at once, as a killed process does: nothing is drained."""

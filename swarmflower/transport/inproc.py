@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from flwr.app import ArrayRecord
 
+from swarmflower.ledger import BlockRef
 from swarmflower.transport.base import PeerMessage, PeerServiceAPI, TransportAPI
 
 
@@ -112,3 +113,13 @@ class InProcTransport(TransportAPI):
             if len(blocks) > len(best):
                 best = blocks
         return best
+
+    def fetch_block(self, block_hash: bytes, sources: Sequence[str]) -> bytes | None:
+        for service in self._services(sources):
+            if (found := service.serve_block(block_hash)) is not None:
+                return found
+        return None
+
+    def peer_head(self, peer: str) -> BlockRef | None:
+        service = next(self._services([peer]), None)
+        return None if service is None else service.serve_head()

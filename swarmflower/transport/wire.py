@@ -15,6 +15,9 @@ hash without re-encoding anything.
     FETCH_BLOCKS  start u64, end u64 (end exclusive)
     CHUNK         index u32, count u32, total u64, digest (32 bytes), data (rest)
     BLOCK         height u64, RLP block (rest)
+    FETCH_BLOCK   block hash (32 bytes)
+    HEAD          (empty: asks for the peer's canonical head)
+    HEAD_REPLY    height u64, view u64, block hash (32 bytes)
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 from flwr.app import Array, ArrayRecord
 
 from swarmflower.errors import StrategyStateError, WireFormatError
+from swarmflower.ledger import BlockRef
 from swarmflower.ledger.commitments import RECORD_BYTES, Commitment, checksum
 from swarmflower.strategies.helpers import (
     decode_ndarrays,
@@ -44,6 +48,9 @@ FETCH_BLOB = 4
 FETCH_BLOCKS = 5
 CHUNK = 6
 BLOCK = 7
+FETCH_BLOCK = 8
+HEAD = 9
+HEAD_REPLY = 10
 
 DIGEST_BYTES = 32
 
@@ -54,6 +61,7 @@ _FETCH = struct.Struct(">32sI")
 _RANGE = struct.Struct(">QQ")
 _CHUNK = struct.Struct(">IIQ32s")
 _HEIGHT = struct.Struct(">Q")
+_HEAD = struct.Struct(">QQ32s")
 
 
 def _envelope(kind: int) -> bytes:
@@ -185,6 +193,44 @@ def decode_block_range(data: bytes) -> tuple[int, int]:
     if len(body) != _RANGE.size:
         raise WireFormatError("block range is not two u64")
     return _RANGE.unpack(body)
+
+
+def encode_block_request(block_hash: bytes) -> bytes:
+    if len(block_hash) != DIGEST_BYTES:
+        raise WireFormatError("a block is asked for by its 32-byte hash")
+    return _envelope(FETCH_BLOCK) + block_hash
+
+
+def decode_block_request(data: bytes) -> bytes:
+    _, body = _open(data, (FETCH_BLOCK,))
+    if len(body) != DIGEST_BYTES:
+        raise WireFormatError(f"block request body of {len(body)} bytes")
+    return bytes(body)
+
+
+def encode_head_request() -> bytes:
+    return _envelope(HEAD)
+
+
+def decode_head_request(data: bytes) -> None:
+    _, body = _open(data, (HEAD,))
+    if len(body):
+        raise WireFormatError("a head request carries no body")
+
+
+def encode_head(head: BlockRef) -> bytes:
+    try:
+        return _envelope(HEAD_REPLY) + _HEAD.pack(head.height, head.view, head.hash)
+    except struct.error as err:
+        raise WireFormatError(f"cannot encode head {head}: {err}") from err
+
+
+def decode_head(data: bytes) -> BlockRef:
+    _, body = _open(data, (HEAD_REPLY,))
+    if len(body) != _HEAD.size:
+        raise WireFormatError(f"head reply body of {len(body)} bytes")
+    height, view, block_hash = _HEAD.unpack(body)
+    return BlockRef(height, block_hash, view)
 
 
 # --- streamed responses -------------------------------------------------------
