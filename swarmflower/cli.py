@@ -79,6 +79,39 @@ Hosts = Annotated[
 MinPeers = Annotated[
     int | None, typer.Option(help="Updates needed to seal a round (default: majority).")
 ]
+# The genesis's update limits (ledger.records.DEFAULT_MAX_EXAMPLES and
+# DEFAULT_MAX_UPDATE_RATIO; not imported here: the ledger is slow to import).
+DEFAULT_MAX_EXAMPLES = 10_000_000
+DEFAULT_MAX_UPDATE_RATIO = 1000.0
+
+
+def _whole_number(text: str) -> int:
+    """--max-examples as given: a whole number, or one line saying it is not."""
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(
+            f"--max-examples must be a whole number of at least 1, got {text!r}"
+        ) from None
+
+
+MaxExamples = Annotated[
+    int,
+    typer.Option(
+        parser=_whole_number,
+        metavar="INTEGER",
+        show_default=True,
+        help="Largest num_examples one site's update may claim (its weight in "
+        "the merge); every site refuses an update outside 1..N. Fixed at genesis.",
+    ),
+]
+MaxUpdateRatio = Annotated[
+    float,
+    typer.Option(
+        help="How far one update may move the model: every site refuses an "
+        "update with ||update - model|| > R x max(||model||, 1). Fixed at genesis.",
+    ),
+]
 
 
 @app.callback()
@@ -443,6 +476,8 @@ def init(
     lr: Lr = 0.01,
     optimizer: Optimizer = "sgd",
     seed: Seed = 0,
+    max_examples: MaxExamples = DEFAULT_MAX_EXAMPLES,
+    max_update_ratio: MaxUpdateRatio = DEFAULT_MAX_UPDATE_RATIO,
 ) -> None:
     """Create a new swarm: its CA, each site's keys and certificate, the genesis."""
     from rich.table import Table
@@ -450,6 +485,7 @@ def init(
     from swarmflower.provision import init_swarm
     from swarmflower.site_config import TaskConfig
 
+    _check_update_limits(max_examples, max_update_ratio)
     template = TaskConfig(_task_spec({**locals(), "sites": sites or 4}), 0)
     layout = init_swarm(
         out,
@@ -461,6 +497,8 @@ def init(
         strategy=strategy,
         base_port=base_port,
         initial_model=initial_model,
+        max_examples=max_examples,
+        max_update_ratio=max_update_ratio,
     )
     params = layout.genesis.params
     table = Table(
@@ -473,6 +511,16 @@ def init(
     for site, founder in zip(layout.sites, layout.genesis.sites, strict=True):
         table.add_row(site.name, site.listen_address, founder.address)
     console.print(table)
+    if (params.max_examples, params.max_update_ratio) != (
+        DEFAULT_MAX_EXAMPLES,
+        DEFAULT_MAX_UPDATE_RATIO,
+    ):
+        console.print(
+            f"update limits: num_examples 1..{params.max_examples}, "
+            f"||update - model|| <= {params.max_update_ratio:g} x max(||model||, 1)",
+            soft_wrap=True,
+            highlight=False,
+        )
     console.print(
         f"genesis: {out / 'genesis.json'} (a copy in every site folder)",
         soft_wrap=True,
@@ -487,6 +535,16 @@ def init(
             f"  swarmflower peer --config {site.folder / 'site.toml'}", soft_wrap=True
         )
     console.print(f"a site joining later: swarmflower enroll --swarm {out} --name NAME")
+
+
+def _check_update_limits(max_examples: int, max_update_ratio: float) -> None:
+    """The update limits, refused before anything is loaded or written."""
+    if max_examples < 1:
+        raise ConfigError(f"--max-examples must be at least 1, got {max_examples}")
+    if not (math.isfinite(max_update_ratio) and max_update_ratio > 0):
+        raise ConfigError(
+            f"--max-update-ratio must be finite and > 0, got {max_update_ratio}"
+        )
 
 
 @app.command()

@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flwr.app import ArrayRecord
 
@@ -42,6 +43,10 @@ from swarmflower.site_config import (
 from swarmflower.strategies import arrays_hash
 from swarmflower.strategies.helpers import encode_ndarrays, record_items
 from swarmflower.swarm import swarm_params
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 CA_DIR = "ca"
 CA_CERT = "ca.pem"
@@ -341,11 +346,12 @@ def enroll_site(
             "(at most 64, starting with a letter or digit)"
         )
     ca_dir = swarm / CA_DIR
-    if not (ca_dir / CA_KEY).is_file() or not (swarm / GENESIS_FILE).is_file():
-        raise ConfigError(
-            f"{swarm} is not a swarm folder made by 'swarmflower init' "
-            f"(no {CA_DIR}/{CA_KEY} or {GENESIS_FILE})"
-        )
+    for path in (ca_dir / CA_KEY, ca_dir / CA_CERT, swarm / GENESIS_FILE):
+        if not path.is_file():
+            raise ConfigError(
+                f"{path}: no such file ({swarm} is not a swarm folder made by "
+                "'swarmflower init', or the file was moved)"
+            )
     members = swarm_sites(swarm)
     if not members:
         raise ConfigError(f"{swarm} holds no site folders")
@@ -369,11 +375,8 @@ def enroll_site(
                 f"choose one with --partition-id"
             )
 
-    ca_key = pki.load_private_key(ca_dir / CA_KEY)
-    ca_cert = pki.load_cert(ca_dir / CA_CERT)
+    ca_key, ca_cert, genesis_json, model_bytes = _swarm_files(swarm, first)
     creds = pki.issue_site(ca_key, ca_cert, name, pki.new_eth_key(), _hosts(host))
-    genesis_json = (swarm / GENESIS_FILE).read_text()
-    model_bytes = first.path("initial_model").read_bytes()
     _write_site_files(
         folder, creds, pki.cert_pem(ca_cert), genesis_json, model_bytes, SiteFiles()
     )
@@ -403,6 +406,30 @@ def enroll_site(
         peers = tuple(p for p in member.peers if p.name != name) + (newcomer,)
         write_site_config(member.with_peers(peers))
     return EnrolledSite(config, enrollment, enrollment_path)
+
+
+def _swarm_files(
+    swarm: Path, first: SiteConfig
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate, str, bytes]:
+    """The CA key and certificate, the genesis text and the initial model a
+    new site is made from, each checked: a missing, unreadable or damaged
+    file is one `ConfigError` naming it, before anything is written."""
+    from swarmflower.site_runtime import load_genesis, read_site_file
+
+    ca_dir = swarm / CA_DIR
+    ca_key = read_site_file(ca_dir / CA_KEY, "swarm CA key", pki.load_private_key)
+    ca_cert = read_site_file(ca_dir / CA_CERT, "swarm CA certificate", pki.load_cert)
+    if ca_cert.public_key().public_numbers() != ca_key.public_key().public_numbers():
+        raise ConfigError(
+            f"{ca_dir / CA_CERT}: not the certificate of {ca_dir / CA_KEY} "
+            "(the CA key and certificate are from different swarms)"
+        )
+    # load_genesis reads a site's genesis; the swarm folder's is the same file.
+    load_genesis(replace(first, folder=swarm, files=SiteFiles()))
+    genesis_json = read_site_file(swarm / GENESIS_FILE, "genesis", Path.read_text)
+    model = first.path("initial_model")
+    model_bytes = read_site_file(model, "initial model", Path.read_bytes)
+    return ca_key, ca_cert, genesis_json, model_bytes
 
 
 def _address(config: SiteConfig) -> str:

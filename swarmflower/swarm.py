@@ -9,6 +9,7 @@ swaps `run_simulation(server_app, client_app, n)` for
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +24,7 @@ from swarmflower.faults import NO_FAULTS, FaultPlan, PeerCrashed
 from swarmflower.flower_messages import site_context
 from swarmflower.identity import SiteIdentity, simulated_identities
 from swarmflower.ledger import FoundingSite, Genesis, Ledger, RoundRecord, SwarmParams
+from swarmflower.ledger.records import DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_UPDATE_RATIO
 from swarmflower.logs import quiet_flower
 from swarmflower.model_store import MemoryModelStore
 from swarmflower.peer import PeerConfig, SwarmPeer
@@ -61,8 +63,15 @@ def swarm_params(
     round_timeout: int,
     min_peers: int | None,
     strategy: str,
+    *,
+    max_examples: int = DEFAULT_MAX_EXAMPLES,
+    max_update_ratio: float = DEFAULT_MAX_UPDATE_RATIO,
 ) -> SwarmParams:
-    """Checked swarm-wide parameters; `min_peers` defaults to a majority."""
+    """Checked swarm-wide parameters; `min_peers` defaults to a majority.
+
+    `max_examples` and `max_update_ratio` are the update limits every site
+    applies to every offered update (`round_protocol.update_problem`).
+    """
     if num_sites < 1:
         raise ConfigError(f"sites must be at least 1, got {num_sites}")
     if rounds < 1:
@@ -75,7 +84,29 @@ def swarm_params(
             f"min_peers must be between 1 and {num_sites}, got {min_peers}"
         )
     strategy = build_strategy(strategy).name  # refuses an unknown name
-    return SwarmParams(rounds, round_timeout, min_peers, strategy)
+    _check_limits(max_examples, max_update_ratio)
+    return SwarmParams(
+        rounds, round_timeout, min_peers, strategy, max_examples, max_update_ratio
+    )
+
+
+def _check_limits(max_examples: int, max_update_ratio: float) -> None:
+    """The update limits as the user gave them, refused in their own words."""
+    if (
+        not isinstance(max_examples, int)
+        or isinstance(max_examples, bool)
+        or max_examples < 1
+    ):
+        raise ConfigError(f"max_examples must be at least 1, got {max_examples!r}")
+    if (
+        not isinstance(max_update_ratio, int | float)
+        or isinstance(max_update_ratio, bool)
+        or not math.isfinite(max_update_ratio)
+        or max_update_ratio <= 0
+    ):
+        raise ConfigError(
+            f"max_update_ratio must be finite and > 0, got {max_update_ratio!r}"
+        )
 
 
 def make_genesis(
@@ -85,8 +116,12 @@ def make_genesis(
     round_timeout: int,
     min_peers: int,
     strategy: str,
+    *,
+    max_examples: int = DEFAULT_MAX_EXAMPLES,
+    max_update_ratio: float = DEFAULT_MAX_UPDATE_RATIO,
 ) -> Genesis:
-    """The swarm's founding block: its sites, initial model hash and parameters."""
+    """The swarm's founding block: its sites, initial model hash and parameters
+    (with the update limits every site holds every offered update to)."""
     return Genesis(
         sites=tuple(FoundingSite(i.address, i.cert_fingerprint) for i in identities),
         initial_model_hash=arrays_hash(initial_arrays),
@@ -95,6 +130,8 @@ def make_genesis(
             round_timeout=round_timeout,
             min_peers=min_peers,
             strategy=strategy,
+            max_examples=max_examples,
+            max_update_ratio=max_update_ratio,
         ),
     )
 
@@ -116,6 +153,8 @@ def run_swarm(
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
     ledger_dir: Path | None = None,
+    max_examples: int = DEFAULT_MAX_EXAMPLES,
+    max_update_ratio: float = DEFAULT_MAX_UPDATE_RATIO,
 ) -> SwarmResult:
     """Run `num_rounds` swarm rounds of `client_app` over `num_sites` sites.
 
@@ -124,14 +163,24 @@ def run_swarm(
     updates are needed to seal a round; a leader that has not sealed after
     `round_timeout` seconds is replaced by the next backup. With `ledger_dir`,
     each site keeps its replica on disk in `ledger_dir/<site>/ledger`, for
-    `swarmflower ledger show|verify`.
+    `swarmflower ledger show|verify`. `max_examples` and `max_update_ratio`
+    go into the genesis: every site refuses an update with num_examples
+    outside 1..max_examples or ||update - model||_2 above max_update_ratio x
+    max(||model||_2, 1); a swarm whose updates are all refused seals nothing.
     """
     if num_sites < 2:
         raise ConfigError(f"a swarm needs at least 2 sites, got {num_sites}")
     chosen = leader_strategy(strategy)
-    min_peers = swarm_params(
-        num_sites, num_rounds, round_timeout, min_peers, chosen.name
-    ).min_peers
+    params = swarm_params(
+        num_sites,
+        num_rounds,
+        round_timeout,
+        min_peers,
+        chosen.name,
+        max_examples=max_examples,
+        max_update_ratio=max_update_ratio,
+    )
+    min_peers = params.min_peers
     names = list(site_names or [f"site-{k + 1}" for k in range(num_sites)])
     identities = simulated_identities(names, seed)
     genesis = make_genesis(
@@ -141,6 +190,8 @@ def run_swarm(
         round_timeout,
         min_peers,
         chosen.name,
+        max_examples=params.max_examples,
+        max_update_ratio=params.max_update_ratio,
     )
     config = PeerConfig(
         rounds=num_rounds,
