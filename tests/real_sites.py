@@ -33,7 +33,9 @@ def free_port_block(count: int) -> int:
     raise RuntimeError("no free port block")
 
 
-def init_swarm(out: Path, sites: int, rounds: int, round_timeout: int = 3) -> None:
+def init_swarm(
+    out: Path, sites: int, rounds: int, round_timeout: int = 3, *options: str
+) -> None:
     result = run_cli(
         "init",
         "--task",
@@ -48,6 +50,7 @@ def init_swarm(out: Path, sites: int, rounds: int, round_timeout: int = 3) -> No
         str(free_port_block(sites)),
         "--out",
         str(out),
+        *options,
     )
     assert result.returncode == 0, result.stderr
 

@@ -1,0 +1,160 @@
+"""Real `peer` processes against a bad participant, damaged files and chaos.
+
+Each test runs its own small swarm of real processes over gRPC with mutual
+TLS on 127.0.0.1: a site that offers poisoned updates, a site whose replica
+and model files are damaged while it is down, and seeded chaos runs with
+random SIGKILLs and restarts.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from eth_utils import keccak
+from real_sites import finish, init_swarm, outcome, start_peer, verify_head
+
+from swarmflower.ledger import Ledger
+from swarmflower.ledger.store import FILENAME
+from swarmflower.pki import load_eth_key
+from swarmflower.simulations.chaos import run_chaos
+
+BAD_ROUNDS = {
+    1: ("zero-examples", "num_examples 0 is outside 1..max_examples"),
+    2: ("huge-examples", f"num_examples {2**63} is outside 1..max_examples"),
+    3: ("complex", "has dtype complex64, the model has float32"),
+    4: ("integer", "has dtype int32, the model has float32"),
+    5: ("huge-weights", "update too far from the model"),
+}
+
+
+class Watched:
+    """A peer process whose output is read line by line as it comes."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    def wait_for(self, text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines):
+            assert self.process.poll() is None, "".join(self.lines)
+            assert time.monotonic() < deadline, f"no '{text}':\n{''.join(self.lines)}"
+            time.sleep(0.1)
+
+    def finish(self, timeout: float = 180) -> tuple[int, str]:
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            output = "".join(self.lines)
+            raise AssertionError(f"peer did not finish:\n{output}") from None
+        self._reader.join(timeout=10)
+        return self.process.returncode, "".join(self.lines)
+
+
+def _address(site: Path) -> str:
+    return load_eth_key(site / "site.key").public_key.to_checksum_address()
+
+
+def test_a_site_offering_poisoned_updates_is_refused_by_name(tmp_path):
+    init_swarm(tmp_path, sites=3, rounds=5)
+    sites = [tmp_path / f"site-{k}" for k in (1, 2, 3)]
+    drill = ",".join(f"bad-update:3@{r}:{kind}" for r, (kind, _) in BAD_ROUNDS.items())
+    processes = [start_peer(site, "--faults", drill) for site in sites]
+    results = [finish(p) for p in processes]
+    assert [code for code, _ in results] == [0, 0, 0], results
+    outcomes = [outcome(output) for _, output in results]
+    assert {o[:2] for o in outcomes} == {("finished", 5)}
+    assert len({o[2] for o in outcomes}) == 1 and len({o[3] for o in outcomes}) == 1
+
+    poisoner = _address(sites[2])
+    ledger = Ledger.open(sites[0])
+    try:
+        records = list(ledger.rounds())
+    finally:
+        ledger.close()
+    assert [r.round for r in records] == [1, 2, 3, 4, 5]
+    for record in records:
+        assert poisoner not in record.contributors
+        assert len(record.contributors) == 2
+    # Every honest site names the poisoner and the problem, round by round.
+    for _, output in results[:2]:
+        for round, (_, problem) in BAD_ROUNDS.items():
+            refusal = re.compile(
+                rf"refused the round-{round} update of site 3 \({poisoner}\): .*"
+                + re.escape(problem)
+            )
+            assert refusal.search(output), (round, output)
+    assert "Traceback" not in "".join(output for _, output in results)
+
+
+def test_a_damaged_replica_and_model_files_are_repaired_from_peers(tmp_path):
+    # Site 2 dies (SIGKILL) after adopting round 2, before training round 3;
+    # with min_peers 3 nobody seals round 3 without it, so when it comes
+    # back it must repair its replica and its round-2 model from its peers.
+    init_swarm(tmp_path, 3, 4, 3, "--min-peers", "3")
+    sites = [tmp_path / f"site-{k}" for k in (1, 2, 3)]
+    peers = [
+        Watched(start_peer(site, *(["--faults", "site-crash:2@3"] if k == 1 else [])))
+        for k, site in enumerate(sites)
+    ]
+    code, output = peers[1].finish()
+    assert code == -signal.SIGKILL and "before training round 3" in output, output
+
+    # The database's first page overwritten and its write-ahead log lost
+    # (whose newer copy of that page would otherwise mask the damage).
+    database = sites[1] / "ledger" / FILENAME
+    data = bytearray(database.read_bytes())
+    data[:4096] = b"\xa5" * 4096
+    database.write_bytes(bytes(data))
+    for journal in database.parent.glob(f"{FILENAME}-*"):
+        journal.unlink()
+    models = sorted((sites[1] / "models").glob("*.model"))
+    assert models
+    for model in models:
+        damaged = bytearray(model.read_bytes())
+        damaged[-8:] = bytes(b ^ 0xFF for b in damaged[-8:])
+        model.write_bytes(bytes(damaged))
+
+    peers[1] = Watched(start_peer(sites[1]))
+    results = [p.finish() for p in peers]
+    assert [code for code, _ in results] == [0, 0, 0], results
+    _, repaired = results[1]
+    assert "damaged replica" in repaired and "rebuilding from genesis" in repaired
+    assert "Deleted damaged file" in repaired
+    assert list(sites[1].glob("ledger.damaged-*")), "the damaged replica is kept"
+    outcomes = [outcome(output) for _, output in results]
+    assert {o[:2] for o in outcomes} == {("finished", 4)}
+    assert len({o[2] for o in outcomes}) == 1 and len({o[3] for o in outcomes}) == 1
+    assert verify_head(sites[1]) == verify_head(sites[0])
+    # The models it needed (the round-2 model it had damaged, the final one)
+    # are whole again; damaged files it never read are repaired when read.
+    ledger = Ledger.open(sites[0])
+    try:
+        needed = [ledger.round(2).model_hash, ledger.round(4).model_hash]
+    finally:
+        ledger.close()
+    for digest in needed:
+        model = sites[1] / "models" / f"{digest.hex()}.model"
+        assert keccak(model.read_bytes()) == digest
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_chaos_every_peer_exits_on_one_head(tmp_path, seed):
+    result = run_chaos(seed, tmp_path / "swarm")
+    assert result.converged, (result.problem, result.kills, result.outputs)
+    assert len(result.kills) == 3 and result.restarts >= 3
