@@ -57,6 +57,7 @@ def run_swarm_method(
     report as it ends) are for the Ray engine.
     """
     if engine == "ray":
+        faults.refuse_drills("ray", played=set())
         return _run_on_ray(
             spec,
             rounds,
@@ -75,6 +76,8 @@ def run_swarm_method(
         raise ConfigError(f"unknown engine '{engine}': use inproc or ray")
     if heterogeneity or ray_address or hosts:
         raise ConfigError("heterogeneity, ray_address and hosts need engine 'ray'")
+    # Site threads keep their models in memory: there is no file to tear.
+    faults.refuse_drills("inproc", played=faults.drills() - {"crash-mid-write"})
     started = time.perf_counter()
     data = spec.load()
     app = make_client_app(spec)

@@ -318,7 +318,9 @@ def simulate(
         str,
         typer.Option(
             help="Faults to inject, e.g. 'leader-crash-every:4,recover-after:1', "
-            "'leader-crash:3', 'dishonest-leader:2', 'site-crash:1@5'."
+            "'leader-crash:3', 'dishonest-leader:2', 'site-crash:1@5'; inproc "
+            "also plays the drills 'seal-no-announce:R', 'crash-mid-fetch:S@R', "
+            "'drop-sends:PERCENT', 'bad-update:S@R:KIND' (README: Fault drills)."
         ),
     ] = "",
     dropout: Annotated[
@@ -589,8 +591,9 @@ def peer(
     faults: Annotated[
         str,
         typer.Option(
-            help="Fault drill, as for simulate (e.g. 'leader-crash:3'): "
-            "this site kills itself with SIGKILL there."
+            help="Fault drill, as for simulate (e.g. 'leader-crash:3', "
+            "'seal-no-announce:2', 'crash-mid-write:1@3', 'drop-sends:20'): "
+            "this site kills itself with SIGKILL there (README: Fault drills)."
         ),
     ] = "",
 ) -> None:

@@ -60,6 +60,28 @@ class FaultPlan:
     drop_sends: float = 0.0
     bad_updates: tuple[tuple[int, int, str], ...] = ()
 
+    def drills(self) -> set[str]:
+        """The `--faults` names of the protocol-point drills this plan holds."""
+        present = {
+            "seal-no-announce": bool(self.silent_seal_rounds),
+            "crash-mid-fetch": bool(self.fetch_crashes),
+            "crash-mid-write": bool(self.write_crashes),
+            "drop-sends": self.drop_sends > 0,
+            "bad-update": bool(self.bad_updates),
+        }
+        return {name for name, held in present.items() if held}
+
+    def refuse_drills(self, engine: str, played: set[str]) -> None:
+        """A clear error for drills an engine does not play (never ignored)."""
+        missing = sorted(self.drills() - played)
+        if missing:
+            where = "real sites (swarmflower peer --faults)"
+            if "crash-mid-write" not in missing:
+                where = "--engine inproc or real sites (swarmflower peer --faults)"
+            raise ConfigError(
+                f"the {engine} engine does not play {', '.join(missing)}: use {where}"
+            )
+
     def crashes_before_announcing(self, round: int) -> bool:
         return round in self.silent_seal_rounds
 
