@@ -414,7 +414,7 @@ def _swarm_files(
     """The CA key and certificate, the genesis text and the initial model a
     new site is made from, each checked: a missing, unreadable or damaged
     file is one `ConfigError` naming it, before anything is written."""
-    from swarmflower.site_runtime import load_genesis, read_site_file
+    from swarmflower.site_files import load_genesis, read_site_file
 
     ca_dir = swarm / CA_DIR
     ca_key = read_site_file(ca_dir / CA_KEY, "swarm CA key", pki.load_private_key)

@@ -33,6 +33,17 @@ BAD_ROUNDS = {
 }
 
 
+@pytest.fixture()
+def reaped():
+    """Processes a test starts, killed at its end whatever happened."""
+    started: list[subprocess.Popen] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
 class Watched:
     """A peer process whose output is read line by line as it comes."""
 
@@ -70,11 +81,12 @@ def _address(site: Path) -> str:
     return load_eth_key(site / "site.key").public_key.to_checksum_address()
 
 
-def test_a_site_offering_poisoned_updates_is_refused_by_name(tmp_path):
+def test_a_site_offering_poisoned_updates_is_refused_by_name(tmp_path, reaped):
     init_swarm(tmp_path, sites=3, rounds=5)
     sites = [tmp_path / f"site-{k}" for k in (1, 2, 3)]
     drill = ",".join(f"bad-update:3@{r}:{kind}" for r, (kind, _) in BAD_ROUNDS.items())
     processes = [start_peer(site, "--faults", drill) for site in sites]
+    reaped.extend(processes)
     results = [finish(p) for p in processes]
     assert [code for code, _ in results] == [0, 0, 0], results
     outcomes = [outcome(output) for _, output in results]
@@ -102,7 +114,7 @@ def test_a_site_offering_poisoned_updates_is_refused_by_name(tmp_path):
     assert "Traceback" not in "".join(output for _, output in results)
 
 
-def test_a_damaged_replica_and_model_files_are_repaired_from_peers(tmp_path):
+def test_a_damaged_replica_and_model_files_are_repaired_from_peers(tmp_path, reaped):
     # Site 2 dies (SIGKILL) after adopting round 2, before training round 3;
     # with min_peers 3 nobody seals round 3 without it, so when it comes
     # back it must repair its replica and its round-2 model from its peers.
@@ -112,6 +124,7 @@ def test_a_damaged_replica_and_model_files_are_repaired_from_peers(tmp_path):
         Watched(start_peer(site, *(["--faults", "site-crash:2@3"] if k == 1 else [])))
         for k, site in enumerate(sites)
     ]
+    reaped.extend(p.process for p in peers)
     code, output = peers[1].finish()
     assert code == -signal.SIGKILL and "before training round 3" in output, output
 
@@ -131,6 +144,7 @@ def test_a_damaged_replica_and_model_files_are_repaired_from_peers(tmp_path):
         model.write_bytes(bytes(damaged))
 
     peers[1] = Watched(start_peer(sites[1]))
+    reaped.append(peers[1].process)
     results = [p.finish() for p in peers]
     assert [code for code, _ in results] == [0, 0, 0], results
     _, repaired = results[1]

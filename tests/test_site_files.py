@@ -28,7 +28,7 @@ from swarmflower.ledger import Ledger
 from swarmflower.ledger.store import FILENAME
 from swarmflower.pki import load_eth_key
 from swarmflower.site_config import load_site_config
-from swarmflower.site_runtime import load_genesis, open_replica
+from swarmflower.site_files import load_genesis, open_replica
 
 SITE = "site-1"
 CASE_SECONDS = 60  # generous: a case either fails fast or has hung
