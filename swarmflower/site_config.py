@@ -20,6 +20,7 @@ from eth_utils import is_address
 
 from swarmflower.errors import ConfigError
 from swarmflower.ledger import SwarmParams
+from swarmflower.ledger.records import DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_UPDATE_RATIO
 from swarmflower.tasks import TaskSpec
 from swarmflower.tasks.spec import field_kind
 
@@ -288,6 +289,10 @@ def _swarm(table: _Table) -> SwarmParams:
             round_timeout=table.positive("round_timeout"),
             min_peers=table.positive("min_peers"),
             strategy=table.get("strategy", str, "FedAvg"),
+            max_examples=table.positive("max_examples", DEFAULT_MAX_EXAMPLES),
+            max_update_ratio=table.get(
+                "max_update_ratio", float, DEFAULT_MAX_UPDATE_RATIO
+            ),
         )
     except ValueError as exc:
         raise ConfigError(f"{table.path}: [swarm] {exc}") from None

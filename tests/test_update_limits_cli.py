@@ -26,7 +26,7 @@ from swarmflower.round_protocol import (
     offer_problem,
     sign_offer,
 )
-from swarmflower.site_config import TaskConfig
+from swarmflower.site_config import TaskConfig, load_site_config
 from swarmflower.strategies.helpers import record_items
 from swarmflower.tasks import TaskSpec
 
@@ -62,6 +62,8 @@ def test_init_puts_the_limit_options_in_the_genesis(tmp_path, monkeypatch, capsy
     assert UpdateLimits.from_params(genesis.params) == UpdateLimits(5000, 12.5)
     for site in ("site-1", "site-2"):
         assert (out / site / "genesis.json").read_text() == genesis.to_json()
+        # site.toml's [swarm] table reads back as the genesis holds it
+        assert load_site_config(out / site).swarm == genesis.params
     defaults = replace(
         genesis.params,
         max_examples=DEFAULT_MAX_EXAMPLES,
