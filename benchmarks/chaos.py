@@ -24,17 +24,19 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--first-seed", type=int, default=0)
     args = parser.parse_args()
-    converged = 0
+    converged = fired = 0
     started = time.perf_counter()
     for seed in range(args.first_seed, args.first_seed + args.runs):
         with tempfile.TemporaryDirectory(prefix="chaos-") as folder:
             outcome = run_chaos(seed, Path(folder) / "swarm")
         converged += outcome.converged
+        fired += outcome.drill_fired
         kills = ", ".join(f"{site}@{at}s" for at, site in outcome.kills)
         state = "converged" if outcome.converged else f"FAILED: {outcome.problem}"
+        drill = "drill fired" if outcome.drill_fired else "drill not reached"
         print(
-            f"seed {seed:3d}: {state}; kills {kills}; {outcome.restarts} restarts; "
-            f"{outcome.wall_s:.0f} s",
+            f"seed {seed:3d}: {state}; kills {kills}; {drill}; "
+            f"{outcome.restarts} restarts; {outcome.wall_s:.0f} s",
             flush=True,
         )
         if not outcome.converged:
@@ -43,7 +45,8 @@ def main() -> None:
                 print(f"  {site}:\n    {tail}")
     print(
         f"converged/total: {converged}/{args.runs} "
-        f"({time.perf_counter() - started:.0f} s)"
+        f"(seal-before-announce drill fired in {fired}; "
+        f"{time.perf_counter() - started:.0f} s)"
     )
 
 

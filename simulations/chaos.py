@@ -45,6 +45,12 @@ class ChaosOutcome:
     def converged(self) -> bool:
         return not self.problem
 
+    @property
+    def drill_fired(self) -> bool:
+        """Whether a leader died between sealing and announcing (it does not
+        when the round's elected leader was already down)."""
+        return any("not announced" in out for out in self.outputs.values())
+
 
 def free_base_port(count: int, start: int = 47200) -> int:
     """A base port such that base+1 .. base+count are free on 127.0.0.1."""
