@@ -38,3 +38,15 @@ def test_lost_announcements_and_offers_heal_by_anti_entropy():
     assert _heads(result) == {result.rounds[-1].block_hash}
     finals = {arrays_hash(p.model) for p in result.peers}
     assert finals == {result.rounds[-1].model_hash}
+
+
+def test_a_site_dead_mid_fetch_comes_back_and_converges():
+    # In round 2 whichever site fetches updates it was not sent (a site that
+    # is not among the round's electees) dies in the middle of that fetch.
+    plan = FaultPlan(fetch_crashes=tuple((k, 2) for k in range(4)), recover_after=1)
+    result = heart_swarm(4, faults=plan, round_timeout=1)
+    assert result.crashes and all("mid-fetch" in why for _, why in result.crashes)
+    assert [r.round for r in result.rounds] == [1, 2, 3, 4]
+    assert _heads(result) == {result.rounds[-1].block_hash}
+    finals = {arrays_hash(p.model) for p in result.peers}
+    assert finals == {result.rounds[-1].model_hash}
