@@ -105,7 +105,9 @@ class _Site:
 
     @property
     def done(self) -> bool:
-        return self.restart_at is None and self.process.poll() is not None
+        """Exited for good: a site killed with SIGKILL is restarted first."""
+        code = self.process.poll()
+        return self.restart_at is None and code not in (None, -signal.SIGKILL)
 
 
 def run_chaos(

@@ -379,11 +379,15 @@ class SwarmPeer(PeerServiceAPI):
         return self.ledger.electees(round, count)
 
     def _wait_for_round(self, round: int, started: float) -> None:
-        """Handle messages until an acceptable block of `round` is canonical here."""
+        """Handle messages until an acceptable block of `round` is canonical
+        here, or until the block this site adopted loses a fork (the chain
+        may then be shorter than `round`: the run loop adopts its head)."""
         while True:
             self._check_alive()
             head = self.ledger.head()
             if head.height >= round and head.hash not in self._refused:
+                return
+            if not self._on_adopted_chain():
                 return
             self._maybe_seal(round, started)
             self._handle(self.transport.receive(POLL_S))
@@ -556,6 +560,15 @@ class SwarmPeer(PeerServiceAPI):
             if not self._connect(block):
                 return
 
+    def _on_adopted_chain(self) -> bool:
+        """Whether the canonical chain still holds the block adopted here."""
+        if self._model_round < 1:
+            return True
+        return (
+            self.ledger.head().height >= self._model_round
+            and self.ledger.block_hash(self._model_round) == self._model_block
+        )
+
     def _after_import(self) -> None:
         """Serve the new chain; say so once if this site's block lost a fork."""
         self.chain.refresh(self.ledger)
@@ -579,8 +592,10 @@ class SwarmPeer(PeerServiceAPI):
             log.info(switch)
             self.log.switched.append(switch)
         self._resumed = BlockRef(0, b"")
-        # Updates held for later rounds were trained on the losing model.
+        # Updates held for later rounds were trained on the losing model, and
+        # rounds above the new head start again when it is adopted.
         self._offers = {}
+        self._started = {r: t for r, t in self._started.items() if r <= head.height}
 
     # -- adopting --------------------------------------------------------------
 
