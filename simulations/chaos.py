@@ -118,7 +118,7 @@ def run_chaos(
     rounds: int = 6,
     round_timeout: int = 3,
     kills: int = 3,
-    kill_window_s: tuple[float, float] = (4.0, 24.0),
+    kill_window_s: tuple[float, float] = (3.0, 16.0),
     restart_after_s: tuple[float, float] = (0.5, 3.0),
     deadline_s: float = 300.0,
 ) -> ChaosOutcome:
@@ -147,13 +147,13 @@ def run_chaos(
             if now > deadline_s:
                 outcome.problem = f"not all peers exited within {deadline_s:.0f} s"
                 break
-            if kill_times and now >= kill_times[0]:
+            alive = [s for s in runners if s.process.poll() is None]
+            if kill_times and now >= kill_times[0] and alive:
+                # (with every site down at once, the kill waits for one back)
                 kill_times.pop(0)
-                alive = [s for s in runners if s.process.poll() is None]
-                if alive:
-                    victim = rng.choice(alive)
-                    victim.process.send_signal(signal.SIGKILL)
-                    outcome.kills.append((round(now, 1), victim.name))
+                victim = rng.choice(alive)
+                victim.process.send_signal(signal.SIGKILL)
+                outcome.kills.append((round(now, 1), victim.name))
             for site in runners:
                 _restart_if_killed(site, rng, restart_after_s, outcome)
             time.sleep(0.05)
