@@ -4,9 +4,10 @@ One run makes a fresh swarm with `swarmflower init`, starts every site as its
 own process (with the seal-before-announce drill armed in one round), sends
 SIGKILL to random sites at random moments, restarts each killed site after a
 short pause, and waits for every process to exit. The run converged if every
-peer exited 0 at the last round on one ledger head and one model hash. The
-seed fixes the swarm, the drill's round and the kill schedule; the moments
-are wall-clock times, so the protocol point a kill hits still varies.
+peer exited 0 at the last round on one ledger head and one model hash, and
+every replica re-verifies from genesis to that head. The seed fixes the
+swarm, the drill's round and the kill schedule; the moments are wall-clock
+times, so the protocol point a kill hits still varies.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from swarmflower.errors import SwarmflowerError
+from swarmflower.ledger import Ledger, LedgerError
 
 FINISHED = re.compile(
     r"(finished|stopped) at round (\d+); head block (0x[0-9a-f]+); model (\S+)"
@@ -209,9 +213,24 @@ def _judge(runners: list[_Site], rounds: int, outcome: ChaosOutcome) -> None:
         outcome.problem = f"different models {outcome.models}"
     else:
         for site in runners:
-            verified = swarmflower("ledger", "verify", str(site.config.parent))
-            last = (verified.stdout.strip().splitlines() or [""])[-1]
-            head = outcome.heads[site.name]
-            if verified.returncode != 0 or head not in last:
-                outcome.problem = f"{site.name}: ledger verify says {last!r}"
+            if problem := _verify(site.config.parent, outcome.heads[site.name]):
+                outcome.problem = f"{site.name}: {problem}"
                 return
+
+
+def _verify(folder: Path, head: str) -> str:
+    """Re-verify a site's replica from genesis, as `swarmflower ledger verify`
+    does; what is wrong with it, if anything."""
+    try:
+        ledger = Ledger.open(folder)
+    except (LedgerError, SwarmflowerError) as exc:
+        return f"replica does not open: {exc}"
+    try:
+        verified = ledger.verify()
+    except LedgerError as exc:
+        return f"replica does not verify: {exc}"
+    finally:
+        ledger.close()
+    if f"0x{verified.hash.hex()}" != head:
+        return f"verified head 0x{verified.hash.hex()} is not the reported {head}"
+    return ""

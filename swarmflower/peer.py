@@ -56,6 +56,7 @@ log = logging.getLogger("swarmflower.peer")
 POLL_S = 0.02
 LOOKAHEAD = 2  # updates for rounds further ahead than this are dropped
 SETTLE_POLL_S = 0.5  # how often a finished peer asks everyone for their head
+AGREED_GRACE_S = 3 * SETTLE_POLL_S  # a finished peer's stay once all agree
 
 
 @dataclass(frozen=True)
@@ -73,9 +74,9 @@ class PeerConfig:
     head and syncs on any difference, both ways (anti-entropy: a lost block
     announcement or a fork left by a crash heals without a new round).
     `linger_s` is how long a finished peer keeps serving blocks and models
-    while some site does not yet report its head: it leaves at once when
-    every site agrees, after `linger_s` when a majority does, and after
-    `3 * linger_s` in any case.
+    while some site does not yet report its head: it leaves soon after every
+    site agrees (`AGREED_GRACE_S`, so that each sees it agree too), after
+    `linger_s` when a majority does, and after `3 * linger_s` in any case.
     """
 
     rounds: int
@@ -149,6 +150,7 @@ class SwarmPeer(PeerServiceAPI):
         self._reports: queue.SimpleQueue[tuple[str, BlockRef]] = queue.SimpleQueue()
         self._peer_heads: dict[str, bytes] = {}
         self._finished_at: float | None = None
+        self._agreed_at: float | None = None
         self._lost = faults.send_filter(identity.index)
         self._limits = UpdateLimits.from_params(ledger.genesis.params)
         self._model: ArrayRecord | None = None
@@ -241,9 +243,14 @@ class SwarmPeer(PeerServiceAPI):
         agree = 1 + sum(
             1 for a, h in self._peer_heads.items() if h == head and a != self.address
         )
-        if agree == len(self.sites):
-            return True
-        return agree > len(self.sites) // 2 and lingered >= self.config.linger_s
+        if agree < len(self.sites):
+            self._agreed_at = None
+            return agree > len(self.sites) // 2 and lingered >= self.config.linger_s
+        # Everyone holds this head; stay for a few more of their head queries
+        # so that each of them sees this site agree before it goes.
+        if self._agreed_at is None:
+            self._agreed_at = now
+        return now - self._agreed_at >= AGREED_GRACE_S
 
     # -- anti-entropy ----------------------------------------------------------
 

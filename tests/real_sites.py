@@ -2,35 +2,15 @@
 
 from __future__ import annotations
 
-import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 from cli_helpers import run_cli
 
-FINISHED = re.compile(
-    r"(finished|stopped) at round (\d+); head block (0x[0-9a-f]+); model (\S+)"
-)
-
-
-def free_port_block(count: int) -> int:
-    """A base port such that base+1 .. base+count are free on 127.0.0.1."""
-    for base in range(47200, 60000, 97):
-        sockets = []
-        try:
-            for k in range(1, count + 1):
-                s = socket.socket()
-                s.bind(("127.0.0.1", base + k))
-                sockets.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError("no free port block")
+from swarmflower.ledger import Ledger
+from swarmflower.simulations.chaos import FINISHED
+from swarmflower.simulations.chaos import free_base_port as free_port_block
 
 
 def init_swarm(
@@ -88,7 +68,15 @@ def outcome(output: str) -> tuple[str, int, str, str]:
     return match.group(1), int(match.group(2)), match.group(3), match.group(4)
 
 
-def verify_head(site: Path) -> str:
-    result = run_cli("ledger", "verify", str(site))
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip().splitlines()[-1]
+def verify_head(site: Path, cli: bool = False) -> str:
+    """The head a full re-verification of the site's replica ends on, through
+    `swarmflower ledger verify` if `cli`, else the same check in process."""
+    if cli:
+        result = run_cli("ledger", "verify", str(site))
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip().splitlines()[-1]
+    ledger = Ledger.open(site)
+    try:
+        return f"0x{ledger.verify().hash.hex()}"
+    finally:
+        ledger.close()
