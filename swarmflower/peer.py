@@ -75,7 +75,7 @@ class PeerConfig:
     announcement or a fork left by a crash heals without a new round).
     `linger_s` is how long a finished peer keeps serving blocks and models
     while some site does not yet report its head: it leaves soon after every
-    site agrees (`AGREED_GRACE_S`, so that each sees it agree too), after
+    site agrees (`agreed_grace_s`, so that each sees it agree too), after
     `linger_s` when a majority does, and after `3 * linger_s` in any case.
     """
 
@@ -87,6 +87,7 @@ class PeerConfig:
     logical_time: bool = True
     gossip_s: float | None = None
     linger_s: float = 0.0
+    agreed_grace_s: float = AGREED_GRACE_S
 
 
 @dataclass
@@ -151,6 +152,8 @@ class SwarmPeer(PeerServiceAPI):
         self._peer_heads: dict[str, bytes] = {}
         self._finished_at: float | None = None
         self._agreed_at: float | None = None
+        self._mine: dict[int, UpdateOffer] = {}  # this site's offer per round
+        self._offered_at: dict[int, float] = {}
         self._lost = faults.send_filter(identity.index)
         self._limits = UpdateLimits.from_params(ledger.genesis.params)
         self._model: ArrayRecord | None = None
@@ -250,7 +253,7 @@ class SwarmPeer(PeerServiceAPI):
         # so that each of them sees this site agree before it goes.
         if self._agreed_at is None:
             self._agreed_at = now
-        return now - self._agreed_at >= AGREED_GRACE_S
+        return now - self._agreed_at >= self.config.agreed_grace_s
 
     # -- anti-entropy ----------------------------------------------------------
 
@@ -318,12 +321,28 @@ class SwarmPeer(PeerServiceAPI):
                 update_hash,
             )
             self._straggle(round)
-            for electee in self._electees(round):
-                if electee == self.address:
-                    self._accept_offer(offer)
-                else:
-                    self._send(electee, offer)
+            self._mine[round] = offer
+            self._offer_to_electees(offer, include_self=True)
         self._wait_for_round(round, started)
+
+    def _offer_to_electees(self, offer: UpdateOffer, include_self: bool) -> None:
+        self._offered_at[offer.round] = time.monotonic()
+        for electee in self._electees(offer.round):
+            if electee == self.address:
+                if include_self:
+                    self._accept_offer(offer)
+            else:
+                self._send(electee, offer)
+
+    def _offer_again(self, round: int) -> None:
+        """Send this site's update again while its round stays open: an offer
+        lost on the way must not leave every electee short of `min_peers`."""
+        offer = self._mine.get(round)
+        sent = self._offered_at.get(round)
+        if offer is None or sent is None:
+            return
+        if time.monotonic() - sent >= self.config.round_timeout:
+            self._offer_to_electees(offer, include_self=False)
 
     def _tamper(
         self, round: int, num_examples: int, update: ArrayRecord
@@ -396,6 +415,7 @@ class SwarmPeer(PeerServiceAPI):
                 return
             if not self._on_adopted_chain():
                 return
+            self._offer_again(round)
             self._maybe_seal(round, started)
             self._handle(self.transport.receive(POLL_S))
 
@@ -601,7 +621,7 @@ class SwarmPeer(PeerServiceAPI):
         self._resumed = BlockRef(0, b"")
         # Updates held for later rounds were trained on the losing model, and
         # rounds above the new head start again when it is adopted.
-        self._offers = {}
+        self._offers, self._mine = {}, {}
         self._started = {r: t for r, t in self._started.items() if r <= head.height}
 
     # -- adopting --------------------------------------------------------------
@@ -637,6 +657,7 @@ class SwarmPeer(PeerServiceAPI):
         self._model_block, self._model_round = record.block_hash, height
         self.chain.adopted(BlockRef(height, record.block_hash, record.view))
         self._offers = {r: o for r, o in self._offers.items() if r > height}
+        self._mine = {r: o for r, o in self._mine.items() if r > height}
         self.log.adopted.append(
             Adoption(height, record.block_hash, record.model_hash, recomputed)
         )

@@ -200,6 +200,10 @@ def run_swarm(
         update_wait=0.8 * round_timeout if update_wait is None else update_wait,
         backups=backups,
         gossip_s=GOSSIP_S,
+        # A site thread that finished still answers the others (its service
+        # outlives it), so it needs no grace, only to see everyone agree.
+        linger_s=2.0 * round_timeout,
+        agreed_grace_s=0.0,
     )
     supervisor = _Supervisor(
         identities=identities,
