@@ -197,13 +197,15 @@ def init_swarm(
     _check_empty(out)
     names, arrays = task_sites(template, num_sites, initial_model)
     count = len(names)
-    params = swarm_params(count, rounds, round_timeout, min_peers, strategy)
-    try:
-        params = replace(
-            params, max_examples=max_examples, max_update_ratio=max_update_ratio
-        )
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    params = swarm_params(
+        count,
+        rounds,
+        round_timeout,
+        min_peers,
+        strategy,
+        max_examples=max_examples,
+        max_update_ratio=max_update_ratio,
+    )
     _check_base_port(base_port, count)
 
     ca_key, ca_cert = pki.create_ca(ca_name)

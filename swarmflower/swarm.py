@@ -9,7 +9,6 @@ swaps `run_simulation(server_app, client_app, n)` for
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -84,29 +83,13 @@ def swarm_params(
             f"min_peers must be between 1 and {num_sites}, got {min_peers}"
         )
     strategy = build_strategy(strategy).name  # refuses an unknown name
-    _check_limits(max_examples, max_update_ratio)
-    return SwarmParams(
-        rounds, round_timeout, min_peers, strategy, max_examples, max_update_ratio
-    )
-
-
-def _check_limits(max_examples: int, max_update_ratio: float) -> None:
-    """The update limits as the user gave them, refused in their own words."""
-    if (
-        not isinstance(max_examples, int)
-        or isinstance(max_examples, bool)
-        or max_examples < 1
-    ):
-        raise ConfigError(f"max_examples must be at least 1, got {max_examples!r}")
-    if (
-        not isinstance(max_update_ratio, int | float)
-        or isinstance(max_update_ratio, bool)
-        or not math.isfinite(max_update_ratio)
-        or max_update_ratio <= 0
-    ):
-        raise ConfigError(
-            f"max_update_ratio must be finite and > 0, got {max_update_ratio!r}"
+    try:  # SwarmParams checks the limits; say which value was refused
+        return SwarmParams(
+            rounds, round_timeout, min_peers, strategy, max_examples, max_update_ratio
         )
+    except ValueError as exc:
+        given = {"max_examples": max_examples, "max_update_ratio": max_update_ratio}
+        raise ConfigError(f"{exc}, got {given}") from None
 
 
 def make_genesis(
