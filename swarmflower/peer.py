@@ -589,11 +589,15 @@ class SwarmPeer(PeerServiceAPI):
 
     def _on_adopted_chain(self) -> bool:
         """Whether the canonical chain still holds the block adopted here."""
-        if self._model_round < 1:
+        if self._model_round < 1 or self._model_block is None:
             return True
+        return self._canonical(BlockRef(self._model_round, self._model_block))
+
+    def _canonical(self, block: BlockRef) -> bool:
+        head = self.ledger.head()
         return (
-            self.ledger.head().height >= self._model_round
-            and self.ledger.block_hash(self._model_round) == self._model_block
+            head.height >= block.height
+            and self.ledger.block_hash(block.height) == block.hash
         )
 
     def _after_import(self) -> None:
@@ -604,12 +608,9 @@ class SwarmPeer(PeerServiceAPI):
         stand = self._resumed
         if self._model_round >= 1 and self._model_block is not None:
             stand = BlockRef(self._model_round, self._model_block)
-        head = self.ledger.head()
-        if stand.height < 1 or (
-            head.height >= stand.height
-            and self.ledger.block_hash(stand.height) == stand.hash
-        ):
+        if stand.height < 1 or self._canonical(stand):
             return
+        head = self.ledger.head()
         switch = (
             f"site {self.identity.name}: on a losing fork at round {stand.height} "
             f"(block 0x{stand.hash.hex()[:12]}); switching to block "
