@@ -215,8 +215,8 @@ def _optional_csv(
     run: Run, name: str, required: tuple[str, ...], numbers: tuple[str, ...]
 ) -> pd.DataFrame | None:
     path = run.directory / name
-    if not path.is_file():
-        return None
+    if not path.is_file() or not path.read_text(encoding="utf-8").strip():
+        return None  # a run with nothing to put there may leave it empty
     run.files.append(name)
     return _numbers(_read_csv(path, required), numbers, path)
 
@@ -415,11 +415,11 @@ def _plots_section(run: Run) -> str:
     if run.rounds is not None and len(run.rounds):
         curves = _curves_figure(run, colours)
     else:
-        curves = _note("Learning curves are unavailable: no rounds.csv.")
+        curves = _note("Learning curves are unavailable: no rounds in rounds.csv.")
     if run.roc is not None and len(run.roc):
         roc = _roc_figure(run, colours)
     else:
-        roc = _note("ROC curves are unavailable: no roc.csv.")
+        roc = _note("ROC curves are unavailable: no points in roc.csv.")
     return f"<h2>Curves</h2><div class='figures'>{curves}{roc}</div>"
 
 
@@ -592,13 +592,26 @@ def _sites_section(run: Run) -> str:
     )
 
 
+def _swarm_facts(run: Run) -> str:
+    """The swarm's own figures over all seeds: who led, what crashed."""
+    text = ""
+    for metric, what in (
+        ("distinct_leaders", "distinct leaders"),
+        ("crashes", "crashes"),
+    ):
+        stat = run.stat("swarm", metric)
+        if stat and not math.isnan(stat.value):
+            text += f" {what.capitalize()} per run: {_stat_html(stat, 1, ci=False)}."
+    return text
+
+
 def _swarm_rounds_section(run: Run) -> str:
     if run.rounds is None or not (run.rounds["method"] == "swarm").any():
         return ""
     swarm = run.rounds[run.rounds["method"] == "swarm"]
     seed = int(swarm["seed"].min())
     swarm = swarm[swarm["seed"] == seed].sort_values("round")
-    note = f"Seed {seed} only (the first seed)."
+    note = f"Seed {seed} only (the first seed).{_swarm_facts(run)}"
     if len(swarm) > 2 * SHOWN_ROUNDS:
         note += f" The first and last {SHOWN_ROUNDS} of {len(swarm)} rounds "
         note += "(all are in rounds.csv)."

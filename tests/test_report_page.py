@@ -84,6 +84,9 @@ def _method_rows(method, sites, seeds, wall_s=12.34):
             weakest = f"{metric}_weakest"
             rows.append(_row(method, weakest, 0.6, "", (184, 103), sd, seeds))
     rows.append(_row(method, "wall_s", wall_s, "", sd=0.51, seeds=seeds))
+    if method == "swarm":
+        rows.append(_row(method, "distinct_leaders", 3.0, "", sd=0.0, seeds=seeds))
+        rows.append(_row(method, "crashes", 0.0, "", sd=0.0, seeds=seeds))
     return rows
 
 
@@ -269,6 +272,7 @@ def test_swarm_rounds_of_the_first_seed(page):
     assert [r[0] for r in rounds[1:]] == ["1", "2", "3", "4", "5"]
     assert rounds[1][1:5] == ["hungary", "1", "elected", "4"]
     assert "Seed 0 only" in page
+    assert "Distinct leaders per run: 3.0 ± 0.0. Crashes per run: 0.0 ± 0.0." in page
 
 
 def test_missing_summary_is_a_one_line_data_error(tmp_path):
@@ -327,12 +331,20 @@ def test_text_from_files_is_escaped(tmp_path):
 
 def test_only_summary_leaves_sections_out_with_a_sentence(tmp_path):
     page = write_report(build_run(tmp_path, files=())).read_text()
-    assert "Learning curves are unavailable: no rounds.csv." in page
-    assert "ROC curves are unavailable: no roc.csv." in page
+    assert "Learning curves are unavailable: no rounds in rounds.csv." in page
+    assert "ROC curves are unavailable: no points in roc.csv." in page
     assert "No method descriptions: run.json is unavailable." in page
     assert "<img" not in page and "Swarm rounds" not in page
     assert [r[0] for r in _headline(page)[1:]] == SHOWN_ORDER
     assert "cleveland, hungary, switzerland, va" in page  # sites from the data rows
+
+
+def test_empty_optional_files_count_as_unavailable(tmp_path):
+    build_run(tmp_path)
+    (tmp_path / "rounds.csv").write_text("")
+    (tmp_path / "roc.csv").write_text("method,seed,fpr,tpr\n")  # no ROC computed
+    page = write_report(tmp_path).read_text()
+    assert "no rounds in rounds.csv" in page and "no points in roc.csv" in page
 
 
 def test_thousand_sites_stay_readable(tmp_path):
