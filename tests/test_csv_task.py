@@ -52,7 +52,7 @@ def test_compare_runs_on_a_csv_table(table, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     summary = pd.read_csv(tmp_path / "summary.csv")
-    assert set(summary.method) == {"local", "pooled"}
+    assert set(summary.method) - {"data"} == {"local", "pooled"}
 
 
 def _assert_one_line_error(result, *fragments):
@@ -98,12 +98,18 @@ def test_non_binary_target(table):
     )
 
 
-def test_site_with_one_class_only(table, tmp_path):
+def test_site_with_one_class_only_trains_like_any_other(table, tmp_path):
     frame = pd.read_csv(table)
     frame = frame[~((frame.hospital == "va") & (frame.disease == "no"))]
     path = tmp_path / "va-all-sick.csv"
     frame.to_csv(path, index=False)
-    _assert_one_line_error(_compare_csv(path), "site 'va'", "one class only")
+    data = load_dataset(f"csv:{path}", site_column="hospital", target="disease")
+    va = data.sites[-1]
+    assert va.name == "va"
+    assert set(va.y_train.tolist()) == set(va.y_test.tolist()) == {1.0}
+    assert any(
+        "hold one class of 'disease' only" in n and "va" in n for n in data.notices
+    )
 
 
 def test_train_split_with_one_class_is_refused_whatever_the_seed():

@@ -27,12 +27,29 @@ class SiteData:
 
 
 @dataclass(frozen=True)
+class LeftOutSite:
+    """A site of the user's table that is not in the federation, and why."""
+
+    name: str
+    rows: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class FederatedDataset:
-    """A binary classification task split by site, features already numeric."""
+    """A binary classification task split by site, features already numeric.
+
+    `notices` are one-line reports of what loading changed (rows or columns
+    dropped, sites left out, the positive class chosen), for the user to see;
+    built-in datasets have none.
+    """
 
     name: str
     sites: tuple[SiteData, ...]
     feature_names: tuple[str, ...]
+    notices: tuple[str, ...] = ()
+    left_out: tuple[LeftOutSite, ...] = ()
+    positive_label: str | None = None
 
     @property
     def num_features(self) -> int:

@@ -22,31 +22,71 @@ def split_and_standardise(
     """Stratified train/test split, then scale with the site's own train statistics.
 
     Only the train split's mean and std are used, so no test information leaks;
-    a constant column (std 0) is centred but left unscaled. A site whose train
-    split holds one class only is an error unless `require_both_classes` is
-    off (FLamby's Switzerland split is kept as published).
+    a constant column (std 0) is centred but left unscaled. A site, or its
+    train split, holding one class only is an error unless
+    `require_both_classes` is off (FLamby's Switzerland split is kept as
+    published; a user's clinic may simply have seen one outcome).
     """
     classes, counts = np.unique(y, return_counts=True)
-    if len(classes) < 2:
+    if require_both_classes and len(classes) < 2:
         raise DataError(f"site '{name}' holds one class only ({classes[0]!r})")
-    # FLamby's rule: stratify only when every class has more than 2 rows.
-    stratify = y if counts.min() > 2 else None
-    x_train, x_test, y_train, y_test = train_test_split(
-        x,
-        y,
-        train_size=1.0 - test_size,
-        test_size=test_size,
-        random_state=seed,
-        shuffle=True,
-        stratify=stratify,
+    x_train, x_test, y_train, y_test = split_rows(
+        name, x, y, test_size=test_size, seed=seed
     )
     if require_both_classes and len(np.unique(y_train)) < 2:
         raise DataError(
             f"the train split of site '{name}' holds one class only "
             f"({int(counts.min())} row(s) of the rarer class)"
         )
+    return standardise(
+        name, (x_train, y_train), (x_test, y_test), scale_columns=scale_columns
+    )
+
+
+def split_rows(
+    name: str, x: np.ndarray, y: np.ndarray, *, test_size: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Seeded train/test split: x_train, x_test, y_train, y_test.
+
+    Stratified by FLamby's rule, only when every class has more than 2 rows
+    (so a one-class site splits too). A site too small for both splits is
+    one `DataError` naming it, not a scikit-learn traceback.
+    """
+    classes, counts = np.unique(y, return_counts=True)
+    stratify = y if len(classes) > 1 and counts.min() > 2 else None
+    try:
+        return train_test_split(
+            x,
+            y,
+            train_size=1.0 - test_size,
+            test_size=test_size,
+            random_state=seed,
+            shuffle=True,
+            stratify=stratify,
+        )
+    except ValueError:
+        raise DataError(
+            f"site '{name}' has {len(y)} row(s): too few to split into train and test"
+        ) from None
+
+
+def standardise(
+    name: str,
+    train: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    *,
+    scale_columns: np.ndarray | None = None,
+) -> SiteData:
+    """Scale `scale_columns` (default: all) with the train split's mean and std.
+
+    Test rows are scaled with the train statistics, so nothing about them
+    leaks into training; std 0 leaves a column centred but unscaled.
+    """
+    (x_train, y_train), (x_test, y_test) = train, test
     columns = (
-        np.arange(x.shape[1]) if scale_columns is None else np.asarray(scale_columns)
+        np.arange(x_train.shape[1])
+        if scale_columns is None
+        else np.asarray(scale_columns, dtype=int)
     )
     mean = x_train[:, columns].mean(axis=0)
     std = x_train[:, columns].std(axis=0)
