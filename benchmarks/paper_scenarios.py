@@ -20,7 +20,7 @@ from pathlib import Path
 
 from swarmflower.reports import write_results
 from swarmflower.simulations.compare import run_scenario
-from swarmflower.simulations.results import GLOBAL, MethodResult, add_global_metrics
+from swarmflower.simulations.results import GLOBAL, MethodResult
 from swarmflower.simulations.scenarios import load_scenario
 
 PAPER = ("aml-studies", "aml-few-cases", "aml-1-to-99", "aml-platforms")
@@ -87,12 +87,18 @@ def shape_line(results: Sequence[MethodResult]) -> str:
 
 
 def run_design(name: str, engine: str, out: Path | None) -> list[MethodResult]:
-    """One scenario's methods, every final model scored on the global test set."""
+    """One scenario's methods, every final model scored by the yardsticks."""
     scenario = load_scenario(name)
     results = run_scenario(scenario, engine=engine)
-    add_global_metrics(results, scenario.spec)
     if out is not None:
-        write_results(results, out / name, name)
+        write_results(
+            results,
+            out / name,
+            name,
+            data=scenario.spec.load(),
+            task=scenario.spec.task,
+            rounds=scenario.rounds,
+        )
     return results
 
 

@@ -1,4 +1,13 @@
-"""`swarmflower compare`: every method on the same task, data, seeds and budget."""
+"""`swarmflower compare`: every method on the same task, data, seeds and budget.
+
+Trained methods (`swarm`, `fedavg`, `local`, `pooled`) run; derived ones are
+built from a trained method's final models without more federated rounds:
+`local_own` (each site's local model on its own test set only) and the
+personalised `swarm+ft` and `fedavg+ft`. Every final model is then scored by
+the same yardsticks. With several seeds, each method runs once per seed
+(model initialisation and data order; a task's fixed split, like heart's,
+stays fixed).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +16,13 @@ from collections.abc import Callable, Mapping, Sequence
 
 from swarmflower.errors import ConfigError
 from swarmflower.simulations.fedavg import run_flower_fedavg
-from swarmflower.simulations.local import run_local
+from swarmflower.simulations.local import own_site_models, run_local
+from swarmflower.simulations.personalise import FineTuning, fine_tune
 from swarmflower.simulations.pooled import run_pooled
-from swarmflower.simulations.results import MethodResult, add_global_metrics
+from swarmflower.simulations.results import METHODS, MethodResult
 from swarmflower.simulations.scenarios import Scenario
 from swarmflower.simulations.swarm import run_swarm_method
+from swarmflower.simulations.yardsticks import add_yardsticks
 from swarmflower.tasks import TaskSpec
 
 Runner = Callable[[TaskSpec, int, Callable[[int], None] | None], MethodResult]
@@ -22,16 +33,33 @@ RUNNERS: dict[str, Runner] = {
     "local": run_local,
     "pooled": run_pooled,
 }
+# Derived method -> the trained method whose final models it starts from.
+DERIVED = {"swarm+ft": "swarm", "fedavg+ft": "fedavg", "local_own": "local"}
+MAX_SEEDS = 100
+DEFAULT_TUNING = FineTuning()
 
 
 def check_methods(methods: Sequence[str]) -> list[str]:
     """Known method names, in the order given, without repeats."""
-    unknown = [m for m in methods if m not in RUNNERS]
+    unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ConfigError(
-            f"unknown method(s) {', '.join(unknown)}: use {', '.join(RUNNERS)}"
+            f"unknown method(s) {', '.join(unknown)}: use {', '.join(METHODS)}"
         )
+    if not methods:
+        raise ConfigError(f"no method given: use some of {', '.join(METHODS)}")
     return list(dict.fromkeys(methods))
+
+
+def trained_methods(methods: Sequence[str]) -> list[str]:
+    """The methods that must run to give `methods` (a derived one needs its base)."""
+    return list(dict.fromkeys(DERIVED.get(m, m) for m in methods))
+
+
+def check_seeds(seeds: int) -> int:
+    if not 1 <= seeds <= MAX_SEEDS:
+        raise ConfigError(f"seeds must be between 1 and {MAX_SEEDS}, got {seeds}")
+    return seeds
 
 
 def run_compare(
@@ -40,21 +68,59 @@ def run_compare(
     methods: Sequence[str],
     progress: Callable[[str, int], None] | None = None,
     swarm_options: Mapping[str, object] | None = None,
+    seeds: int = 1,
+    tuning: FineTuning = DEFAULT_TUNING,
 ) -> list[MethodResult]:
-    """Run each method in turn; `progress(method, round)` follows every round.
+    """Run each method once per seed; every result scored by the yardsticks.
 
-    `swarm_options` (strategy, faults, round_timeout, ...) go to the swarm only.
+    Seeds are `spec.seed`, `spec.seed + 1`, ...; `progress(method, done)`
+    counts rounds over all seeds. `swarm_options` (strategy, faults,
+    round_timeout, ...) go to the swarm only. Results come seed by seed, in
+    the order of `methods`.
     """
     if rounds < 1:
         raise ConfigError(f"rounds must be at least 1, got {rounds}")
+    chosen = check_methods(methods)
+    check_seeds(seeds)
+    if tuning.steps < 0:
+        raise ConfigError(f"fine-tuning steps must be 0 or more, got {tuning.steps}")
     spec.load()  # bad data fails here, before any engine starts
     results = []
-    for method in check_methods(methods):
-        hook = (lambda r, m=method: progress(m, r)) if progress else None
-        options = swarm_options if method == "swarm" and swarm_options else {}
-        results.append(RUNNERS[method](spec, rounds, hook, **options))
-    add_global_metrics(results, spec)
+    for offset in range(seeds):
+        seeded = spec.with_options(seed=spec.seed + offset)
+        trained = {}
+        for method in trained_methods(chosen):
+            hook = _counting(progress, method, offset * rounds)
+            options = swarm_options if method == "swarm" and swarm_options else {}
+            trained[method] = RUNNERS[method](seeded, rounds, hook, **options)
+            trained[method].seed = seeded.seed
+        for method in chosen:
+            results.append(_result_of(method, trained, seeded, rounds, tuning))
+        add_yardsticks(results[-len(chosen) :], seeded)
     return results
+
+
+def _counting(
+    progress: Callable[[str, int], None] | None, method: str, done: int
+) -> Callable[[int], None] | None:
+    """A runner's round hook that counts on from the rounds of earlier seeds."""
+    if progress is None:
+        return None
+    return lambda server_round: progress(method, done + server_round)
+
+
+def _result_of(
+    method: str,
+    trained: Mapping[str, MethodResult],
+    spec: TaskSpec,
+    rounds: int,
+    tuning: FineTuning,
+) -> MethodResult:
+    if method == "local_own":
+        return own_site_models(trained["local"])
+    if method in DERIVED:
+        return fine_tune(trained[DERIVED[method]], spec, rounds, tuning)
+    return trained[method]
 
 
 def run_scenario(

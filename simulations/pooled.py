@@ -13,7 +13,6 @@ from swarmflower.simulations.results import (
     MethodResult,
     evaluate_on_sites,
     round_record,
-    score_globally,
 )
 from swarmflower.tasks import TaskSpec, initial_model
 from swarmflower.tasks.training import round_seed, train_steps
@@ -22,10 +21,7 @@ from swarmflower.tasks.training import round_seed, train_steps
 def run_pooled(
     spec: TaskSpec, rounds: int, progress: Callable[[int], None] | None = None
 ) -> MethodResult:
-    """Train on the union of the sites' train splits; score on each site's test set.
-
-    Also on the union of the test sets (`global_*`), the swarm's yardstick.
-    """
+    """Train on the union of the sites' train splits; score on each site's test set."""
     started = time.perf_counter()
     data = spec.load()
     x, y = data.pooled_train()
@@ -51,6 +47,5 @@ def run_pooled(
         rounds=history,
         site_names=tuple(s.name for s in data.sites),
         wall_s=time.perf_counter() - started,
-        extra=score_globally(model, data).metrics(),
         final_arrays=[v.detach().numpy() for v in model.state_dict().values()],
     )

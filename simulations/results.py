@@ -1,11 +1,11 @@
-"""What one method produced, and the evaluations every method shares.
+"""What one method produced, and the figures every method is scored by.
 
-Two yardsticks: each site's own test set (FLamby's, the `accuracy` row) and
-the union of all sites' test sets, a global held-out set as in the Swarm
-Learning paper (the `global_*` rows). The second judges a model trained at
-one small site on the same patients as the swarm's and the pooled model, so
-a site cannot look good by fitting its own few rows, and its balanced
-accuracy and AUC do not reward always answering "control" when cases are rare.
+Two yardsticks (`yardsticks.py` applies them): each site's test set
+(FLamby's, the `accuracy` row is the mean over sites) and the union of all
+sites' test sets, a global held-out set as in the Swarm Learning paper (the
+`global_*` rows). The second judges a model trained at one small site on the
+same patients as the swarm's and the pooled model, and its balanced accuracy
+and AUC do not reward always answering "control" when cases are rare.
 """
 
 from __future__ import annotations
@@ -14,14 +14,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from torch import nn
 
 from swarmflower.datasets import FederatedDataset
-from swarmflower.tasks import TaskSpec, build_model
 from swarmflower.tasks.training import Evaluation, binary_auc, evaluate
 
 GLOBAL = "global_"  # prefix of the rows scored on the union of the test sets
+# The figures of every model, per site and on the union, in table order.
+FIGURES = ("accuracy", "balanced_accuracy", "auc", "sensitivity", "specificity")
+# Every method `compare` knows, in table order: trained ones and derived ones.
+METHODS = (
+    *("swarm", "swarm+ft", "fedavg", "fedavg+ft"),
+    *("local", "local_own", "pooled"),
+)
+# How a method's final models meet the test sets (`yardsticks.py`).
+SHARED, EVERY_SITE, OWN_SITE = "shared", "every-site", "own-site"
 
 
 @dataclass(frozen=True)
@@ -42,16 +49,29 @@ class RoundRecord:
 
 @dataclass(frozen=True)
 class Metric:
-    """One `summary.csv` row; `site` is empty for a figure over all sites."""
+    """One `summary.csv` row; `site` is empty for a figure over all sites.
+
+    `test_rows` and `positives` are the figure's support: the test rows it
+    was computed on and the cases among them.
+    """
 
     metric: str
     value: float
     site: str = ""
+    test_rows: int | None = None
+    positives: int | None = None
 
 
 @dataclass
 class MethodResult:
-    """A finished run of one method (`swarm`, `fedavg`, `local` or `pooled`)."""
+    """A finished run of one method with one seed.
+
+    The final models: `final_arrays` for a model every site shares (`swarm`,
+    `fedavg`, `pooled`), or `site_arrays`, one model per site (`local`, and
+    the personalised `local_own`, `swarm+ft`, `fedavg+ft`, whose sites also
+    have their own decision `thresholds`); `deployment` says which test sets
+    each model is scored on. Derived methods have no `rounds`.
+    """
 
     method: str
     rounds: list[RoundRecord]
@@ -60,19 +80,39 @@ class MethodResult:
     extra: list[Metric] = field(default_factory=list)
     final_arrays: list[np.ndarray] | None = None
     details: object | None = None  # the engine's own result (e.g. a SwarmResult)
+    seed: int = 0
+    site_arrays: list[list[np.ndarray]] | None = None
+    thresholds: list[float] | None = None
+    deployment: str = SHARED
+    # Scores and labels on the union of the test sets (for ROC curves).
+    union_scores: np.ndarray | None = None
+    union_labels: np.ndarray | None = None
+
+    @property
+    def scored(self) -> bool:
+        return any(m.metric == "accuracy" for m in self.extra)
 
     @property
     def accuracy(self) -> float:
+        """The headline: mean per-site test accuracy of the final model(s)."""
+        for metric in self.extra:
+            if metric.metric == "accuracy" and not metric.site:
+                return metric.value
         return self.rounds[-1].accuracy
 
     def metrics(self) -> list[Metric]:
-        """Rows for `summary.csv`: the headline figures, per-site ones, extras."""
-        last = self.rounds[-1]
-        rows = [Metric("accuracy", last.accuracy), Metric("wall_s", self.wall_s)]
-        rows += [
-            Metric("accuracy", acc, site)
-            for site, acc in zip(self.site_names, last.site_accuracy, strict=True)
-        ]
+        """Rows for `summary.csv`: the yardsticks' figures, wall time, extras.
+
+        Before scoring, the last round's per-site accuracies stand in.
+        """
+        rows = [Metric("wall_s", self.wall_s)]
+        if not self.scored and self.rounds:
+            last = self.rounds[-1]
+            rows.append(Metric("accuracy", last.accuracy))
+            rows += [
+                Metric("accuracy", acc, site)
+                for site, acc in zip(self.site_names, last.site_accuracy, strict=True)
+            ]
         return rows + self.extra
 
 
@@ -120,15 +160,8 @@ class GlobalScore:
         ]
 
 
-def global_test_set(data: FederatedDataset) -> tuple[np.ndarray, np.ndarray]:
-    """Every site's test rows, each standardised as its own site sees them."""
-    x = np.concatenate([s.x_test for s in data.sites])
-    y = np.concatenate([s.y_test for s in data.sites])
-    return x, y
-
-
 def score_logits(logits: np.ndarray, y: np.ndarray) -> GlobalScore:
-    """The global figures from one logit per row (a case above 0)."""
+    """The figures from one logit per row (a case above 0)."""
     predicted = logits > 0
     cases = y == 1
     sensitivity = float(predicted[cases].mean()) if cases.any() else float("nan")
@@ -141,49 +174,6 @@ def score_logits(logits: np.ndarray, y: np.ndarray) -> GlobalScore:
         specificity=specificity,
         auc=binary_auc(y, logits) if both else float("nan"),
     )
-
-
-def score_globally(model: nn.Module, data: FederatedDataset) -> GlobalScore:
-    """The model on the union of all sites' test sets."""
-    return GlobalTestSet(data).score(model)[0]
-
-
-class GlobalTestSet:
-    """The union of the sites' test sets, built once to score many models.
-
-    One forward pass gives both the global figures and each site's own test
-    accuracy, so scoring a thousand local models stays linear in the sites.
-    """
-
-    def __init__(self, data: FederatedDataset) -> None:
-        x, self.y = global_test_set(data)
-        self.features = torch.from_numpy(np.ascontiguousarray(x, np.float32))
-        sizes = np.array([len(s.y_test) for s in data.sites])
-        self.site_of_row = np.repeat(np.arange(len(sizes)), sizes)
-        self.sizes = sizes
-
-    def score(self, model: nn.Module) -> tuple[GlobalScore, np.ndarray]:
-        """Global figures, and each site's test accuracy (FLamby's metric)."""
-        model.eval()
-        with torch.no_grad():
-            logits = model(self.features).squeeze(-1).numpy()
-        correct = ((logits > 0) == (self.y == 1)).astype(float)
-        per_site = np.bincount(
-            self.site_of_row, weights=correct, minlength=len(self.sizes)
-        ) / np.maximum(self.sizes, 1)
-        return score_logits(logits, self.y), per_site
-
-
-def score_arrays(
-    spec: TaskSpec, data: FederatedDataset, arrays: Sequence[np.ndarray]
-) -> GlobalScore:
-    """A model given as Flower's list of arrays (a swarm's final model)."""
-    model = build_model(spec, data.num_features)
-    state = model.state_dict()
-    model.load_state_dict(
-        {k: torch.from_numpy(np.asarray(a)) for k, a in zip(state, arrays, strict=True)}
-    )
-    return score_globally(model, data)
 
 
 def weakest(scores: Sequence[GlobalScore]) -> GlobalScore:
@@ -207,16 +197,3 @@ def node_metrics(scores: Sequence[GlobalScore], names: Sequence[str]) -> list[Me
     table = np.array([[m.value for m in score.metrics()] for score in scores])
     mean = GlobalScore(*np.nanmean(table, axis=0))
     return mean.metrics() + weakest(scores).metrics(suffix="_weakest") + rows
-
-
-def add_global_metrics(results: Sequence[MethodResult], spec: TaskSpec) -> None:
-    """Score each result's final model globally, unless its runner already did.
-
-    For the runners that hand back only `final_arrays` (the swarm, Flower's
-    FedAvg); `local` and `pooled` add their rows themselves.
-    """
-    data = spec.load()
-    for result in results:
-        done = any(m.metric.startswith(GLOBAL) for m in result.extra)
-        if result.final_arrays is not None and not done:
-            result.extra += score_arrays(spec, data, result.final_arrays).metrics()

@@ -11,7 +11,7 @@ Schema (every table but `[task]` optional):
     description = "..."
     rounds = 20
     strategy = "FedAvg"           # the Flower strategy each leader runs
-    methods = ["swarm", "local", "pooled"]   # of swarm, local, pooled, fedavg
+    methods = ["swarm", "local", "pooled"]   # any of compare's --methods
     round_timeout = 10.0          # seconds before a backup replaces the leader
 
     [task]                        # any TaskSpec field (task, num_sites, ...)
@@ -47,13 +47,13 @@ from typing import Any
 
 from swarmflower.errors import ConfigError
 from swarmflower.faults import FaultPlan
+from swarmflower.simulations.results import METHODS
 from swarmflower.simulations.timing import Heterogeneity, SiteProfile
 from swarmflower.strategies.registry import canonical_name
 from swarmflower.tasks import TaskSpec
 from swarmflower.tasks.spec import field_kind
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
-METHODS = ("swarm", "local", "pooled", "fedavg")
 TOP_KEYS = ("name", "description", "rounds", "strategy", "methods", "round_timeout")
 TABLES = ("task", "partition", "faults")
 

@@ -24,7 +24,8 @@ app = typer.Typer(
 console = Console()
 errors = Console(stderr=True)
 
-DEFAULT_METHODS = "swarm,fedavg,local,pooled"
+DEFAULT_METHODS = "swarm,swarm+ft,fedavg,fedavg+ft,local,local_own,pooled"
+DEFAULT_FT_STEPS = 10
 ENGINES = ("inproc", "ray")
 
 # Options shared by the commands that run a task.
@@ -43,6 +44,16 @@ SiteColumn = Annotated[
     str | None, typer.Option(help="csv: the column naming each row's site.")
 ]
 Target = Annotated[str | None, typer.Option(help="csv: the binary target column.")]
+Positive = Annotated[
+    str | None,
+    typer.Option(help="csv: the target value that is the positive class (a case)."),
+]
+MinSiteRows = Annotated[
+    int | None,
+    typer.Option(
+        help="csv: sites with fewer rows are left out, with a notice (default 10)."
+    ),
+]
 Alpha = Annotated[float, typer.Option(help="Dirichlet label skew (breast-cancer).")]
 Model = Annotated[str, typer.Option(help="logreg or mlp.")]
 LocalSteps = Annotated[
@@ -125,14 +136,22 @@ TASK_OPTIONS = (
 )
 
 
+CSV_OPTIONS = ("positive", "min_site_rows")
+
+
 def _task_spec(options: dict):
-    """The `TaskSpec` a command's task options describe (pass its `locals()`)."""
+    """The `TaskSpec` a command's task options describe (pass its `locals()`).
+
+    The csv options (`--positive`, `--min-site-rows`) become task options
+    when given; a task that takes none refuses them by name.
+    """
     from swarmflower.tasks import TaskSpec
 
     chosen = {name: options[name] for name in TASK_OPTIONS}
     chosen["learning_rate"] = chosen.pop("lr")
     chosen["num_sites"] = chosen.pop("sites")
-    return TaskSpec(**chosen)
+    extra = {k: options[k] for k in CSV_OPTIONS if options.get(k) is not None}
+    return TaskSpec(**chosen, options=extra)
 
 
 def _run_live(methods: Sequence[str], rounds: int, run):
@@ -144,23 +163,44 @@ def _run_live(methods: Sequence[str], rounds: int, run):
 
 
 def _describe(spec, rounds: int) -> str:
+    """The run's one-line description, after the data's notices (if any)."""
     data = spec.load()
+    for notice in getattr(data, "notices", ()):
+        console.print(f"[yellow]note[/]: {notice}", soft_wrap=True, highlight=False)
     return (
         f"[bold]{data.name}[/]: {data.num_sites} sites, {data.num_features} features, "
         f"{rounds} rounds x {spec.local_steps} local steps"
     )
 
 
-def _report(results, out: Path, rounds: int, task_name: str) -> None:
-    from swarmflower.reports import results_table, write_results
+def _report(results, out: Path, rounds: int, spec, html: bool = False) -> None:
+    """Print the results table and legend; write the result files (and page)."""
+    from swarmflower.reports import (
+        legend_line,
+        results_table,
+        site_table,
+        write_results,
+    )
 
-    heading = f"{task_name}: mean per-site test accuracy after {rounds} rounds"
+    data = spec.load()
+    seeds = len({r.seed for r in results})
+    over = f", mean ± sd over {seeds} seeds" if seeds > 1 else ""
+    heading = f"{data.name}: test figures after {rounds} rounds{over}"
+    console.print(site_table(results, "test accuracy at each site"))
     console.print(results_table(results, heading))
-    by_method = {r.method: r for r in results}
-    if "swarm" in by_method and "fedavg" in by_method:
-        ratio = by_method["swarm"].wall_s / by_method["fedavg"].wall_s
+    console.print(legend_line([r.method for r in results]), highlight=False)
+    swarm = [r.wall_s for r in results if r.method == "swarm"]
+    fedavg = [r.wall_s for r in results if r.method == "fedavg"]
+    if swarm and fedavg:
+        ratio = sum(swarm) / sum(fedavg)
         console.print(f"swarm wall time / Flower FedAvg wall time: {ratio:.2f}")
-    written = write_results(results, out, heading)
+    written = write_results(
+        results, out, heading, data=data, task=spec.task, rounds=rounds
+    )
+    if html:
+        from swarmflower.report_page import write_report
+
+        written.append(write_report(out))
     console.print("wrote " + ", ".join(str(p) for p in written), soft_wrap=True)
 
 
@@ -170,16 +210,49 @@ def compare(
     rounds: Rounds = 20,
     sites: Sites = 4,
     out: Annotated[
-        Path, typer.Option(help="Folder for summary.csv, rounds.csv, curves.png.")
+        Path,
+        typer.Option(
+            help="Folder for summary.csv, rounds.csv, roc.csv, run.json, curves.png."
+        ),
     ] = Path("swarmflower-results/compare"),
     methods: Annotated[
-        str, typer.Option(help="Comma-separated: swarm, fedavg, local, pooled.")
+        str,
+        typer.Option(
+            help="Comma-separated: swarm, swarm+ft, fedavg, fedavg+ft, local, "
+            "local_own, pooled."
+        ),
     ] = DEFAULT_METHODS,
+    seeds: Annotated[
+        int,
+        typer.Option(
+            help="Run every method with this many seeds (--seed, --seed+1, ...): "
+            "model initialisation and data order; results as mean, sd and 95% "
+            "interval."
+        ),
+    ] = 1,
+    ft_steps: Annotated[
+        int,
+        typer.Option(
+            help="+ft methods: local steps each site fine-tunes the final model for."
+        ),
+    ] = DEFAULT_FT_STEPS,
+    ft_threshold: Annotated[
+        bool,
+        typer.Option(
+            help="+ft methods: each site also picks its decision threshold on "
+            "its own training split."
+        ),
+    ] = True,
+    report: Annotated[
+        bool, typer.Option(help="Also write report.html (see `swarmflower report`).")
+    ] = False,
     engine: Engine = "inproc",
     ray_address: RayAddress = None,
     hosts: Hosts = None,
     site_column: SiteColumn = None,
     target: Target = None,
+    positive: Positive = None,
+    min_site_rows: MinSiteRows = None,
     alpha: Alpha = 1.0,
     model: Model = "logreg",
     local_steps: LocalSteps = None,
@@ -200,31 +273,59 @@ def compare(
 
     The swarm (in process, or on Ray with --engine ray), Flower's own FedAvg
     (Flower's simulation engine), each site alone, and all data pooled: same
-    data, seeds and training budget.
+    data, seeds and training budget; `+ft` rows personalise a final model at
+    each site. Every final model is scored on each site's test set (local
+    models on every site's, as FLamby does) and on their union.
     """
-    from swarmflower.simulations.compare import check_methods, run_compare
+    from swarmflower.simulations.compare import (
+        check_methods,
+        check_seeds,
+        run_compare,
+        trained_methods,
+    )
+    from swarmflower.simulations.personalise import FineTuning
 
     _check_engine(engine)
     ray_options = _ray_options(engine, ray_address, hosts)
     if scenario is not None:
-        _compare_scenario(scenario, out, engine, ray_options)
+        _compare_scenario(scenario, out, engine, ray_options, report)
         return
 
     spec = _task_spec(locals())
     chosen = check_methods([m.strip() for m in methods.split(",") if m.strip()])
+    check_seeds(seeds)
+    tuning = FineTuning(steps=ft_steps, threshold=ft_threshold)
     console.print(_describe(spec, rounds))
     results = _run_live(
-        chosen,
-        rounds,
+        trained_methods(chosen),
+        rounds * seeds,
         lambda live: run_compare(
             spec,
             rounds,
             chosen,
             live.advance,
             {"engine": engine, **_with_table(ray_options, live)},
+            seeds=seeds,
+            tuning=tuning,
         ),
     )
-    _report(results, out, rounds, spec.load().name)
+    _report(results, out, rounds, spec, html=report)
+
+
+@app.command("report")
+def report_command(
+    directory: Annotated[
+        Path, typer.Argument(help="A run's --out folder (with summary.csv).")
+    ],
+) -> None:
+    """Write DIR/report.html from a run's result files: one page, no server.
+
+    The headline table with intervals, per-site tables, learning curves, ROC
+    curves, the swarm's rounds and what was left out and why.
+    """
+    from swarmflower.report_page import write_report
+
+    console.print(f"wrote {write_report(directory)}", soft_wrap=True)
 
 
 def _check_engine(engine: str) -> None:
@@ -248,7 +349,9 @@ def _with_table(ray_options: dict, live) -> dict:
     return {**ray_options, "on_round": live.swarm_round} if ray_options else {}
 
 
-def _compare_scenario(name: str, out: Path, engine: str, ray_options: dict) -> None:
+def _compare_scenario(
+    name: str, out: Path, engine: str, ray_options: dict, html: bool = False
+) -> None:
     from swarmflower.simulations.compare import run_scenario
     from swarmflower.simulations.scenarios import load_scenario
 
@@ -263,7 +366,7 @@ def _compare_scenario(name: str, out: Path, engine: str, ray_options: dict) -> N
             scenario, live.advance, engine, **_with_table(ray_options, live)
         ),
     )
-    _report(results, out, scenario.rounds, scenario.spec.load().name)
+    _report(results, out, scenario.rounds, scenario.spec, html=html)
 
 
 def _announce(scenario) -> None:
@@ -344,6 +447,8 @@ def simulate(
     ] = Path("swarmflower-results/simulate"),
     site_column: SiteColumn = None,
     target: Target = None,
+    positive: Positive = None,
+    min_site_rows: MinSiteRows = None,
     alpha: Alpha = 1.0,
     model: Model = "logreg",
     local_steps: LocalSteps = None,
@@ -410,7 +515,10 @@ def simulate(
     console.print(rounds_table(result))
     if engine == "ray":
         _print_times(result)
-    _report([result], out, rounds, spec.load().name)
+    from swarmflower.simulations.yardsticks import add_yardsticks
+
+    add_yardsticks([result], spec)
+    _report([result], out, rounds, spec)
     replica = (
         out / "observer" if engine == "ray" else out / "sites" / result.site_names[0]
     )

@@ -1,30 +1,158 @@
-"""Result files and tables: `summary.csv`, `rounds.csv`, `curves.png`, rich tables.
+"""Result files and tables: `summary.csv`, `rounds.csv`, `roc.csv`, `run.json`,
+`curves.png`, and the tables printed at the end of a run.
 
 The file layout is a contract other tools rely on (DESIGN.md): `summary.csv`
-has `method,metric,value` (+ `site`), `rounds.csv` has
-`method,round,accuracy,leader` (+ one accuracy column per site).
+has `method,metric,value` (+ `site`, the support `test_rows,positives`, and
+over seeds `sd,ci_low,ci_high,seeds`; `note` for the `data` rows), `rounds.csv`
+has `method,seed,round,accuracy,leader` (+ one accuracy column per site).
+`value` is the mean over seeds; the interval is the 95% t interval of it.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from rich.table import Table
 
-from swarmflower.simulations.results import MethodResult
+from swarmflower.simulations.results import FIGURES, GLOBAL, METHODS, MethodResult
 
-METHOD_ORDER = ("swarm", "fedavg", "local", "pooled")
+LEGEND = {
+    "swarm": "the swarm's model",
+    "swarm+ft": "it fine-tuned and thresholded at each site (own test set)",
+    "fedavg": "Flower's FedAvg",
+    "fedavg+ft": "FedAvg's, fine-tuned",
+    "local": "each site alone, scored on every site (FLamby)",
+    "local_own": "each site alone, on its own test set",
+    "pooled": "all data in one place",
+}
+SUMMARY_COLUMNS = [
+    *("method", "metric", "value", "site", "test_rows", "positives"),
+    *("sd", "ci_low", "ci_high", "seeds", "note"),
+]
+ROC_POINTS = 200  # at most, per method and seed
 
 
-def summary_frame(results: Sequence[MethodResult]) -> pd.DataFrame:
+def _order(method: str) -> int:
+    return METHODS.index(method) if method in METHODS else len(METHODS)
+
+
+def _per_seed_rows(results: Sequence[MethodResult]) -> pd.DataFrame:
     rows = [
-        {"method": r.method, "metric": m.metric, "value": m.value, "site": m.site}
+        {
+            "method": r.method,
+            "seed": r.seed,
+            "metric": m.metric,
+            "value": m.value,
+            "site": m.site,
+            "test_rows": m.test_rows,
+            "positives": m.positives,
+        }
         for r in results
         for m in r.metrics()
     ]
-    return pd.DataFrame(rows, columns=["method", "metric", "value", "site"])
+    columns = ["method", "seed", "metric", "value", "site", "test_rows", "positives"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def interval(
+    values: np.ndarray, bounds: tuple[float, float] = (-np.inf, np.inf)
+) -> tuple[float, float, float, float, int]:
+    """Mean, sd and the 95% t interval of the mean over the seeds' values.
+
+    NaN values (an AUC a seed could not compute) are left out; with one value
+    sd and interval are NaN. The interval is cut to `bounds`, the values a
+    figure can take (with 2 seeds the t factor is 12.7).
+    """
+    from scipy import stats
+
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    n = len(values)
+    if n == 0:
+        return (float("nan"),) * 4 + (0,)
+    mean = float(values.mean())
+    if n == 1:
+        return mean, float("nan"), float("nan"), float("nan"), 1
+    sd = float(values.std(ddof=1))
+    half = float(stats.t.ppf(0.975, n - 1)) * sd / np.sqrt(n)
+    low, high = bounds
+    return mean, sd, max(mean - half, low), min(mean + half, high), n
+
+
+def _bounds(metric: str) -> tuple[float, float]:
+    """The values a summary figure can take: rates in [0, 1], others >= 0."""
+    name = metric.removeprefix(GLOBAL).removesuffix("_weakest")
+    return (0.0, 1.0) if name in FIGURES else (0.0, np.inf)
+
+
+def summary_frame(results: Sequence[MethodResult], data=None) -> pd.DataFrame:
+    """One row per method, metric and site: the mean over seeds and its spread.
+
+    With `data` (the task's `FederatedDataset`), `data` rows say which sites
+    took part with how many rows, which were left out and why, and notices.
+    """
+    per_seed = _per_seed_rows(results)
+    rows = []
+    keys = ["method", "metric", "site"]
+    for (method, metric, site), group in per_seed.groupby(keys, sort=False):
+        mean, sd, low, high, n = interval(group.value.to_numpy(), _bounds(metric))
+        first = group.iloc[0]
+        rows.append(
+            {
+                "method": method,
+                "metric": metric,
+                "value": mean,
+                "site": site,
+                "test_rows": first.test_rows,
+                "positives": first.positives,
+                "sd": sd,
+                "ci_low": low,
+                "ci_high": high,
+                "seeds": n,
+                "note": "",
+            }
+        )
+    frame = pd.DataFrame(rows + _data_rows(data), columns=SUMMARY_COLUMNS)
+    for column in ("test_rows", "positives", "seeds"):
+        frame[column] = frame[column].astype("Int64")
+    return frame
+
+
+def _data_rows(data) -> list[dict]:
+    """The `data` pseudo-method: who took part, who was left out, notices."""
+    if data is None:
+        return []
+    rows = [
+        {
+            "method": "data",
+            "metric": "site_rows",
+            "site": s.name,
+            "value": s.num_train + s.num_test,
+        }
+        for s in data.sites
+    ]
+    rows += [
+        {
+            "method": "data",
+            "metric": "left_out_rows",
+            "site": site.name,
+            "value": site.rows,
+            "note": site.reason,
+        }
+        for site in getattr(data, "left_out", ())
+    ]
+    positive = getattr(data, "positive_label", None)
+    if positive is not None:
+        rows.append({"method": "data", "metric": "positive_class", "note": positive})
+    rows += [
+        {"method": "data", "metric": "notice", "note": notice}
+        for notice in getattr(data, "notices", ())
+    ]
+    return [{"site": "", "note": "", **row} for row in rows]
 
 
 def rounds_frame(results: Sequence[MethodResult]) -> pd.DataFrame:
@@ -33,6 +161,7 @@ def rounds_frame(results: Sequence[MethodResult]) -> pd.DataFrame:
         for record in result.rounds:
             row = {
                 "method": result.method,
+                "seed": result.seed,
                 "round": record.round,
                 "accuracy": record.accuracy,
                 "leader": record.leader,
@@ -54,38 +183,108 @@ def rounds_frame(results: Sequence[MethodResult]) -> pd.DataFrame:
     return frame
 
 
-def write_results(results: Sequence[MethodResult], out: Path, title: str) -> list[Path]:
-    """Write the three result files into `out` (created if needed)."""
+def roc_frame(results: Sequence[MethodResult]) -> pd.DataFrame:
+    """ROC points of each method and seed on the union of the test sets."""
+    from sklearn.metrics import roc_curve
+
+    frames = []
+    for result in results:
+        labels, scores = result.union_labels, result.union_scores
+        if labels is None or scores is None or len(np.unique(labels)) < 2:
+            continue
+        fpr, tpr, _ = roc_curve(labels, scores)
+        if len(fpr) > ROC_POINTS:
+            keep = np.unique(np.linspace(0, len(fpr) - 1, ROC_POINTS).astype(int))
+            fpr, tpr = fpr[keep], tpr[keep]
+        frames.append(
+            pd.DataFrame(
+                {"method": result.method, "seed": result.seed, "fpr": fpr, "tpr": tpr}
+            )
+        )
+    columns = ["method", "seed", "fpr", "tpr"]
+    return (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=columns)
+    )
+
+
+def run_facts(
+    results: Sequence[MethodResult], title: str, task: str, rounds: int
+) -> dict:
+    """`run.json`: what ran, for the report and for readers of the files."""
+    methods = sorted(dict.fromkeys(r.method for r in results), key=_order)
+    return {
+        "title": title,
+        "task": task,
+        "rounds": rounds,
+        "seeds": sorted({r.seed for r in results}),
+        "methods": methods,
+        "sites": list(results[0].site_names) if results else [],
+        "legend": {m: LEGEND[m] for m in methods if m in LEGEND},
+    }
+
+
+def write_results(
+    results: Sequence[MethodResult],
+    out: Path,
+    title: str,
+    *,
+    data=None,
+    task: str = "",
+    rounds: int | None = None,
+) -> list[Path]:
+    """Write the result files into `out` (created if needed)."""
     out.mkdir(parents=True, exist_ok=True)
-    summary, rounds = out / "summary.csv", out / "rounds.csv"
-    summary_frame(results).to_csv(summary, index=False)
-    rounds_frame(results).to_csv(rounds, index=False)
-    return [summary, rounds, plot_curves(results, out / "curves.png", title)]
+    paths = {
+        name: out / name
+        for name in ("summary.csv", "rounds.csv", "roc.csv", "run.json")
+    }
+    summary_frame(results, data).to_csv(paths["summary.csv"], index=False)
+    rounds_frame(results).to_csv(paths["rounds.csv"], index=False)
+    roc_frame(results).to_csv(paths["roc.csv"], index=False)
+    done = max((len(r.rounds) for r in results), default=0)
+    facts = run_facts(results, title, task, rounds if rounds is not None else done)
+    paths["run.json"].write_text(json.dumps(facts, indent=2) + "\n")
+    return [*paths.values(), plot_curves(results, out / "curves.png", title)]
 
 
 def plot_curves(results: Sequence[MethodResult], path: Path, title: str) -> Path:
-    """Mean per-site test accuracy after each round, one line per method."""
+    """Mean per-site test accuracy after each round, one line per method.
+
+    Over several seeds: the mean, in a band of one standard deviation.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
+    frame = rounds_frame(results)
     figure, axes = plt.subplots(figsize=(7, 4.5))
-    for result in results:
-        axes.plot(
-            [r.round for r in result.rounds],
-            [r.accuracy for r in result.rounds],
-            marker="o",
-            markersize=3,
-            label=result.method,
-        )
+    if not frame.empty:
+        methods = sorted(frame.method.unique(), key=_order)
+        for method in methods:
+            by_round = frame[frame.method == method].groupby("round").accuracy
+            mean, sd = by_round.mean(), by_round.std(ddof=1)
+            (line,) = axes.plot(
+                mean.index, mean.values, marker="o", markersize=3, label=method
+            )
+            if sd.notna().any():
+                axes.fill_between(
+                    mean.index,
+                    (mean - sd).values,
+                    (mean + sd).values,
+                    color=line.get_color(),
+                    alpha=0.2,
+                    linewidth=0,
+                )
+        axes.legend()
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("round")
     axes.set_ylabel("mean per-site test accuracy")
     axes.set_title(title)
     axes.grid(alpha=0.3)
-    axes.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
@@ -93,33 +292,83 @@ def plot_curves(results: Sequence[MethodResult], path: Path, title: str) -> Path
 
 
 MAX_SITE_COLUMNS = 12  # beyond this, a table shows the worst and best site
+HEADLINE = (
+    ("accuracy", "accuracy"),
+    ("bal acc", "balanced_accuracy"),
+    ("AUC", "auc"),
+    ("AUC all", "global_auc"),
+)
+
+
+def _cell(summary: pd.DataFrame, method: str, metric: str, site: str = "") -> str:
+    """A figure as `mean ± sd` (or the bare value with one seed); n/a if none."""
+    row = summary[
+        (summary.method == method) & (summary.metric == metric) & (summary.site == site)
+    ]
+    if row.empty or pd.isna(row.value.iloc[0]):
+        return "n/a"
+    value, sd = float(row.value.iloc[0]), row.sd.iloc[0]
+    return f"{value:.3f}" if pd.isna(sd) else f"{value:.3f}±{float(sd):.3f}"
+
+
+def _methods_in(results: Sequence[MethodResult]) -> list[str]:
+    return sorted(dict.fromkeys(r.method for r in results), key=_order)
 
 
 def results_table(results: Sequence[MethodResult], title: str) -> Table:
-    """One row per method: mean accuracy, each site's accuracy, wall time.
+    """One row per method: the headline figures (mean ± sd over seeds) and
+    the wall time.
 
-    With many sites, the worst and the best site stand in for the per-site
-    columns (every site is in `summary.csv`).
+    `accuracy`, `bal acc` and `AUC` are means over the sites' test sets;
+    `AUC all` is on their union.
     """
-    ordered = sorted(results, key=lambda r: METHOD_ORDER.index(r.method))
+    summary = summary_frame(results).fillna({"site": ""})
     table = Table(title=title)
-    table.add_column("method", style="bold")
-    table.add_column("accuracy", justify="right")
-    names = ordered[0].site_names
-    few = len(names) <= MAX_SITE_COLUMNS
-    for name in names if few else ("worst site", "best site"):
-        table.add_column(name, justify="right")
-    table.add_column("wall_s", justify="right")
-    for result in ordered:
-        accuracies = result.rounds[-1].site_accuracy
-        shown = accuracies if few else (min(accuracies), max(accuracies))
+    table.add_column("method", style="bold", no_wrap=True)
+    for label, _ in HEADLINE:
+        table.add_column(label, justify="right", no_wrap=True)
+    table.add_column("wall_s", justify="right", no_wrap=True)
+    for method in _methods_in(results):
+        wall = summary[(summary.method == method) & (summary.metric == "wall_s")]
         table.add_row(
-            result.method,
-            f"{result.accuracy:.3f}",
-            *(f"{a:.3f}" for a in shown),
-            f"{result.wall_s:.1f}",
+            method,
+            *(_cell(summary, method, metric) for _, metric in HEADLINE),
+            f"{float(wall.value.iloc[0]):.1f}",
         )
     return table
+
+
+def site_table(results: Sequence[MethodResult], title: str) -> Table:
+    """Each site's test accuracy per method (mean ± sd over seeds).
+
+    With many sites, the worst and the best site stand in (every site is in
+    `summary.csv`).
+    """
+    summary = summary_frame(results).fillna({"site": ""})
+    names = results[0].site_names
+    few = len(names) <= MAX_SITE_COLUMNS
+    table = Table(title=title)
+    table.add_column("method", style="bold", no_wrap=True)
+    for name in names if few else ("worst site", "best site"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for method in _methods_in(results):
+        if few:
+            cells = [_cell(summary, method, "accuracy", name) for name in names]
+        else:
+            per_site = summary[
+                (summary.method == method)
+                & (summary.metric == "accuracy")
+                & (summary.site != "")
+            ].value
+            cells = [f"{per_site.min():.3f}", f"{per_site.max():.3f}"]
+        table.add_row(method, *cells)
+    return table
+
+
+def legend_line(methods: Sequence[str]) -> str:
+    """One line saying what each row's model is and which test sets score it."""
+    shown = sorted(dict.fromkeys(methods), key=_order)
+    return "; ".join(f"{m}: {LEGEND[m]}" for m in shown if m in LEGEND)
 
 
 def rounds_table(result: MethodResult) -> Table:

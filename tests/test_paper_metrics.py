@@ -15,11 +15,13 @@ from swarmflower.simulations.pooled import run_pooled
 from swarmflower.simulations.results import (
     GlobalScore,
     MethodResult,
-    add_global_metrics,
-    global_test_set,
     node_metrics,
-    score_arrays,
     score_logits,
+)
+from swarmflower.simulations.yardsticks import (
+    HeldOutRows,
+    add_yardsticks,
+    site_accuracy,
 )
 from swarmflower.tasks import TaskSpec
 
@@ -73,15 +75,19 @@ def _two_sites() -> FederatedDataset:
 
 def test_arrays_are_scored_on_the_union_of_the_test_sets() -> None:
     data = _two_sites()
-    x, y = global_test_set(data)
-    assert x.shape == (5, 2) and y.tolist() == [1, 0, 1, 0, 0]
+    rows = HeldOutRows.of(data)
+    assert tuple(rows.features.shape) == (5, 2)
+    assert rows.labels.tolist() == [1, 0, 1, 0, 0]
     # logit = x0: right on site-1, wrong on site-2's first two rows
     arrays = [np.array([[1.0, 0.0]], np.float32), np.array([0.0], np.float32)]
-    score = score_arrays(TaskSpec(task="heart"), data, arrays)
-    assert score.accuracy == pytest.approx(3 / 5)
-    assert score.sensitivity == pytest.approx(1 / 2)
-    assert score.specificity == pytest.approx(2 / 3)
-    assert score.auc == pytest.approx(5 / 6)
+    result = MethodResult("swarm", [], ("site-1", "site-2"), 1.0, final_arrays=arrays)
+    add_yardsticks([result], TaskSpec(task="heart"), data)
+    score = {m.metric: m.value for m in result.extra if not m.site}
+    assert score["global_accuracy"] == pytest.approx(3 / 5)
+    assert score["global_sensitivity"] == pytest.approx(1 / 2)
+    assert score["global_specificity"] == pytest.approx(2 / 3)
+    assert score["global_auc"] == pytest.approx(5 / 6)
+    assert score["accuracy"] == pytest.approx((1 + 1 / 3) / 2)  # per-site mean
 
 
 def test_node_metrics_give_each_site_their_mean_and_the_weakest() -> None:
@@ -99,7 +105,9 @@ def test_node_metrics_give_each_site_their_mean_and_the_weakest() -> None:
 
 @pytest.fixture(scope="module")
 def baselines() -> list[MethodResult]:
-    return [run_local(TINY, 2), run_pooled(TINY, 2)]
+    results = [run_local(TINY, 2), run_pooled(TINY, 2)]
+    add_yardsticks(results, TINY)
+    return results
 
 
 def _values(result: MethodResult, site: str = "") -> dict[str, float]:
@@ -122,32 +130,28 @@ def test_summary_has_global_rows_for_local_and_pooled(baselines) -> None:
         assert weakest == own.value.item()
 
 
-def test_a_final_model_is_scored_once_like_the_runner_scores_it(baselines) -> None:
+def test_a_final_model_is_scored_once(baselines) -> None:
     pooled = baselines[1]
     bare = MethodResult("swarm", pooled.rounds, pooled.site_names, 1.0)
     bare.final_arrays = pooled.final_arrays
-    add_global_metrics([bare, pooled], TINY)
-    add_global_metrics([bare], TINY)
-    swarm_rows = _values(bare)
+    add_yardsticks([bare, pooled], TINY)
+    add_yardsticks([bare], TINY)
     assert len([m for m in bare.extra if m.metric == "global_auc"]) == 1
     for figure in FIGURES:
         key = f"global_{figure}"
-        assert swarm_rows[key] == pytest.approx(_values(pooled)[key], abs=1e-12)
-    assert len(pooled.extra) == len(FIGURES)  # pooled had its rows already
+        assert _values(bare)[key] == pytest.approx(_values(pooled)[key], abs=1e-12)
+    # the final model's per-site accuracy is the last round's
+    assert bare.accuracy == pytest.approx(pooled.rounds[-1].accuracy)
 
 
 def test_one_pass_over_the_global_test_set_gives_each_sites_accuracy():
-    from swarmflower.simulations.results import (
-        GlobalTestSet,
-        evaluate_on_sites,
-        score_globally,
-    )
+    from swarmflower.simulations.results import evaluate_on_sites
     from swarmflower.tasks import TaskSpec, initial_model
 
     spec = TaskSpec()
     data = spec.load()
     model = initial_model(spec, data.num_features)
-    score, per_site = GlobalTestSet(data).score(model)
+    rows = HeldOutRows.of(data)
+    per_site = site_accuracy(rows, rows.logits(model))
     expected = [e.accuracy for e in evaluate_on_sites(model, data)]
     np.testing.assert_allclose(per_site, expected, atol=1e-6)
-    assert score == score_globally(model, data)
