@@ -136,15 +136,13 @@ TASK_OPTIONS = (
 )
 
 
-CSV_OPTIONS = ("positive", "min_site_rows")
-
-
 def _task_spec(options: dict):
     """The `TaskSpec` a command's task options describe (pass its `locals()`).
 
     The csv options (`--positive`, `--min-site-rows`) become task options
     when given; a task that takes none refuses them by name.
     """
+    from swarmflower.datasets.csv_table import CSV_OPTIONS
     from swarmflower.tasks import TaskSpec
 
     chosen = {name: options[name] for name in TASK_OPTIONS}

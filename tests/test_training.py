@@ -1,6 +1,9 @@
 """The built-in ClientApp: deterministic, Flower-shaped replies."""
 
+import math
+
 import numpy as np
+import pandas as pd
 import pytest
 from flwr.app import ArrayRecord
 from sklearn.metrics import roc_auc_score
@@ -68,6 +71,32 @@ def test_evaluate_reports_accuracy_auc_and_site(spec):
     assert 0.5 < metrics["accuracy"] <= 1.0
     assert 0.5 < metrics["auc"] <= 1.0
     assert metrics["num-examples"] == 104 and metrics["site"] == 0
+
+
+def test_a_one_class_test_set_replies_with_the_same_keys(tmp_path):
+    # Flower's FedAvg refuses to aggregate replies whose metric keys differ.
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame(
+        {
+            "clinic": ["a"] * 20 + ["b"] * 20,
+            "x": rng.normal(size=40),
+            "outcome": ["yes", "no"] * 10 + ["no"] * 20,
+        }
+    )
+    table.to_csv(tmp_path / "t.csv", index=False)
+    task = f"csv:{tmp_path / 't.csv'}"
+    spec = TaskSpec(task=task, site_column="clinic", target="outcome")
+    app = make_client_app(spec)
+    model = ArrayRecord(initial_model(spec, 1).state_dict())
+    replies = [
+        app(
+            model_instruction(model, EVALUATE, 1, dst_node_id=site + 1),
+            site_context(site, 2),
+        ).content["metrics"]
+        for site in (0, 1)
+    ]
+    assert set(replies[0]) == set(replies[1])
+    assert 0 <= replies[0]["auc"] <= 1 and math.isnan(replies[1]["auc"])
 
 
 def test_switzerland_trains_on_one_class_as_flamby_published_it():

@@ -67,14 +67,15 @@ def make_client_app(spec: TaskSpec) -> ClientApp:
         model = build_model(spec, data.num_features)
         model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
         result = evaluate(model, site.x_test, site.y_test)
+        # Every site replies with the same keys, as Flower's strategies require
+        # to aggregate them: a test set of one class has AUC NaN, not none.
         values: dict[str, float | int] = {
             "accuracy": result.accuracy,
             "loss": result.loss,
+            "auc": float("nan") if result.auc is None else result.auc,
             "num-examples": result.num_examples,
             "site": index,
         }
-        if result.auc is not None:
-            values["auc"] = result.auc
         return Message(
             content=RecordDict({"metrics": MetricRecord(values)}), reply_to=msg
         )
