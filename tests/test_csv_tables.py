@@ -434,13 +434,16 @@ def test_csv_options_are_checked_by_name_and_kind():
 # --- the real command line (run side by side: each costs seconds) ------------
 
 
-def _compare(path, *flags):
+def _compare(path, *flags, methods="local,pooled"):
     return (
         "compare",
         *("--task", f"csv:{path}", "--site-column", "clinic", "--target", "outcome"),
-        *("--methods", "local,pooled", "--rounds", "1", "--local-steps", "2"),
+        *("--methods", methods, "--rounds", "1", "--local-steps", "2"),
         *("--out", str(path.parent / f"out-{path.stem}"), *flags),
     )
+
+
+EVERY_METHOD = "swarm,swarm+ft,fedavg,fedavg+ft,local,local_own,pooled"
 
 
 @pytest.fixture(scope="module")
@@ -453,7 +456,10 @@ def cli(tmp_path_factory):
     three = _two_clinics(x=np.arange(24.0))
     three.loc[3, "outcome"] = "maybe"
     runs = {
-        "messy": _compare(_write(folder, _messy_clinics(), "messy.csv")),
+        # every method: the swarm and Flower's FedAvg meet one-class sites too
+        "messy": _compare(
+            _write(folder, _messy_clinics(), "messy.csv"), methods=EVERY_METHOD
+        ),
         "numeric": _compare(_write(folder, numeric, "numeric.csv")),
         "flags": _compare(
             _write(folder, text, "text.csv"),
@@ -485,6 +491,12 @@ def test_cli_runs_the_messy_thirty_clinics(cli):
     results, folder = cli
     assert results["messy"].returncode == 0, results["messy"].stderr
     assert _sites_scored(folder, "messy") == set(KEPT)
+    summary = pd.read_csv(folder / "out-messy" / "summary.csv")
+    assert set(summary.method) == set(EVERY_METHOD.split(",")) | {"data"}
+    left_out = summary[summary.metric == "left_out_rows"]
+    assert dict(zip(left_out.site, left_out.value, strict=True)) == {"c05": 4, "c17": 9}
+    assert set(left_out.note) == {REASON}
+    assert "left out 2 site(s)" in results["messy"].stdout
 
 
 def test_cli_runs_an_all_numeric_table(cli):
