@@ -577,6 +577,8 @@ def init(
     ] = None,
     site_column: SiteColumn = None,
     target: Target = None,
+    positive: Positive = None,
+    min_site_rows: MinSiteRows = None,
     alpha: Alpha = 1.0,
     model: Model = "logreg",
     local_steps: LocalSteps = None,

@@ -13,3 +13,15 @@ def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str
         text=True,
         timeout=timeout,
     )
+
+
+def assert_one_line_error(
+    result: subprocess.CompletedProcess[str], *fragments: str
+) -> None:
+    """The command failed with one line on stderr holding every fragment."""
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]

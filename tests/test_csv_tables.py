@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 import pytest
-from cli_helpers import run_cli
+from cli_helpers import assert_one_line_error, run_cli
 
 from swarmflower.datasets import LeftOutSite, check_task_options, load_dataset
 from swarmflower.datasets.csv_table import TEST_SIZE
@@ -478,15 +478,6 @@ def _sites_scored(folder, stem) -> set[str]:
     return set(summary.loc[summary.method == "local", "site"].dropna())
 
 
-def _assert_one_line_error(result, *fragments):
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
-
 def test_cli_runs_the_messy_thirty_clinics(cli):
     results, folder = cli
     assert results["messy"].returncode == 0, results["messy"].stderr
@@ -513,9 +504,9 @@ def test_cli_takes_positive_and_min_site_rows(cli):
 
 def test_cli_refuses_a_third_class_in_one_line(cli):
     results, _ = cli
-    _assert_one_line_error(
+    assert_one_line_error(
         results["three"], "exactly 2 classes", "'maybe', 'no', 'yes'", "--positive"
     )
-    _assert_one_line_error(
+    assert_one_line_error(
         results["not_a_class"], "--positive 'maybe' is not a class", "'no', 'yes'"
     )

@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-from cli_helpers import run_cli
+from cli_helpers import assert_one_line_error, run_cli
 
 from swarmflower.datasets import load_dataset
 from swarmflower.datasets.heart import read_raw
@@ -55,15 +55,6 @@ def test_compare_runs_on_a_csv_table(table, tmp_path):
     assert set(summary.method) - {"data"} == {"local", "pooled"}
 
 
-def _assert_one_line_error(result, *fragments):
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
-
 def _compare_csv(path, site_column="hospital", target="disease"):
     return run_cli(
         "compare",
@@ -80,20 +71,20 @@ def _compare_csv(path, site_column="hospital", target="disease"):
 
 def test_missing_file(tmp_path):
     missing = tmp_path / "nowhere.csv"
-    _assert_one_line_error(_compare_csv(missing), "table not found", "nowhere.csv")
+    assert_one_line_error(_compare_csv(missing), "table not found", "nowhere.csv")
 
 
 def test_missing_column(table):
-    _assert_one_line_error(
+    assert_one_line_error(
         _compare_csv(table, target="outcome"), "target 'outcome'", "not a column"
     )
-    _assert_one_line_error(
+    assert_one_line_error(
         _compare_csv(table, site_column="clinic"), "site column 'clinic'"
     )
 
 
 def test_non_binary_target(table):
-    _assert_one_line_error(
+    assert_one_line_error(
         _compare_csv(table, target="cp"), "target column 'cp'", "exactly 2 classes"
     )
 
@@ -132,4 +123,4 @@ def test_train_split_with_one_class_is_refused_whatever_the_seed():
 
 def test_unknown_task_names_the_choices():
     result = run_cli("compare", "--task", "mnist", "--rounds", "1")
-    _assert_one_line_error(result, "unknown task 'mnist'", "heart")
+    assert_one_line_error(result, "unknown task 'mnist'", "heart")
