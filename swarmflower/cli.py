@@ -196,7 +196,7 @@ def _report(results, out: Path, rounds: int, spec, html: bool = False) -> None:
         results, out, heading, data=data, task=spec.task, rounds=rounds
     )
     if html:
-        from swarmflower.report_page import write_report
+        from swarmflower.report import write_report
 
         written.append(write_report(out))
     console.print("wrote " + ", ".join(str(p) for p in written), soft_wrap=True)
@@ -321,7 +321,7 @@ def report_command(
     The headline table with intervals, per-site tables, learning curves, ROC
     curves, the swarm's rounds and what was left out and why.
     """
-    from swarmflower.report_page import write_report
+    from swarmflower.report import write_report
 
     console.print(f"wrote {write_report(directory)}", soft_wrap=True)
 

@@ -16,7 +16,7 @@ import pytest
 from browser_helpers import chromium_path, render, tables
 
 from swarmflower.errors import DataError
-from swarmflower.report_page import write_report
+from swarmflower.report import write_report
 
 SITES = ["cleveland", "hungary", "switzerland", "va"]
 SUPPORT = {"cleveland": (60, 27), "hungary": (59, 21), "switzerland": (25, 25)}

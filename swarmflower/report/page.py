@@ -1,45 +1,19 @@
-"""`report.html`: one self-contained page a clinician can open from disk.
-
-Built only from a run's result files (`summary.csv`, and when present
-`rounds.csv`, `roc.csv`, `run.json`), so a run can be reported again long
-after it finished, on a machine without the data. The page loads nothing:
-styles are inline, plots are base64 PNGs, and a Content-Security-Policy
-forbids any other source, so it reads the same offline as online.
-"""
+"""The HTML of `report.html`: styles, tables and sections, written to disk."""
 
 from __future__ import annotations
 
-import base64
-import io
-import json
 import math
-from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
-from swarmflower.errors import DataError
+from swarmflower.report.figures import curves_figure, roc_figure
+from swarmflower.report.run_files import Run, Stat, load_run
 
-METHOD_ORDER = ("swarm", "swarm+ft", "fedavg", "fedavg+ft", "local", "local_own")
-METHOD_ORDER += ("pooled",)
-DATA = "data"  # the pseudo-method of summary.csv's rows about the data itself
 SHOWN_SITES = 12  # per-site tables show this many weakest and strongest sites
 SHOWN_ROUNDS = 30  # the swarm's rounds table: this many first and last rounds
 ONE_CLASS = "one class in this test set"
-
-SUMMARY_NUMBERS = ("value", "test_rows", "positives", "sd", "ci_low", "ci_high")
-SUMMARY_NUMBERS += ("seeds",)
-SUMMARY_OPTIONAL = SUMMARY_NUMBERS + ("note",)
-ROUNDS_COLUMNS = ("method", "seed", "round", "accuracy", "leader", "view", "reason")
-ROUNDS_COLUMNS += ("contributors",)
-ROUNDS_NUMBERS = ("seed", "round", "accuracy")
-ROC_COLUMNS = ("method", "seed", "fpr", "tpr")
-META_TYPES = {"title": str, "task": str, "rounds": int, "seeds": list}
-META_TYPES |= {"methods": list, "sites": list, "legend": dict}
 
 # (metric, column label, tooltip explaining it to a clinician)
 HEADLINE = (
@@ -83,36 +57,6 @@ footer{margin-top:2em;font-size:.85em;color:#666;border-top:1px solid #ccc}
 """
 
 
-@dataclass(frozen=True)
-class Stat:
-    """One summary.csv figure: the mean over seeds, its spread and support."""
-
-    value: float
-    sd: float = math.nan
-    low: float = math.nan
-    high: float = math.nan
-    test_rows: float = math.nan
-    positives: float = math.nan
-
-
-@dataclass
-class Run:
-    """Everything the page shows, read and checked once."""
-
-    directory: Path
-    stats: dict[tuple[str, str, str], Stat]
-    data: pd.DataFrame
-    meta: dict
-    methods: list[str] = field(default_factory=list)
-    sites: list[str] = field(default_factory=list)
-    rounds: pd.DataFrame | None = None
-    roc: pd.DataFrame | None = None
-    files: list[str] = field(default_factory=lambda: ["summary.csv"])
-
-    def stat(self, method: str, metric: str, site: str = "") -> Stat | None:
-        return self.stats.get((method, metric, site))
-
-
 def write_report(directory: Path) -> Path:
     """Write `directory/report.html` from the run's result files; return its path."""
     directory = Path(directory)
@@ -120,131 +64,6 @@ def write_report(directory: Path) -> Path:
     path = directory / "report.html"
     path.write_text(page, encoding="utf-8")
     return path
-
-
-# ---- reading and checking the result files ----
-
-
-def load_run(directory: Path) -> Run:
-    """Read the result files; a DataError names the file and its problem."""
-    path = directory / "summary.csv"
-    if not path.is_file():
-        raise DataError(
-            f"no summary.csv in {directory}: run "
-            f"`swarmflower compare --out {directory}` first"
-        )
-    summary = _read_csv(path, ("method", "metric", "value", "site"))
-    for column in SUMMARY_OPTIONAL:
-        if column not in summary.columns:
-            summary[column] = ""
-    summary = _numbers(summary, SUMMARY_NUMBERS, path)
-    is_data = summary["method"] == DATA
-    stats = _stats(summary[~is_data], path)
-    if not stats:
-        raise DataError(f"{path}: no method rows (only a header or data rows)")
-    run = Run(directory, stats, summary[is_data], _read_meta(directory / "run.json"))
-    run.rounds = _optional_csv(run, "rounds.csv", ROUNDS_COLUMNS, ROUNDS_NUMBERS)
-    run.roc = _optional_csv(run, "roc.csv", ROC_COLUMNS, ROC_COLUMNS[1:])
-    if run.roc is not None:
-        _check_roc(run.roc, directory / "roc.csv")
-    run.methods = _ordered(list(dict.fromkeys(m for m, _, _ in stats)))
-    run.sites = _sites(run)
-    return run
-
-
-def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
-    """Every cell as text ("" when empty), so a site called "NA" stays a site."""
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: not a readable CSV file ({_one_line(e)})") from e
-    missing = [c for c in required if c not in frame.columns]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
-    return frame
-
-
-def _numbers(frame: pd.DataFrame, columns: tuple[str, ...], path: Path) -> pd.DataFrame:
-    """The number columns as floats; a cell that is no number is an error."""
-    frame = frame.copy()
-    for column in columns:
-        text = frame[column].str.strip()
-        numbers = pd.to_numeric(text.replace("", "nan"), errors="coerce")
-        bad = numbers.isna() & ~text.str.lower().isin(["", "nan"])
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(
-                f"{path}: line {row + 2}, column {column}: "
-                f"{text.iloc[row]!r} is not a number"
-            )
-        frame[column] = numbers.astype(float)
-    return frame
-
-
-def _stats(summary: pd.DataFrame, path: Path) -> dict[tuple[str, str, str], Stat]:
-    stats: dict[tuple[str, str, str], Stat] = {}
-    for row in summary.itertuples(index=False):
-        key = (row.method, row.metric, row.site)
-        if key in stats:
-            raise DataError(f"{path}: the row for {key} appears twice")
-        stats[key] = Stat(
-            row.value, row.sd, row.ci_low, row.ci_high, row.test_rows, row.positives
-        )
-    return stats
-
-
-def _read_meta(path: Path) -> dict:
-    """run.json, checked for the types the page relies on; {} when absent."""
-    if not path.is_file():
-        return {}
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: not valid JSON ({_one_line(e)})") from e
-    if not isinstance(meta, dict):
-        raise DataError(f"{path}: expected a JSON object, found {type(meta).__name__}")
-    for key, kind in META_TYPES.items():
-        if key in meta and not isinstance(meta[key], kind):
-            raise DataError(f"{path}: {key!r} should be a {kind.__name__}")
-    if not all(isinstance(v, str) for v in meta.get("legend", {}).values()):
-        raise DataError(f"{path}: every 'legend' entry should be a string")
-    return meta
-
-
-def _optional_csv(
-    run: Run, name: str, required: tuple[str, ...], numbers: tuple[str, ...]
-) -> pd.DataFrame | None:
-    path = run.directory / name
-    if not path.is_file() or not path.read_text(encoding="utf-8").strip():
-        return None  # a run with nothing to put there may leave it empty
-    run.files.append(name)
-    return _numbers(_read_csv(path, required), numbers, path)
-
-
-def _check_roc(roc: pd.DataFrame, path: Path) -> None:
-    points = roc[["fpr", "tpr"]].to_numpy()
-    if np.isnan(points).any() or (points < 0).any() or (points > 1).any():
-        raise DataError(f"{path}: fpr and tpr must be numbers between 0 and 1")
-    if roc["seed"].isna().any():
-        raise DataError(f"{path}: every row needs a seed")
-
-
-def _ordered(methods: list[str]) -> list[str]:
-    """The known methods in the usual order, unknown ones after, as they came."""
-    known = [m for m in METHOD_ORDER if m in methods]
-    return known + [m for m in methods if m not in METHOD_ORDER]
-
-
-def _sites(run: Run) -> list[str]:
-    """Test sites: run.json's, else the data rows', else the per-site rows'."""
-    if run.meta.get("sites"):
-        return [str(s) for s in run.meta["sites"]]
-    kept = run.data.loc[run.data["metric"] == "site_rows", "site"].tolist()
-    return kept or list(dict.fromkeys(s for _, _, s in run.stats if s))
-
-
-def _one_line(error: Exception) -> str:
-    return " ".join(str(error).split())
 
 
 # ---- formatting ----
@@ -413,92 +232,14 @@ def _headline_section(run: Run) -> str:
 def _plots_section(run: Run) -> str:
     colours = {m: f"C{i % 10}" for i, m in enumerate(run.methods)}
     if run.rounds is not None and len(run.rounds):
-        curves = _curves_figure(run, colours)
+        curves = curves_figure(run, colours)
     else:
         curves = _note("Learning curves are unavailable: no rounds in rounds.csv.")
     if run.roc is not None and len(run.roc):
-        roc = _roc_figure(run, colours)
+        roc = roc_figure(run, colours)
     else:
         roc = _note("ROC curves are unavailable: no points in roc.csv.")
     return f"<h2>Curves</h2><div class='figures'>{curves}{roc}</div>"
-
-
-def _png_uri(figure: Figure) -> str:
-    """The figure as a data URI, without a Software tag naming a web address."""
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def _figure_html(figure: Figure, alt: str, caption: str) -> str:
-    return (
-        f"<figure><img src='{_png_uri(figure)}' alt='{escape(alt)}'>"
-        f"<figcaption>{escape(caption)}</figcaption></figure>"
-    )
-
-
-def _by_method(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    groups = dict(list(frame.groupby("method", sort=False)))
-    return [(m, groups[m]) for m in _ordered(list(groups))]
-
-
-def _curves_figure(run: Run, colours: dict[str, str]) -> str:
-    figure = Figure(figsize=(6.2, 4.2), layout="constrained")
-    axes = figure.subplots()
-    banded = False
-    for method, rounds in _by_method(run.rounds):
-        curve = rounds.groupby("round")["accuracy"].agg(["mean", "std", "count"])
-        colour = colours.get(method, "C9")
-        axes.plot(curve.index, curve["mean"], color=colour, label=method, marker="o")
-        if (curve["count"] > 1).any():
-            banded = True
-            low, high = curve["mean"] - curve["std"], curve["mean"] + curve["std"]
-            axes.fill_between(curve.index, low, high, color=colour, alpha=0.2, lw=0)
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.set(xlabel="round", ylabel="mean per-site test accuracy")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize="small")
-    caption = "Mean per-site test accuracy after each round"
-    caption += (
-        ", averaged over seeds; the band is ± one standard deviation over seeds."
-        if banded
-        else "."
-    )
-    return _figure_html(figure, "learning curves", caption)
-
-
-def _mean_roc(points: pd.DataFrame, grid: np.ndarray) -> np.ndarray:
-    """The seeds' curves averaged at fixed false-positive rates."""
-    curves = []
-    for _, seed in points.groupby("seed"):
-        top = seed.groupby("fpr")["tpr"].max()  # the top of each vertical step
-        fpr = np.concatenate([[0.0], top.index.to_numpy(), [1.0]])
-        tpr = np.concatenate([[0.0], top.to_numpy(), [1.0]])
-        curves.append(np.interp(grid, fpr, tpr))
-    return np.mean(curves, axis=0)
-
-
-def _roc_figure(run: Run, colours: dict[str, str]) -> str:
-    figure = Figure(figsize=(5.2, 4.2), layout="constrained")
-    axes = figure.subplots()
-    grid = np.linspace(0, 1, 201)
-    for method, points in _by_method(run.roc):
-        auc = run.stat(method, "global_auc")
-        known = auc is not None and not math.isnan(auc.value)
-        label = f"{method} (AUC {auc.value:.3f})" if known else method
-        curve = _mean_roc(points, grid)
-        axes.plot(grid, curve, color=colours.get(method, "C9"), label=label)
-    axes.plot([0, 1], [0, 1], color="0.6", ls="--", lw=1)
-    axes.set(xlabel="false-positive rate (1 − specificity)", xlim=(0, 1))
-    axes.set(ylabel="true-positive rate (sensitivity)", ylim=(0, 1.01))
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize="small", loc="lower right")
-    caption = (
-        "ROC curves on all sites' test rows together. Each line averages the seeds' "
-        "curves at fixed false-positive rates; the AUC is the mean over seeds from "
-        "summary.csv. The dashed diagonal is guessing by coin toss."
-    )
-    return _figure_html(figure, "ROC curves", caption)
 
 
 def _data_notes(run: Run, metric: str) -> list[str]:
