@@ -4,8 +4,8 @@
 the Flower strategy's own `aggregate_train` and hands its state on as bytes.
 """
 
+from swarmflower.codec import arrays_hash
 from swarmflower.strategies.base import LeaderStrategy, MergeOutcome, Update
-from swarmflower.strategies.helpers import arrays_hash
 from swarmflower.strategies.registry import (
     DEFAULT_STRATEGY,
     STRATEGY_NAMES,

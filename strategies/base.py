@@ -13,11 +13,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from eth_utils import keccak
 from flwr.app import ArrayRecord, MetricRecord
 from flwr.serverapp.exception import AggregationError, InconsistentMessageReplies
 from flwr.serverapp.strategy import Strategy
 
+from swarmflower.codec import content_hash
 from swarmflower.errors import MergeError
 from swarmflower.strategies.helpers import (
     checked_updates,
@@ -110,7 +110,7 @@ class LeaderStrategy(ABC):
         return MergeOutcome(
             arrays=arrays,
             state=new_state,
-            state_hash=keccak(new_state),
+            state_hash=content_hash(new_state),
             metrics=metrics_dict(metrics),
         )
 

@@ -1,9 +1,9 @@
-"""Pure helpers for leader merges: canonical bytes, hashes, checks and replies.
+"""Pure helpers for leader merges: state blobs, update checks and replies.
 
-Everything that goes on the ledger (model hashes, strategy state hashes) is
-derived from one canonical byte format, so any site, in any process, gets the
-same bytes for the same arrays: key, little-endian dtype, shape, then the raw
-C-order bytes. No pickle: a state blob is data, never code.
+A strategy state blob is a JSON header followed by arrays in the one byte
+form of `swarmflower.codec`, so any site, in any process, gets the same bytes
+(and the same state hash on the ledger) for the same state. No pickle: a
+state blob is data, never code.
 """
 
 from __future__ import annotations
@@ -17,9 +17,20 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from eth_utils import keccak
 from flwr.app import Array, ArrayRecord, Message, MetricRecord, RecordDict
 
+from swarmflower.codec import (
+    ByteReader,
+    CodecError,
+    NDArray,
+    encode_ndarrays,
+    record_items,
+)
+
+# Codec names some modules still import from here (arrays_hash: peer, swarm,
+# round_protocol, simulations.site_host; round_protocol also encode_ndarrays
+# and record_items). New code imports them from `swarmflower.codec`.
+from swarmflower.codec import arrays_hash as arrays_hash
 from swarmflower.errors import (
     EmptyMergeError,
     InvalidUpdateError,
@@ -32,7 +43,6 @@ from swarmflower.flower_messages import EVALUATE, TRAIN, instruction
 if TYPE_CHECKING:
     from swarmflower.strategies.base import Update
 
-NDArray = np.ndarray
 STATE_MAGIC = b"SWFLSTATE"
 STATE_VERSION = 1
 ARRAYS_KEY = "arrays"
@@ -40,99 +50,6 @@ METRICS_KEY = "metrics"
 
 _U8 = struct.Struct("<B")
 _U32 = struct.Struct("<I")
-_U64 = struct.Struct("<Q")
-
-
-# --- canonical arrays -------------------------------------------------------
-
-
-def canonical_dtype(array: NDArray) -> np.dtype:
-    """The little-endian dtype an array is serialized with; rejects objects."""
-    dtype = array.dtype
-    if dtype.hasobject or dtype.fields is not None or dtype.kind in "OUSV":
-        raise TypeError(f"dtype {dtype} has no canonical byte form")
-    return dtype.newbyteorder("<")
-
-
-def encode_ndarrays(items: Iterable[tuple[str, NDArray]]) -> bytes:
-    """Canonical bytes of named arrays, in the order given.
-
-    Per entry: key (u32 length + UTF-8), dtype (u8 length + ASCII, little
-    endian), ndim (u8), shape (u64 each), data length (u64), raw C-order bytes.
-    """
-    entries = list(items)
-    out = bytearray(_U32.pack(len(entries)))
-    for key, array in entries:
-        dtype = canonical_dtype(array)
-        key_bytes = key.encode("utf-8")
-        dtype_bytes = dtype.str.encode("ascii")
-        data = np.ascontiguousarray(array, dtype=dtype).tobytes()
-        out += _U32.pack(len(key_bytes)) + key_bytes
-        out += _U8.pack(len(dtype_bytes)) + dtype_bytes
-        out += _U8.pack(array.ndim)
-        out += b"".join(_U64.pack(dim) for dim in array.shape)
-        out += _U64.pack(len(data)) + data
-    return bytes(out)
-
-
-class _Reader:
-    """Bounds-checked reads from a blob; any overrun means a corrupt state."""
-
-    def __init__(self, blob: bytes) -> None:
-        self.view = memoryview(blob)
-        self.pos = 0
-
-    def take(self, size: int) -> bytes:
-        if size < 0 or self.pos + size > len(self.view):
-            raise StrategyStateError("strategy state is truncated or corrupt")
-        chunk = self.view[self.pos : self.pos + size].tobytes()
-        self.pos += size
-        return chunk
-
-    def unpack(self, fmt: struct.Struct) -> int:
-        return fmt.unpack(self.take(fmt.size))[0]
-
-    def done(self) -> bool:
-        return self.pos == len(self.view)
-
-
-def _read_ndarrays(reader: _Reader) -> dict[str, NDArray]:
-    arrays: dict[str, NDArray] = {}
-    for _ in range(reader.unpack(_U32)):
-        key = reader.take(reader.unpack(_U32)).decode("utf-8")
-        dtype = np.dtype(reader.take(reader.unpack(_U8)).decode("ascii"))
-        shape = tuple(reader.unpack(_U64) for _ in range(reader.unpack(_U8)))
-        data = reader.take(reader.unpack(_U64))
-        if len(data) != dtype.itemsize * math.prod(shape) or key in arrays:
-            raise StrategyStateError(f"strategy state entry {key!r} is corrupt")
-        arrays[key] = np.frombuffer(data, dtype=dtype).reshape(shape).copy()
-    return arrays
-
-
-def decode_ndarrays(blob: bytes) -> dict[str, NDArray]:
-    """Inverse of `encode_ndarrays`; raises `StrategyStateError` if corrupt."""
-    reader = _Reader(blob)
-    try:
-        arrays = _read_ndarrays(reader)
-    except (UnicodeDecodeError, TypeError, ValueError) as err:
-        raise StrategyStateError(f"strategy state is corrupt: {err}") from err
-    if not reader.done():
-        raise StrategyStateError("strategy state has trailing bytes")
-    return arrays
-
-
-def record_items(record: ArrayRecord) -> list[tuple[str, NDArray]]:
-    """A record's arrays as numpy, in the record's own order."""
-    return [(key, array.numpy()) for key, array in record.items()]
-
-
-def arrays_hash(record: ArrayRecord) -> bytes:
-    """keccak256 of a model's canonical bytes: the model hash on the ledger.
-
-    Keeps the record's key order: list-based models (`to_numpy_ndarrays`)
-    depend on it, so two orders are two models.
-    """
-    return keccak(encode_ndarrays(record_items(record)))
 
 
 # --- strategy state blobs ---------------------------------------------------
@@ -179,12 +96,12 @@ def decode_state(blob: bytes) -> StateSnapshot:
     """Inverse of `encode_state`; raises `StrategyStateError` if corrupt."""
     if not blob.startswith(STATE_MAGIC):
         raise StrategyStateError("not a swarmflower strategy state (bad magic)")
-    reader = _Reader(blob)
-    reader.take(len(STATE_MAGIC))
-    version = reader.unpack(_U8)
-    if version != STATE_VERSION:
-        raise StrategyStateError(f"unsupported strategy state version {version}")
+    reader = ByteReader(blob)
     try:
+        reader.take(len(STATE_MAGIC))
+        version = reader.unpack(_U8)
+        if version != STATE_VERSION:
+            raise StrategyStateError(f"unsupported strategy state version {version}")
         header = json.loads(reader.take(reader.unpack(_U32)).decode("ascii"))
         names = list(header["fields"])
         snapshot = StateSnapshot(
@@ -192,8 +109,10 @@ def decode_state(blob: bytes) -> StateSnapshot:
             hyperparameters=dict(header["hyperparameters"]),
             server_round=int(header["round"]),
             model_hash=bytes.fromhex(header["model"]),
-            fields={name: _read_ndarrays(reader) for name in names},
+            fields={name: reader.ndarrays() for name in names},
         )
+    except CodecError as err:
+        raise StrategyStateError(f"strategy state is corrupt: {err}") from err
     except (KeyError, TypeError, ValueError) as err:
         raise StrategyStateError(f"strategy state header is corrupt: {err}") from err
     if not reader.done():

@@ -16,12 +16,11 @@ from collections.abc import Mapping
 from flwr.app import ArrayRecord
 from flwr.serverapp.strategy import Strategy
 
+from swarmflower.codec import NDArray, arrays_hash
 from swarmflower.errors import StrategyStateError
 from swarmflower.strategies.flower_strategy import FlowerStrategy
 from swarmflower.strategies.helpers import (
-    NDArray,
     StateSnapshot,
-    arrays_hash,
     decode_state,
     encode_state,
     hyperparameter_values,

@@ -15,6 +15,10 @@ class ConfigError(SwarmflowerError):
     """A task name, option or configuration value is not valid."""
 
 
+class CodecError(SwarmflowerError):
+    """Bytes are not a valid encoding of arrays (`swarmflower.codec`)."""
+
+
 class MergeError(SwarmflowerError):
     """A leader cannot merge the round as asked (bad updates, state or strategy)."""
 

@@ -1,8 +1,8 @@
 """Content-addressed storage of models, updates and strategy states.
 
 A site trusts nothing by name, only by hash: everything it keeps or serves is
-filed under the keccak hash of its canonical bytes, and what it fetches from a
-peer is checked against the hash it asked for.
+filed under the hash of its bytes (`swarmflower.codec`), and what it fetches
+from a peer is checked against the hash it asked for.
 """
 
 from __future__ import annotations
@@ -17,20 +17,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Generic, NamedTuple, TypeVar
 
-from eth_utils import keccak
-from flwr.app import Array, ArrayRecord
+from flwr.app import ArrayRecord
 
-from swarmflower.errors import SwarmflowerError
-from swarmflower.strategies.helpers import (
+from swarmflower.codec import (
+    CodecError,
     arrays_hash,
-    decode_ndarrays,
-    encode_ndarrays,
-    record_items,
+    content_hash,
+    decode_arrays,
+    encode_arrays,
 )
 
 log = logging.getLogger("swarmflower.model_store")
 
 DEFAULT_CACHE_BYTES = 256 * 2**20
+
+# The old name, for site_files, which still imports it from here.
+arrays_from_bytes = decode_arrays
 
 
 class ModelStoreAPI(ABC):
@@ -49,7 +51,7 @@ class ModelStoreAPI(ABC):
 
     @abstractmethod
     def put_blob(self, blob: bytes) -> bytes:
-        """File a strategy state; return its keccak hash."""
+        """File a strategy state; return its hash (`content_hash`)."""
 
     @abstractmethod
     def get_blob(self, digest: bytes) -> bytes | None: ...
@@ -74,7 +76,7 @@ class MemoryModelStore(ModelStoreAPI):
             return self._arrays.get(digest)
 
     def put_blob(self, blob: bytes) -> bytes:
-        digest = keccak(blob)
+        digest = content_hash(blob)
         with self._lock:
             self._blobs.setdefault(digest, blob)
         return digest
@@ -134,15 +136,6 @@ class BytesLRU(Generic[V]):
             return self._bytes
 
 
-def arrays_to_bytes(arrays: ArrayRecord) -> bytes:
-    """The canonical bytes whose keccak is the model hash."""
-    return encode_ndarrays(record_items(arrays))
-
-
-def arrays_from_bytes(data: bytes) -> ArrayRecord:
-    return ArrayRecord({k: Array(v) for k, v in decode_ndarrays(data).items()})
-
-
 class _StoredFile(NamedTuple):
     """A file's bytes and the identity of the very file they came from."""
 
@@ -184,7 +177,7 @@ class DiskModelStore(ModelStoreAPI):
         return self.folder / f"{digest.hex()}.{kind}"
 
     def _write(self, path: Path, data: bytes) -> None:
-        """File `data` (whose keccak names `path`) unless it is already intact."""
+        """File `data` (whose hash names `path`) unless it is already intact."""
         try:
             if path.read_bytes() == data:  # same bytes, so they hash to the name
                 return
@@ -230,7 +223,7 @@ class DiskModelStore(ModelStoreAPI):
         except FileNotFoundError:
             return None
         stored = _StoredFile(data, (stat.st_dev, stat.st_ino))
-        if keccak(data) != digest:
+        if content_hash(data) != digest:
             self._discard(path, stored, "its bytes do not hash to its name")
             return None
         return stored
@@ -248,8 +241,8 @@ class DiskModelStore(ModelStoreAPI):
         log.warning("Deleted damaged file %s: %s", path, reason)
 
     def put_arrays(self, arrays: ArrayRecord, digest: bytes | None = None) -> bytes:
-        data = arrays_to_bytes(arrays)
-        digest = keccak(data)  # the file's name must be the hash of its bytes
+        data = encode_arrays(arrays)
+        digest = content_hash(data)  # the file's name must be the hash of its bytes
         self._write(self._path(digest, "model"), data)
         self._cache.put(digest, arrays, len(data))
         return digest
@@ -262,15 +255,15 @@ class DiskModelStore(ModelStoreAPI):
         if stored is None:
             return None
         try:
-            arrays = arrays_from_bytes(stored.data)
-        except SwarmflowerError as err:
+            arrays = decode_arrays(stored.data)
+        except CodecError as err:
             self._discard(path, stored, f"not a model: {err}")
             return None
         self._cache.put(digest, arrays, len(stored.data))
         return arrays
 
     def put_blob(self, blob: bytes) -> bytes:
-        digest = keccak(blob)
+        digest = content_hash(blob)
         self._write(self._path(digest, "state"), blob)
         return digest
 

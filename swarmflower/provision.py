@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from flwr.app import ArrayRecord
 
 from swarmflower import pki
+from swarmflower.codec import arrays_hash, encode_arrays
 from swarmflower.errors import ConfigError, SwarmExistsError
 from swarmflower.ledger import Enrollment, FoundingSite, Genesis
 from swarmflower.ledger.records import DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_UPDATE_RATIO
@@ -40,8 +41,6 @@ from swarmflower.site_config import (
     load_site_config,
     write_site_config,
 )
-from swarmflower.strategies import arrays_hash
-from swarmflower.strategies.helpers import encode_ndarrays, record_items
 from swarmflower.swarm import swarm_params
 
 if TYPE_CHECKING:
@@ -220,7 +219,7 @@ def init_swarm(
         timestamp=int(time.time()),
     )
     genesis_json = genesis.to_json()
-    model_bytes = encode_ndarrays(record_items(arrays))
+    model_bytes = encode_arrays(arrays)
 
     out.mkdir(parents=True, exist_ok=True)
     (out / CA_DIR).mkdir()

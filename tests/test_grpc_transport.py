@@ -28,6 +28,7 @@ from eth_keys.datatypes import PrivateKey
 from eth_utils import keccak
 from flwr.app import Array, ArrayRecord
 
+from swarmflower.codec import arrays_hash, record_items
 from swarmflower.errors import ConfigError, WireFormatError
 from swarmflower.flower_messages import site_context
 from swarmflower.identity import simulated_identities
@@ -36,7 +37,6 @@ from swarmflower.logs import quiet_flower
 from swarmflower.model_store import MemoryModelStore
 from swarmflower.peer import PeerConfig, SwarmPeer
 from swarmflower.strategies import build_strategy
-from swarmflower.strategies.helpers import arrays_hash, record_items
 from swarmflower.swarm import make_genesis, run_swarm
 from swarmflower.tasks import TaskSpec, initial_model, make_client_app
 from swarmflower.transport import (

@@ -19,11 +19,11 @@ from cli_helpers import run_cli
 from eth_utils import keccak
 
 from swarmflower import pki
+from swarmflower.codec import decode_ndarrays, encode_ndarrays
 from swarmflower.errors import ConfigError
 from swarmflower.ledger import Genesis, Ledger
 from swarmflower.provision import load_enrollment
 from swarmflower.site_config import load_site_config
-from swarmflower.strategies.helpers import decode_ndarrays, encode_ndarrays
 
 SITES = ("site-1", "site-2", "site-3")
 

@@ -10,12 +10,8 @@ import numpy as np
 from eth_utils import keccak
 from flwr.app import Array, ArrayRecord
 
-from swarmflower.model_store import (
-    BytesLRU,
-    DiskModelStore,
-    MemoryModelStore,
-    arrays_to_bytes,
-)
+from swarmflower.codec import encode_arrays as arrays_to_bytes
+from swarmflower.model_store import BytesLRU, DiskModelStore, MemoryModelStore
 from swarmflower.strategies import arrays_hash
 
 

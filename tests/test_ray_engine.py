@@ -158,7 +158,7 @@ def test_engine_options_are_checked():
 
 
 def test_the_final_model_is_the_last_sealed_one(fault_free):
-    from swarmflower.strategies.helpers import arrays_hash
+    from swarmflower.codec import arrays_hash
 
     assert arrays_hash(fault_free.final_arrays) == fault_free.records[-1].model_hash
     accuracies = [r.accuracy for r in fault_free.rounds]

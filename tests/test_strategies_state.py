@@ -11,14 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from swarmflower.codec import decode_ndarrays, encode_ndarrays
 from swarmflower.errors import StrategyStateError
 from swarmflower.strategies import Update, arrays_hash, build_strategy
-from swarmflower.strategies.helpers import (
-    decode_ndarrays,
-    decode_state,
-    encode_ndarrays,
-    encode_state,
-)
+from swarmflower.strategies.helpers import decode_state, encode_state
 
 
 def model(scale: float = 1.0) -> ArrayRecord:

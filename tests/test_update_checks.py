@@ -18,6 +18,7 @@ import pytest
 from flwr.app import Array, ArrayRecord
 from flwr.serverapp.strategy import Strategy
 
+from swarmflower.codec import record_items
 from swarmflower.errors import ConfigError
 from swarmflower.identity import simulated_identities, simulated_identity
 from swarmflower.ledger import (
@@ -49,7 +50,7 @@ from swarmflower.strategies import (
     arrays_hash,
     build_strategy,
 )
-from swarmflower.strategies.helpers import in_dtypes_of, record_items, update_distance
+from swarmflower.strategies.helpers import in_dtypes_of, update_distance
 from swarmflower.swarm import make_genesis
 from swarmflower.tasks import TaskSpec, initial_model, make_client_app
 

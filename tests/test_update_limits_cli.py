@@ -16,6 +16,7 @@ from flwr.app import Array, ArrayRecord
 from swarm_helpers import heart_swarm
 
 from swarmflower import cli
+from swarmflower.codec import record_items
 from swarmflower.errors import ConfigError
 from swarmflower.ledger import Genesis
 from swarmflower.ledger.records import DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_UPDATE_RATIO
@@ -27,7 +28,6 @@ from swarmflower.round_protocol import (
     sign_offer,
 )
 from swarmflower.site_config import TaskConfig, load_site_config
-from swarmflower.strategies.helpers import record_items
 from swarmflower.tasks import TaskSpec
 
 

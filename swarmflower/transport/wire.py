@@ -3,9 +3,9 @@
 Every message starts with the same 6-byte envelope, `b"SWFL"`, a version byte
 and a kind byte, so a peer from another release (or random bytes) is refused
 with a clear `WireFormatError` instead of being half-read. Header integers
-are big endian. Arrays travel in the canonical form the ledger hashes
-(`encode_ndarrays`), so the receiver can check them against a model or update
-hash without re-encoding anything.
+are big endian. Arrays travel in the one byte form the ledger hashes
+(`swarmflower.codec`), so the receiver can check them against a model or
+update hash without re-encoding anything.
 
     OFFER         round i64, commitment round i64, site_index u32,
                   commitment (125 bytes, `Commitment.pack`), arrays (rest)
@@ -26,16 +26,13 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from flwr.app import Array, ArrayRecord
+from flwr.app import ArrayRecord
 
-from swarmflower.errors import StrategyStateError, WireFormatError
+from swarmflower import codec
+from swarmflower.codec import CodecError, encode_arrays
+from swarmflower.errors import WireFormatError
 from swarmflower.ledger import BlockRef
 from swarmflower.ledger.commitments import RECORD_BYTES, Commitment, checksum
-from swarmflower.strategies.helpers import (
-    decode_ndarrays,
-    encode_ndarrays,
-    record_items,
-)
 from swarmflower.transport.base import BlockAnnouncement, PeerMessage, UpdateOffer
 
 MAGIC = b"SWFL"
@@ -91,18 +88,12 @@ def _fixed(body: memoryview, layout: struct.Struct, what: str) -> tuple:
 # --- messages (Deliver) -----------------------------------------------------
 
 
-def encode_arrays(arrays: ArrayRecord) -> bytes:
-    """The canonical bytes of a record: what `arrays_hash` hashes."""
-    return encode_ndarrays(record_items(arrays))
-
-
 def decode_arrays(data: bytes) -> ArrayRecord:
-    """Inverse of `encode_arrays`, keeping the key order."""
+    """Inverse of `encode_arrays` (the codec's); corrupt bytes: `WireFormatError`."""
     try:
-        arrays = decode_ndarrays(data)
-    except StrategyStateError as err:
+        return codec.decode_arrays(data)
+    except CodecError as err:
         raise WireFormatError(f"arrays are corrupt: {err}") from err
-    return ArrayRecord({key: Array(value) for key, value in arrays.items()})
 
 
 def unpack_commitment(record: bytes, round: int) -> Commitment:
