@@ -2,12 +2,16 @@
 
 The contract holds a seed chain (seed_0 from the initial model hash, then
 seed_r = keccak(seed_{r-1} || r) as round r is sealed) and the list of live
-sites. The electee of view v for the next round is
-live[(seed mod n + v) mod n]: view 0 leads, views 1, 2, ... are the ordered
-backups. Nothing a proposer chooses feeds the seed, so no site can steer the
-election towards itself; a raised view retires the electees it skipped until
-they contribute again. The contract also enforces this in `sealRound`, so a
-replica that re-executes a block re-checks the election twice.
+sites. Rounds run in epochs of n rounds (n live sites): an epoch starts at
+offset o = seed mod n, drawn when it starts, and its t-th round is led by
+live[(o + t) mod n], so every live site leads once per epoch; views 1, 2, ...
+are the next sites in that order, the ordered backups. A change to the live
+list (a raised view retires the electees it skipped until they contribute
+again; a site revived or enrolled) starts a new epoch. Nothing a proposer
+chooses feeds the seed, so no site can steer the election towards itself,
+and no one knows an epoch's order before it starts. The contract also
+enforces this in `sealRound`, so a replica that re-executes a block
+re-checks the election twice.
 """
 
 from __future__ import annotations

@@ -59,6 +59,11 @@ numSites: public(uint256)
 live: public(DynArray[address, MAX_SITES])
 liveIndex: HashMap[address, uint256]  # position in `live` plus one; 0 = not live
 seed: public(bytes32)
+# Fair rotation: an epoch is a run of rounds in which each live site leads
+# once, in live-list order from an offset drawn from the seed at its start.
+epochStart: public(uint256)  # the epoch's first round
+epochSize: public(uint256)  # live sites when it started: its length in rounds
+epochOffset: uint256
 lastRound: public(uint256)
 rounds: public(HashMap[uint256, Round])
 totalRounds: public(uint256)
@@ -86,6 +91,7 @@ def __init__(
     self.minPeers = minPeers
     self.strategy = strategy
     self.seed = keccak256(concat(b"swarmflower/seed", initialModelHash))
+    self._start_epoch(1)
     self.rounds[0] = Round(
         seed=empty(bytes32),
         view=0,
@@ -130,11 +136,27 @@ def _retire(site: address):
 
 
 @internal
+def _start_epoch(first: uint256):
+    """A new epoch from round `first`: the current seed draws its offset."""
+    n: uint256 = len(self.live)
+    self.epochStart = first
+    self.epochSize = n
+    self.epochOffset = convert(self.seed, uint256) % n
+
+
+@internal
+@view
+def _position(view: uint256) -> uint256:
+    """Where in `live` the electee of `view` for the next round stands."""
+    n: uint256 = len(self.live)
+    turn: uint256 = self.lastRound + 1 - self.epochStart
+    return (self.epochOffset + turn + view % n) % n
+
+
+@internal
 @view
 def _electee(view: uint256) -> address:
-    n: uint256 = len(self.live)
-    start: uint256 = convert(self.seed, uint256) % n
-    return self.live[(start + view % n) % n]
+    return self.live[self._position(view)]
 
 
 @external
@@ -149,7 +171,7 @@ def electee(view: uint256) -> address:
 def electees(count: uint256) -> DynArray[address, MAX_SITES]:
     """Leader then ordered backups of the next round."""
     n: uint256 = len(self.live)
-    start: uint256 = convert(self.seed, uint256) % n
+    start: uint256 = self._position(0)
     out: DynArray[address, MAX_SITES] = []
     for v: uint256 in range(min(count, n), bound=MAX_SITES):
         out.append(self.live[(start + v) % n])
@@ -196,7 +218,7 @@ def sealRound(
 
     # The electees skipped by a raised view lose liveness until they contribute.
     skipped: DynArray[address, MAX_VIEW] = []
-    start: uint256 = convert(self.seed, uint256) % n
+    start: uint256 = self._position(0)
     for v: uint256 in range(view, bound=MAX_VIEW):
         skipped.append(self.live[(start + v) % n])
     for site: address in skipped:
@@ -225,6 +247,10 @@ def sealRound(
     # into leading; liveness changes above are the only other input.
     self.seed = keccak256(concat(self.seed, convert(round, bytes32)))
     self.lastRound = round
+    # A changed live list, or every site having led, starts a new epoch.
+    changed: bool = len(skipped) + len(revived) + len(newSites) > 0
+    if changed or round + 1 - self.epochStart >= self.epochSize:
+        self._start_epoch(round + 1)
     log Sealed(
         round=round,
         leader=msg.sender,
