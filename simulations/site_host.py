@@ -20,6 +20,7 @@ from pathlib import Path
 from flwr.app import ArrayRecord
 from flwr.clientapp import ClientApp
 
+from swarmflower.codec import arrays_hash
 from swarmflower.flower_messages import EVALUATE, model_instruction, site_context
 from swarmflower.identity import SiteIdentity, simulated_identity
 from swarmflower.ledger import Genesis, ImportOutcome, InvalidBlock, Ledger, Reason
@@ -34,7 +35,6 @@ from swarmflower.round_protocol import (
     verify_merge,
 )
 from swarmflower.strategies import LeaderStrategy, MergeOutcome, leader_strategy
-from swarmflower.strategies.helpers import arrays_hash
 from swarmflower.transport.base import UpdateOffer
 
 log = logging.getLogger("swarmflower.site_host")

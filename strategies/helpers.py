@@ -26,11 +26,6 @@ from swarmflower.codec import (
     encode_ndarrays,
     record_items,
 )
-
-# Codec names some modules still import from here (arrays_hash: peer, swarm,
-# round_protocol, simulations.site_host; round_protocol also encode_ndarrays
-# and record_items). New code imports them from `swarmflower.codec`.
-from swarmflower.codec import arrays_hash as arrays_hash
 from swarmflower.errors import (
     EmptyMergeError,
     InvalidUpdateError,

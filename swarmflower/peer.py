@@ -18,9 +18,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from eth_utils import keccak
 from flwr.app import Array, ArrayRecord, Context
 
+from swarmflower.codec import arrays_hash, content_hash
 from swarmflower.faults import NO_FAULTS, FaultPlan, PeerCrashed
 from swarmflower.identity import SiteIdentity
 from swarmflower.ledger import (
@@ -43,7 +43,6 @@ from swarmflower.round_protocol import (
 )
 from swarmflower.served_chain import ServedChain
 from swarmflower.strategies import LeaderStrategy, Update
-from swarmflower.strategies.helpers import arrays_hash
 from swarmflower.transport.base import (
     BlockAnnouncement,
     PeerServiceAPI,
@@ -694,7 +693,7 @@ class SwarmPeer(PeerServiceAPI):
             return None
         if (
             arrays_hash(arrays) != record.model_hash
-            or keccak(state) != record.state_hash
+            or content_hash(state) != record.state_hash
         ):
             return None
         return arrays, state

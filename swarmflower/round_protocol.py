@@ -12,21 +12,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from eth_utils import keccak
 from flwr.app import Array, ArrayRecord, Context
 
+from swarmflower.codec import arrays_hash, content_hash, encode_ndarrays, record_items
 from swarmflower.flower_messages import TRAIN, model_instruction
 from swarmflower.identity import SiteIdentity
 from swarmflower.ledger import Commitment, InvalidBlock, RoundRecord, SwarmParams
 from swarmflower.ledger.records import DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_UPDATE_RATIO
 from swarmflower.strategies import LeaderStrategy, MergeOutcome, Update
-from swarmflower.strategies.helpers import (
-    arrays_hash,
-    encode_ndarrays,
-    in_dtypes_of,
-    record_items,
-    update_distance,
-)
+from swarmflower.strategies.helpers import in_dtypes_of, update_distance
 from swarmflower.transport.base import UpdateOffer
 
 
@@ -117,7 +111,7 @@ def offer_problem(
     commitment = offer.commitment
     try:
         items = record_items(offer.arrays)
-        digest = keccak(encode_ndarrays(items))
+        digest = content_hash(encode_ndarrays(items))
     except Exception as exc:  # a corrupt Array, or a dtype with no canonical bytes
         return b"", f"arrays cannot be read: {type(exc).__name__}: {exc}"
     if commitment.round != offer.round:

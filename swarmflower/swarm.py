@@ -18,6 +18,7 @@ from pathlib import Path
 from flwr.app import ArrayRecord, Context
 from flwr.clientapp import ClientApp
 
+from swarmflower.codec import arrays_hash
 from swarmflower.errors import ConfigError
 from swarmflower.faults import NO_FAULTS, FaultPlan, PeerCrashed
 from swarmflower.flower_messages import site_context
@@ -28,7 +29,6 @@ from swarmflower.logs import quiet_flower
 from swarmflower.model_store import MemoryModelStore
 from swarmflower.peer import PeerConfig, SwarmPeer
 from swarmflower.strategies import LeaderStrategy, build_strategy, leader_strategy
-from swarmflower.strategies.helpers import arrays_hash
 from swarmflower.transport import InProcNetwork
 
 log = logging.getLogger("swarmflower.swarm")

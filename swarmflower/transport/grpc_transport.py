@@ -28,9 +28,9 @@ from dataclasses import dataclass, replace
 from typing import TypeVar
 
 import grpc
-from eth_utils import keccak
 from flwr.app import ArrayRecord
 
+from swarmflower.codec import content_hash
 from swarmflower.errors import ConfigError, TransportError, WireFormatError
 from swarmflower.ledger import BlockRef
 from swarmflower.transport import wire
@@ -541,7 +541,7 @@ class GrpcTransport(TransportAPI):
         except WireFormatError as err:
             log.warning("%s: bad stream from %s: %s", self.address, source, err)
             return None, True
-        if keccak(payload) != digest:
+        if content_hash(payload) != digest:
             log.warning(
                 "%s: %s sent bytes not matching %s", self.address, source, digest.hex()
             )
