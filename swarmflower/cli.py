@@ -6,14 +6,51 @@ import math
 import sys
 import textwrap
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
+from swarmflower.cli_options import (
+    DEFAULT_MAX_EXAMPLES,
+    DEFAULT_MAX_UPDATE_RATIO,
+    BasePort,
+    CompareOut,
+    CompareScenario,
+    Dropout,
+    Engine,
+    FaultDrills,
+    FtSteps,
+    FtThreshold,
+    Hosts,
+    InitialModel,
+    InitOut,
+    InitSites,
+    InitTask,
+    MaxExamples,
+    MaxUpdateRatio,
+    Methods,
+    MinPeers,
+    RayAddress,
+    Rounds,
+    RoundTimeout,
+    Seeds,
+    SimulateOut,
+    SimulateScenario,
+    Strategy,
+    TaskArgs,
+    WriteReport,
+    task_options,
+)
 from swarmflower.errors import ConfigError, SwarmflowerError
+
+if TYPE_CHECKING:
+    from swarmflower.faults import FaultPlan
+    from swarmflower.simulations.scenarios import Faults
+    from swarmflower.tasks import TaskSpec
 
 app = typer.Typer(
     help="Swarm Learning on Flower: train one model across sites, no central server.",
@@ -28,128 +65,10 @@ DEFAULT_METHODS = "swarm,swarm+ft,fedavg,fedavg+ft,local,local_own,pooled"
 DEFAULT_FT_STEPS = 10
 ENGINES = ("inproc", "ray")
 
-# Options shared by the commands that run a task.
-Task = Annotated[
-    str,
-    typer.Option(
-        help="heart, breast-cancer, transcriptome, or csv:PATH for your own table."
-    ),
-]
-Rounds = Annotated[int, typer.Option(help="Training rounds (same budget everywhere).")]
-Sites = Annotated[
-    int,
-    typer.Option(help="Sites for a partitioned task (breast-cancer, transcriptome)."),
-]
-SiteColumn = Annotated[
-    str | None, typer.Option(help="csv: the column naming each row's site.")
-]
-Target = Annotated[str | None, typer.Option(help="csv: the binary target column.")]
-Positive = Annotated[
-    str | None,
-    typer.Option(help="csv: the target value that is the positive class (a case)."),
-]
-MinSiteRows = Annotated[
-    int | None,
-    typer.Option(
-        help="csv: sites with fewer rows are left out, with a notice (default 10)."
-    ),
-]
-Alpha = Annotated[float, typer.Option(help="Dirichlet label skew (breast-cancer).")]
-Model = Annotated[str, typer.Option(help="logreg or mlp.")]
-LocalSteps = Annotated[
-    int | None,
-    typer.Option(
-        help="Optimiser updates per site per round (default: 100; transcriptome 20)."
-    ),
-]
-BatchSize = Annotated[int, typer.Option(help="Mini-batch size.")]
-Lr = Annotated[float, typer.Option(help="Learning rate.")]
-Optimizer = Annotated[str, typer.Option(help="sgd or adam.")]
-Seed = Annotated[int, typer.Option(help="Seed for model, partition and training.")]
-Strategy = Annotated[
-    str, typer.Option(help="The Flower strategy each round's leader runs.")
-]
-RoundTimeout = Annotated[
-    int, typer.Option(help="Seconds before the next backup replaces a silent leader.")
-]
-Engine = Annotated[
-    str,
-    typer.Option(
-        help="The swarm's engine: inproc (a thread per site) or ray (virtual sites "
-        "on a pool of Ray actors, with simulated time)."
-    ),
-]
-RayAddress = Annotated[
-    str | None,
-    typer.Option(help="ray: join this Ray cluster (default: start a local one)."),
-]
-Hosts = Annotated[
-    int | None,
-    typer.Option(help="ray: actors that host the sites (default: one per CPU)."),
-]
-MinPeers = Annotated[
-    int | None, typer.Option(help="Updates needed to seal a round (default: majority).")
-]
-# The genesis's update limits (ledger.records.DEFAULT_MAX_EXAMPLES and
-# DEFAULT_MAX_UPDATE_RATIO; not imported here: the ledger is slow to import).
-DEFAULT_MAX_EXAMPLES = 10_000_000
-DEFAULT_MAX_UPDATE_RATIO = 1000.0
-
-
-def _whole_number(text: str) -> int:
-    """--max-examples as given: a whole number, or one line saying it is not."""
-    try:
-        return int(text)
-    except ValueError:
-        raise ConfigError(
-            f"--max-examples must be a whole number of at least 1, got {text!r}"
-        ) from None
-
-
-MaxExamples = Annotated[
-    int,
-    typer.Option(
-        parser=_whole_number,
-        metavar="INTEGER",
-        show_default=True,
-        help="Largest num_examples one site's update may claim (its weight in "
-        "the merge); every site refuses an update outside 1..N. Fixed at genesis.",
-    ),
-]
-MaxUpdateRatio = Annotated[
-    float,
-    typer.Option(
-        help="How far one update may move the model: every site refuses an "
-        "update with ||update - model|| > R x max(||model||, 1). Fixed at genesis.",
-    ),
-]
-
 
 @app.callback()
 def root() -> None:
     """Swarm Learning on Flower: train one model across sites, no central server."""
-
-
-TASK_OPTIONS = (
-    *("task", "sites", "alpha", "site_column", "target", "model"),
-    *("local_steps", "batch_size", "lr", "optimizer", "seed"),
-)
-
-
-def _task_spec(options: dict):
-    """The `TaskSpec` a command's task options describe (pass its `locals()`).
-
-    The csv options (`--positive`, `--min-site-rows`) become task options
-    when given; a task that takes none refuses them by name.
-    """
-    from swarmflower.datasets.csv_table import CSV_OPTIONS
-    from swarmflower.tasks import TaskSpec
-
-    chosen = {name: options[name] for name in TASK_OPTIONS}
-    chosen["learning_rate"] = chosen.pop("lr")
-    chosen["num_sites"] = chosen.pop("sites")
-    extra = {k: options[k] for k in CSV_OPTIONS if options.get(k) is not None}
-    return TaskSpec(**chosen, options=extra)
 
 
 def _run_live(methods: Sequence[str], rounds: int, run):
@@ -203,69 +122,21 @@ def _report(results, out: Path, rounds: int, spec, html: bool = False) -> None:
 
 
 @app.command()
+@task_options
 def compare(
-    task: Task = "heart",
     rounds: Rounds = 20,
-    sites: Sites = 4,
-    out: Annotated[
-        Path,
-        typer.Option(
-            help="Folder for summary.csv, rounds.csv, roc.csv, run.json, curves.png."
-        ),
-    ] = Path("swarmflower-results/compare"),
-    methods: Annotated[
-        str,
-        typer.Option(
-            help="Comma-separated: swarm, swarm+ft, fedavg, fedavg+ft, local, "
-            "local_own, pooled."
-        ),
-    ] = DEFAULT_METHODS,
-    seeds: Annotated[
-        int,
-        typer.Option(
-            help="Run every method with this many seeds (--seed, --seed+1, ...): "
-            "model initialisation and data order; results as mean, sd and 95% "
-            "interval."
-        ),
-    ] = 1,
-    ft_steps: Annotated[
-        int,
-        typer.Option(
-            help="+ft methods: local steps each site fine-tunes the final model for."
-        ),
-    ] = DEFAULT_FT_STEPS,
-    ft_threshold: Annotated[
-        bool,
-        typer.Option(
-            help="+ft methods: each site also picks its decision threshold on "
-            "its own training split."
-        ),
-    ] = True,
-    report: Annotated[
-        bool, typer.Option(help="Also write report.html (see `swarmflower report`).")
-    ] = False,
+    out: CompareOut = Path("swarmflower-results/compare"),
+    methods: Methods = DEFAULT_METHODS,
+    seeds: Seeds = 1,
+    ft_steps: FtSteps = DEFAULT_FT_STEPS,
+    ft_threshold: FtThreshold = True,
+    report: WriteReport = False,
     engine: Engine = "inproc",
     ray_address: RayAddress = None,
     hosts: Hosts = None,
-    site_column: SiteColumn = None,
-    target: Target = None,
-    positive: Positive = None,
-    min_site_rows: MinSiteRows = None,
-    alpha: Alpha = 1.0,
-    model: Model = "logreg",
-    local_steps: LocalSteps = None,
-    batch_size: BatchSize = 4,
-    lr: Lr = 0.01,
-    optimizer: Optimizer = "sgd",
-    seed: Seed = 0,
-    scenario: Annotated[
-        str | None,
-        typer.Option(
-            help="A scenario (a name from `swarmflower scenarios`, or a TOML "
-            "file): its task, rounds, methods, strategy and faults replace the "
-            "options above."
-        ),
-    ] = None,
+    *,
+    task_args: TaskArgs,
+    scenario: CompareScenario = None,
 ) -> None:
     """Run the swarm and its yardsticks on one task and print a table.
 
@@ -289,7 +160,7 @@ def compare(
         _compare_scenario(scenario, out, engine, ray_options, report)
         return
 
-    spec = _task_spec(locals())
+    spec = task_args.spec()
     chosen = check_methods([m.strip() for m in methods.split(",") if m.strip()])
     check_seeds(seeds)
     tuning = FineTuning(steps=ft_steps, threshold=ft_threshold)
@@ -409,51 +280,34 @@ def scenarios() -> None:
     console.print(table)
 
 
+@dataclass(frozen=True)
+class _Simulation:
+    """What `simulate` runs: from a scenario, or from the command's options."""
+
+    spec: TaskSpec
+    rounds: int
+    strategy: str
+    round_timeout: int
+    plan: FaultPlan
+    profile: Faults  # the dropout, slow sites and links (Ray engine)
+
+
 @app.command()
+@task_options
 def simulate(
-    task: Task = "heart",
     engine: Engine = "inproc",
     rounds: Rounds = 20,
-    sites: Sites = 4,
-    faults: Annotated[
-        str,
-        typer.Option(
-            help="Faults to inject, e.g. 'leader-crash-every:4,recover-after:1', "
-            "'leader-crash:3', 'dishonest-leader:2', 'site-crash:1@5'; inproc "
-            "also plays the drills 'seal-no-announce:R', 'crash-mid-fetch:S@R', "
-            "'drop-sends:PERCENT', 'bad-update:S@R:KIND' (README: Fault drills)."
-        ),
-    ] = "",
-    dropout: Annotated[
-        float,
-        typer.Option(help="ray: chance that a site misses a given round."),
-    ] = 0.0,
-    scenario: Annotated[
-        str | None,
-        typer.Option(
-            help="A scenario name or TOML file: its task, rounds, strategy and "
-            "faults (dropout, slow sites, links) replace the options here."
-        ),
-    ] = None,
+    faults: FaultDrills = "",
+    dropout: Dropout = 0.0,
+    scenario: SimulateScenario = None,
     ray_address: RayAddress = None,
     hosts: Hosts = None,
     strategy: Strategy = "FedAvg",
     round_timeout: RoundTimeout = 10,
     min_peers: MinPeers = None,
-    out: Annotated[
-        Path, typer.Option(help="Folder for summary.csv, rounds.csv, curves.png.")
-    ] = Path("swarmflower-results/simulate"),
-    site_column: SiteColumn = None,
-    target: Target = None,
-    positive: Positive = None,
-    min_site_rows: MinSiteRows = None,
-    alpha: Alpha = 1.0,
-    model: Model = "logreg",
-    local_steps: LocalSteps = None,
-    batch_size: BatchSize = 4,
-    lr: Lr = 0.01,
-    optimizer: Optimizer = "sgd",
-    seed: Seed = 0,
+    out: SimulateOut = Path("swarmflower-results/simulate"),
+    *,
+    task_args: TaskArgs,
 ) -> None:
     """Run the swarm alone, optionally with faults, and show its rounds.
 
@@ -461,62 +315,105 @@ def simulate(
     the report gives wall time and the time the rounds would take at real
     sites (simulated from their speeds, links and the round timeout).
     """
-    from swarmflower.faults import FaultPlan
-    from swarmflower.reports import rounds_table
-    from swarmflower.simulations.scenarios import Faults, load_scenario
-    from swarmflower.simulations.swarm import run_swarm_method
-
     _check_engine(engine)
     ray_options = _ray_options(engine, ray_address, hosts)
+    _check_dropout(dropout, engine)
+    if scenario is not None:
+        run = _scenario_simulation(scenario, engine, faults, dropout)
+    else:
+        run = _options_simulation(
+            task_args.spec(), rounds, strategy, round_timeout, faults, dropout
+        )
+    num_sites = run.spec.load().num_sites
+    if engine == "ray":
+        ray_options["heterogeneity"] = run.profile.heterogeneity(num_sites)
+    result = _run_simulation(run, engine, ray_options, min_peers, out)
+    _report_simulation(result, run, engine, out)
+
+
+def _check_dropout(dropout: float, engine: str) -> None:
     if not 0.0 <= dropout < 1.0:
         raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
     if dropout and engine != "ray":
         raise ConfigError("--dropout needs --engine ray")
-    if scenario is not None:
-        if faults or dropout:
-            raise ConfigError(
-                "--scenario brings its own faults: drop --faults/--dropout"
-            )
-        chosen = load_scenario(scenario)
-        spec, rounds, strategy = chosen.spec, chosen.rounds, chosen.strategy
-        round_timeout = max(1, math.ceil(chosen.round_timeout))
-        _announce(chosen)
-        _warn_inproc_faults(chosen.faults, engine)
-        plan = chosen.faults.fault_plan(rounds)
-        profile = chosen.faults
-    else:
-        spec = _task_spec(locals())
-        plan = FaultPlan.parse(faults, spec.load().num_sites, rounds)
-        profile = Faults(dropout=dropout)
-    num_sites = spec.load().num_sites
-    if engine == "ray":
-        ray_options["heterogeneity"] = profile.heterogeneity(num_sites)
+
+
+def _scenario_simulation(
+    name: str, engine: str, faults: str, dropout: float
+) -> _Simulation:
+    """The scenario's task, rounds, strategy, round timeout and faults."""
+    from swarmflower.simulations.scenarios import load_scenario
+
+    if faults or dropout:
+        raise ConfigError("--scenario brings its own faults: drop --faults/--dropout")
+    chosen = load_scenario(name)
+    _announce(chosen)
+    _warn_inproc_faults(chosen.faults, engine)
+    return _Simulation(
+        spec=chosen.spec,
+        rounds=chosen.rounds,
+        strategy=chosen.strategy,
+        round_timeout=max(1, math.ceil(chosen.round_timeout)),
+        plan=chosen.faults.fault_plan(chosen.rounds),
+        profile=chosen.faults,
+    )
+
+
+def _options_simulation(
+    spec: TaskSpec,
+    rounds: int,
+    strategy: str,
+    round_timeout: int,
+    faults: str,
+    dropout: float,
+) -> _Simulation:
+    """The command's own task, rounds, strategy, --faults and --dropout."""
+    from swarmflower.faults import FaultPlan
+    from swarmflower.simulations.scenarios import Faults
+
+    plan = FaultPlan.parse(faults, spec.load().num_sites, rounds)
+    return _Simulation(
+        spec, rounds, strategy, round_timeout, plan, Faults(dropout=dropout)
+    )
+
+
+def _run_simulation(
+    run: _Simulation, engine: str, ray_options: dict, min_peers: int | None, out: Path
+):
+    """Train the swarm under a live bar; the ledger replicas go below `out`."""
+    from swarmflower.simulations.swarm import run_swarm_method
+
     ledger_dir = out if engine == "ray" else out / "sites"
     _clear_replicas(out)
-    console.print(_describe(spec, rounds))
-    result = _run_live(
+    console.print(_describe(run.spec, run.rounds))
+    return _run_live(
         ["swarm"],
-        rounds,
+        run.rounds,
         lambda live: run_swarm_method(
-            spec,
-            rounds,
+            run.spec,
+            run.rounds,
             lambda r: live.advance("swarm", r),
-            strategy=strategy,
-            faults=plan,
-            round_timeout=round_timeout,
+            strategy=run.strategy,
+            faults=run.plan,
+            round_timeout=run.round_timeout,
             min_peers=min_peers,
             ledger_dir=ledger_dir,
             engine=engine,
             **_with_table(ray_options, live),
         ),
     )
+
+
+def _report_simulation(result, run: _Simulation, engine: str, out: Path) -> None:
+    """The rounds, the times (Ray), the result files and where a replica is."""
+    from swarmflower.reports import rounds_table
+    from swarmflower.simulations.yardsticks import add_yardsticks
+
     console.print(rounds_table(result))
     if engine == "ray":
         _print_times(result)
-    from swarmflower.simulations.yardsticks import add_yardsticks
-
-    add_yardsticks([result], spec)
-    _report([result], out, rounds, spec)
+    add_yardsticks([result], run.spec)
+    _report([result], out, run.rounds, run.spec)
     replica = (
         out / "observer" if engine == "ray" else out / "sites" / result.site_names[0]
     )
@@ -549,58 +446,30 @@ def _print_times(result) -> None:
 
 
 @app.command()
+@task_options(task=InitTask, sites=(InitSites, None))
 def init(
-    out: Annotated[Path, typer.Option(help="New, empty folder for the swarm.")],
+    out: InitOut,
     rounds: Rounds,
-    task: Annotated[
-        str,
-        typer.Option(
-            help="heart, breast-cancer, csv:PATH, or module:app (your ClientApp)."
-        ),
-    ] = "heart",
-    sites: Annotated[
-        int | None,
-        typer.Option(help="Number of sites (default: all of the task's sites)."),
-    ] = None,
     round_timeout: RoundTimeout = 10,
     min_peers: MinPeers = None,
     strategy: Strategy = "FedAvg",
-    base_port: Annotated[
-        int, typer.Option(help="Site K listens on 127.0.0.1:BASE+K.")
-    ] = 47100,
-    initial_model: Annotated[
-        str | None,
-        typer.Option(
-            help="module:app tasks: MODULE:ATTR giving the initial torch module "
-            "or ArrayRecord."
-        ),
-    ] = None,
-    site_column: SiteColumn = None,
-    target: Target = None,
-    positive: Positive = None,
-    min_site_rows: MinSiteRows = None,
-    alpha: Alpha = 1.0,
-    model: Model = "logreg",
-    local_steps: LocalSteps = None,
-    batch_size: BatchSize = 4,
-    lr: Lr = 0.01,
-    optimizer: Optimizer = "sgd",
-    seed: Seed = 0,
+    base_port: BasePort = 47100,
+    initial_model: InitialModel = None,
+    *,
+    task_args: TaskArgs,
     max_examples: MaxExamples = DEFAULT_MAX_EXAMPLES,
     max_update_ratio: MaxUpdateRatio = DEFAULT_MAX_UPDATE_RATIO,
 ) -> None:
     """Create a new swarm: its CA, each site's keys and certificate, the genesis."""
-    from rich.table import Table
-
     from swarmflower.provision import init_swarm
     from swarmflower.site_config import TaskConfig
 
     _check_update_limits(max_examples, max_update_ratio)
-    template = TaskConfig(_task_spec({**locals(), "sites": sites or 4}), 0)
+    spec = replace(task_args, sites=task_args.sites or 4).spec()
     layout = init_swarm(
         out,
-        template,
-        num_sites=sites,
+        TaskConfig(spec, 0),
+        num_sites=task_args.sites,
         rounds=rounds,
         round_timeout=round_timeout,
         min_peers=min_peers,
@@ -610,6 +479,14 @@ def init(
         max_examples=max_examples,
         max_update_ratio=max_update_ratio,
     )
+    _print_swarm(layout, out)
+    _print_next_steps(layout, out)
+
+
+def _print_swarm(layout, out: Path) -> None:
+    """The swarm's parameters, its sites and (when not the defaults) its limits."""
+    from rich.table import Table
+
     params = layout.genesis.params
     table = Table(
         title=f"swarm in {out}: {params.rounds} rounds, {params.strategy}, "
@@ -631,6 +508,10 @@ def init(
             soft_wrap=True,
             highlight=False,
         )
+
+
+def _print_next_steps(layout, out: Path) -> None:
+    """Where the genesis and the CA key are, and the command each site runs."""
     console.print(
         f"genesis: {out / 'genesis.json'} (a copy in every site folder)",
         soft_wrap=True,
