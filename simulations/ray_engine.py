@@ -30,13 +30,13 @@ from ray._private import ray_constants  # see loopback_node()
 
 from swarmflower.errors import ConfigError, SwarmflowerError
 from swarmflower.faults import NO_FAULTS, FaultPlan
-from swarmflower.identity import simulated_identities
 from swarmflower.ledger import Ledger, Reason, RoundRecord
+from swarmflower.ledger.records import DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_UPDATE_RATIO
 from swarmflower.simulations.availability import Availability
 from swarmflower.simulations.site_host import SiteHost, Verdict
 from swarmflower.simulations.timing import Heterogeneity, seal_moment
-from swarmflower.strategies import LeaderStrategy, leader_strategy
-from swarmflower.swarm import make_genesis, swarm_params
+from swarmflower.strategies import LeaderStrategy
+from swarmflower.swarm_setup import set_up_swarm
 
 log = logging.getLogger("swarmflower.ray_engine")
 
@@ -188,6 +188,8 @@ def run_ray_swarm(
     ray_address: str | None = None,
     progress: Callable[[RayRound], None] | None = None,
     ledger_dir: Path | None = None,
+    max_examples: int = DEFAULT_MAX_EXAMPLES,
+    max_update_ratio: float = DEFAULT_MAX_UPDATE_RATIO,
 ) -> RaySwarmResult:
     """Run `num_rounds` swarm rounds of `num_sites` simulated sites on Ray.
 
@@ -197,21 +199,23 @@ def run_ray_swarm(
     `local_steps` is what a site's training costs in simulated time
     (`Heterogeneity.step_s` per step). `hosts` defaults to one actor per CPU
     of the cluster. With `ledger_dir`, the driver's observer replica is kept
-    there on disk.
+    there on disk. `max_examples` and `max_update_ratio` are the genesis's
+    update limits, as for `run_swarm`.
     """
-    if num_sites < 2:
-        raise ConfigError(f"a swarm needs at least 2 sites, got {num_sites}")
-    chosen = leader_strategy(strategy)
-    params = swarm_params(num_sites, num_rounds, round_timeout, min_peers, chosen.name)
-    names = list(site_names or [f"site-{k + 1}" for k in range(num_sites)])
-    genesis = make_genesis(
-        simulated_identities(names, seed),
+    setup = set_up_swarm(
+        num_sites,
         initial_arrays,
         num_rounds,
-        round_timeout,
-        params.min_peers,
-        params.strategy,
+        strategy,
+        min_peers=min_peers,
+        round_timeout=round_timeout,
+        update_wait=update_wait,
+        site_names=site_names,
+        seed=seed,
+        max_examples=max_examples,
+        max_update_ratio=max_update_ratio,
     )
+    names, genesis = setup.names, setup.genesis
     heterogeneity = heterogeneity or Heterogeneity.uniform(num_sites)
     if len(heterogeneity.profiles) != num_sites:
         raise ConfigError(
@@ -231,7 +235,7 @@ def run_ray_swarm(
                 names,
                 app_factory,
                 initial_arrays,
-                chosen,
+                setup.strategy,
                 seed,
             )
             for block in blocks
@@ -244,9 +248,9 @@ def run_ray_swarm(
             blocks=blocks,
             names=names,
             observer=observer,
-            min_peers=params.min_peers,
+            min_peers=setup.params.min_peers,
             round_timeout=float(round_timeout),
-            update_wait=0.8 * round_timeout if update_wait is None else update_wait,
+            update_wait=setup.update_wait,
             copies=min(1 + backups, num_sites),
             local_steps=local_steps,
             update_bytes=sum(a.numpy().nbytes for a in initial_arrays.values()),

@@ -34,7 +34,9 @@ from swarmflower.round_protocol import (
     train_site,
     verify_merge,
 )
+from swarmflower.round_rules import earliest_timestamp
 from swarmflower.strategies import LeaderStrategy, MergeOutcome, leader_strategy
+from swarmflower.swarm_setup import check_initial_model
 from swarmflower.transport.base import UpdateOffer
 
 log = logging.getLogger("swarmflower.site_host")
@@ -95,8 +97,7 @@ class SiteHost:
         with quiet_flower():
             self.app = app_factory()
         self.strategy = leader_strategy(strategy)
-        if arrays_hash(initial_arrays) != genesis.initial_model_hash:
-            raise ValueError("the initial model does not match the genesis hash")
+        check_initial_model(initial_arrays, genesis, "the host's initial model")
         self.model = initial_arrays
         self.state = self.strategy.initial_state(initial_arrays)
         self.model_round = 0
@@ -203,7 +204,7 @@ class SiteHost:
             if round == 1
             else self.ledger.round(round - 1).timestamp
         )
-        return parent + max(1, view * self.round_timeout)
+        return earliest_timestamp(parent, view, self.round_timeout)
 
     # -- validating and adopting -----------------------------------------------
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from swarmflower.round_rules import backup_delay, leader_may_seal
+
 STEP_S = 0.01  # a reference site's time per local optimiser step, seconds
 
 
@@ -105,11 +107,11 @@ def seal_moment(
     if len(arrivals) < min_peers:
         return None
     if view == 0:
-        everyone_in = len(arrivals) == num_sites
-        last = max(arrivals.values())
-        at = last if everyone_in and last <= update_wait else update_wait
+        # the first moment `leader_may_seal` holds: all in, or the wait is over
+        all_in = leader_may_seal(len(arrivals), num_sites, 0.0, update_wait)
+        at = min(max(arrivals.values()), update_wait) if all_in else update_wait
     else:
-        at = view * round_timeout
+        at = backup_delay(view, round_timeout)
     at = max(at, not_before)
     enough = sorted(arrivals.values())[min_peers - 1]
     at = max(at, enough)

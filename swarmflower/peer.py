@@ -41,8 +41,10 @@ from swarmflower.round_protocol import (
     train_site,
     verify_merge,
 )
+from swarmflower.round_rules import earliest_timestamp, may_seal, seal_reason
 from swarmflower.served_chain import ServedChain
 from swarmflower.strategies import LeaderStrategy, Update
+from swarmflower.swarm_setup import check_initial_model
 from swarmflower.transport.base import (
     BlockAnnouncement,
     PeerServiceAPI,
@@ -448,12 +450,15 @@ class SwarmPeer(PeerServiceAPI):
                 current is not None and view <= current.view
             ):
                 continue
-            if view == 0:
-                if len(offers) == len(self.sites) or elapsed >= self.config.update_wait:
-                    self._seal(round, view, Reason.NORMAL)
-            elif elapsed >= view * self.config.round_timeout:
-                reason = Reason.LEADER_TIMEOUT if current is None else Reason.BAD_MERGE
-                self._seal(round, view, reason)
+            if may_seal(
+                view,
+                updates_in=len(offers),
+                num_sites=len(self.sites),
+                elapsed=elapsed,
+                update_wait=self.config.update_wait,
+                round_timeout=self.config.round_timeout,
+            ):
+                self._seal(round, view, seal_reason(view, current))
             return
 
     def _seal(self, round: int, view: int, reason: Reason) -> None:
@@ -503,7 +508,7 @@ class SwarmPeer(PeerServiceAPI):
 
     def _timestamp(self, round: int, view: int) -> int | None:
         parent = self._parent_timestamp(round)
-        earliest = parent + max(1, view * int(self.config.round_timeout))
+        earliest = earliest_timestamp(parent, view, int(self.config.round_timeout))
         if self.config.logical_time:
             return earliest
         return max(int(time.time()), earliest)
@@ -721,9 +726,8 @@ class SwarmPeer(PeerServiceAPI):
     # -- bookkeeping -----------------------------------------------------------
 
     def _remember_initial(self, arrays: ArrayRecord) -> None:
-        digest = self.store.put_arrays(arrays)
-        if digest != self.ledger.genesis.initial_model_hash:
-            raise ValueError("the initial model does not match the genesis hash")
+        check_initial_model(arrays, self.ledger.genesis, f"site {self.identity.name}")
+        self.store.put_arrays(arrays)
         self._model = arrays
         self._state = self.strategy.initial_state(arrays)
         self._model_round = 0

@@ -41,7 +41,7 @@ from swarmflower.site_config import (
     load_site_config,
     write_site_config,
 )
-from swarmflower.swarm import swarm_params
+from swarmflower.swarm_setup import swarm_params
 
 if TYPE_CHECKING:
     from cryptography import x509

@@ -27,6 +27,7 @@ from swarmflower.logs import quiet_flower
 from swarmflower.model_store import DiskModelStore
 from swarmflower.peer import PeerConfig, SwarmPeer
 from swarmflower.pki import authorizer
+from swarmflower.round_rules import default_update_wait
 from swarmflower.site_config import SiteConfig, load_site_config
 from swarmflower.site_files import (
     check_partition,
@@ -68,7 +69,7 @@ def real_site_pacing(params: SwarmParams) -> PeerConfig:
         rounds=params.rounds,
         round_timeout=float(params.round_timeout),
         min_peers=params.min_peers,
-        update_wait=0.8 * params.round_timeout,
+        update_wait=default_update_wait(params.round_timeout),
         logical_time=False,
         gossip_s=GOSSIP_S,
         linger_s=max(10.0, 5.0 * params.round_timeout),

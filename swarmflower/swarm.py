@@ -18,17 +18,16 @@ from pathlib import Path
 from flwr.app import ArrayRecord, Context
 from flwr.clientapp import ClientApp
 
-from swarmflower.codec import arrays_hash
-from swarmflower.errors import ConfigError
 from swarmflower.faults import NO_FAULTS, FaultPlan, PeerCrashed
 from swarmflower.flower_messages import site_context
-from swarmflower.identity import SiteIdentity, simulated_identities
-from swarmflower.ledger import FoundingSite, Genesis, Ledger, RoundRecord, SwarmParams
+from swarmflower.identity import SiteIdentity
+from swarmflower.ledger import Genesis, Ledger, RoundRecord
 from swarmflower.ledger.records import DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_UPDATE_RATIO
 from swarmflower.logs import quiet_flower
 from swarmflower.model_store import MemoryModelStore
 from swarmflower.peer import PeerConfig, SwarmPeer
-from swarmflower.strategies import LeaderStrategy, build_strategy, leader_strategy
+from swarmflower.strategies import LeaderStrategy
+from swarmflower.swarm_setup import set_up_swarm
 from swarmflower.transport import InProcNetwork
 
 log = logging.getLogger("swarmflower.swarm")
@@ -54,69 +53,6 @@ class SwarmResult:
         """Round -> name of the site that sealed it."""
         names = {p.address: p.identity.name for p in self.peers}
         return {r.round: names.get(r.leader, r.leader) for r in self.rounds}
-
-
-def swarm_params(
-    num_sites: int,
-    rounds: int,
-    round_timeout: int,
-    min_peers: int | None,
-    strategy: str,
-    *,
-    max_examples: int = DEFAULT_MAX_EXAMPLES,
-    max_update_ratio: float = DEFAULT_MAX_UPDATE_RATIO,
-) -> SwarmParams:
-    """Checked swarm-wide parameters; `min_peers` defaults to a majority.
-
-    `max_examples` and `max_update_ratio` are the update limits every site
-    applies to every offered update (`round_protocol.update_problem`).
-    """
-    if num_sites < 1:
-        raise ConfigError(f"sites must be at least 1, got {num_sites}")
-    if rounds < 1:
-        raise ConfigError(f"rounds must be at least 1, got {rounds}")
-    if round_timeout < 1:
-        raise ConfigError(f"round timeout must be at least 1 s, got {round_timeout}")
-    min_peers = num_sites // 2 + 1 if min_peers is None else min_peers
-    if not 1 <= min_peers <= num_sites:
-        raise ConfigError(
-            f"min_peers must be between 1 and {num_sites}, got {min_peers}"
-        )
-    strategy = build_strategy(strategy).name  # refuses an unknown name
-    try:  # SwarmParams checks the limits; say which value was refused
-        return SwarmParams(
-            rounds, round_timeout, min_peers, strategy, max_examples, max_update_ratio
-        )
-    except ValueError as exc:
-        given = {"max_examples": max_examples, "max_update_ratio": max_update_ratio}
-        raise ConfigError(f"{exc}, got {given}") from None
-
-
-def make_genesis(
-    identities: Sequence[SiteIdentity],
-    initial_arrays: ArrayRecord,
-    rounds: int,
-    round_timeout: int,
-    min_peers: int,
-    strategy: str,
-    *,
-    max_examples: int = DEFAULT_MAX_EXAMPLES,
-    max_update_ratio: float = DEFAULT_MAX_UPDATE_RATIO,
-) -> Genesis:
-    """The swarm's founding block: its sites, initial model hash and parameters
-    (with the update limits every site holds every offered update to)."""
-    return Genesis(
-        sites=tuple(FoundingSite(i.address, i.cert_fingerprint) for i in identities),
-        initial_model_hash=arrays_hash(initial_arrays),
-        params=SwarmParams(
-            rounds=rounds,
-            round_timeout=round_timeout,
-            min_peers=min_peers,
-            strategy=strategy,
-            max_examples=max_examples,
-            max_update_ratio=max_update_ratio,
-        ),
-    )
 
 
 def run_swarm(
@@ -151,36 +87,24 @@ def run_swarm(
     outside 1..max_examples or ||update - model||_2 above max_update_ratio x
     max(||model||_2, 1); a swarm whose updates are all refused seals nothing.
     """
-    if num_sites < 2:
-        raise ConfigError(f"a swarm needs at least 2 sites, got {num_sites}")
-    chosen = leader_strategy(strategy)
-    params = swarm_params(
+    setup = set_up_swarm(
         num_sites,
-        num_rounds,
-        round_timeout,
-        min_peers,
-        chosen.name,
-        max_examples=max_examples,
-        max_update_ratio=max_update_ratio,
-    )
-    min_peers = params.min_peers
-    names = list(site_names or [f"site-{k + 1}" for k in range(num_sites)])
-    identities = simulated_identities(names, seed)
-    genesis = make_genesis(
-        identities,
         initial_arrays,
         num_rounds,
-        round_timeout,
-        min_peers,
-        chosen.name,
-        max_examples=params.max_examples,
-        max_update_ratio=params.max_update_ratio,
+        strategy,
+        min_peers=min_peers,
+        round_timeout=round_timeout,
+        update_wait=update_wait,
+        site_names=site_names,
+        seed=seed,
+        max_examples=max_examples,
+        max_update_ratio=max_update_ratio,
     )
     config = PeerConfig(
         rounds=num_rounds,
         round_timeout=float(round_timeout),
-        min_peers=min_peers,
-        update_wait=0.8 * round_timeout if update_wait is None else update_wait,
+        min_peers=setup.params.min_peers,
+        update_wait=setup.update_wait,
         backups=backups,
         gossip_s=GOSSIP_S,
         # A site thread that finished still answers the others (its service
@@ -189,13 +113,13 @@ def run_swarm(
         agreed_grace_s=0.0,
     )
     supervisor = _Supervisor(
-        identities=identities,
-        genesis=genesis,
+        identities=setup.identities,
+        genesis=setup.genesis,
         client_app=client_app,
         contexts=list(
             contexts or [site_context(k, num_sites) for k in range(num_sites)]
         ),
-        strategy=chosen,
+        strategy=setup.strategy,
         config=config,
         initial_arrays=initial_arrays,
         faults=faults,

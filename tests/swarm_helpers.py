@@ -5,8 +5,9 @@ from __future__ import annotations
 from flwr.app import ArrayRecord
 
 from swarmflower.identity import simulated_identities
-from swarmflower.ledger import Ledger
-from swarmflower.swarm import SwarmResult, make_genesis, run_swarm
+from swarmflower.ledger import Ledger, SwarmParams
+from swarmflower.swarm import SwarmResult, run_swarm
+from swarmflower.swarm_setup import make_genesis
 from swarmflower.tasks import TaskSpec, initial_model, make_client_app
 
 
@@ -35,7 +36,7 @@ def first_epoch_leaders(local_steps: int = 10) -> list[int]:
     data = spec.load()
     initial = ArrayRecord(initial_model(spec, data.num_features).state_dict())
     identities = simulated_identities([s.name for s in data.sites], 0)
-    genesis = make_genesis(identities, initial, 1, 1, 1, "FedAvg")
+    genesis = make_genesis(identities, initial, SwarmParams(1, 1, 1, "FedAvg"))
     order = Ledger(genesis).electees(1, data.num_sites)
     index = {i.address: k for k, i in enumerate(identities)}
     return [index[address] for address in order]

@@ -32,12 +32,13 @@ from swarmflower.codec import arrays_hash, record_items
 from swarmflower.errors import ConfigError, WireFormatError
 from swarmflower.flower_messages import site_context
 from swarmflower.identity import simulated_identities
-from swarmflower.ledger import BlockRef, Commitment, Ledger
+from swarmflower.ledger import BlockRef, Commitment, Ledger, SwarmParams
 from swarmflower.logs import quiet_flower
 from swarmflower.model_store import MemoryModelStore
 from swarmflower.peer import PeerConfig, SwarmPeer
 from swarmflower.strategies import build_strategy
-from swarmflower.swarm import make_genesis, run_swarm
+from swarmflower.swarm import run_swarm
+from swarmflower.swarm_setup import make_genesis
 from swarmflower.tasks import TaskSpec, initial_model, make_client_app
 from swarmflower.transport import (
     BlockAnnouncement,
@@ -496,7 +497,9 @@ def test_swarm_over_grpc_seals_the_same_rounds_as_in_process(pki):
     identities = simulated_identities(names, seed=0)
     strategy = build_strategy("FedAvg")
     majority = len(names) // 2 + 1
-    genesis = make_genesis(identities, initial, rounds, 10, majority, "FedAvg")
+    genesis = make_genesis(
+        identities, initial, SwarmParams(rounds, 10, majority, "FedAvg")
+    )
     config = PeerConfig(
         rounds=rounds,
         round_timeout=10.0,

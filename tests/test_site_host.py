@@ -7,9 +7,9 @@ import pytest
 from flwr.app import Array, ArrayRecord
 
 from swarmflower.identity import simulated_identities
-from swarmflower.ledger import Reason
+from swarmflower.ledger import Reason, SwarmParams
 from swarmflower.simulations.site_host import SiteHost, TrainedBatch
-from swarmflower.swarm import make_genesis
+from swarmflower.swarm_setup import make_genesis
 from swarmflower.tasks import TaskSpec, initial_model, make_client_app
 
 SPEC = TaskSpec(local_steps=5)
@@ -20,7 +20,9 @@ def hosts():
     data = SPEC.load()
     names = [s.name for s in data.sites]
     initial = ArrayRecord(initial_model(SPEC, data.num_features).state_dict())
-    genesis = make_genesis(simulated_identities(names, 0), initial, 3, 10, 2, "FedAvg")
+    genesis = make_genesis(
+        simulated_identities(names, 0), initial, SwarmParams(3, 10, 2, "FedAvg")
+    )
     factory = functools.partial(make_client_app, SPEC)
     return [
         SiteHost(genesis, sites, names, factory, initial, "FedAvg", 0)

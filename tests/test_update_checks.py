@@ -51,7 +51,7 @@ from swarmflower.strategies import (
     build_strategy,
 )
 from swarmflower.strategies.helpers import in_dtypes_of, update_distance
-from swarmflower.swarm import make_genesis
+from swarmflower.swarm_setup import make_genesis
 from swarmflower.tasks import TaskSpec, initial_model, make_client_app
 
 SWARM_ID = bytes(range(32))
@@ -435,7 +435,9 @@ def test_a_ray_host_seals_only_what_it_merged():
     data = spec.load()
     names = [s.name for s in data.sites]
     initial = ArrayRecord(initial_model(spec, data.num_features).state_dict())
-    genesis = make_genesis(simulated_identities(names, 0), initial, 3, 10, 2, "FedAvg")
+    genesis = make_genesis(
+        simulated_identities(names, 0), initial, SwarmParams(3, 10, 2, "FedAvg")
+    )
     factory = functools.partial(make_client_app, spec)
     address = Ledger.create(genesis).proposer(1, 0)
     leader = next(k for k, s in enumerate(genesis.sites) if s.address == address)

@@ -1,0 +1,67 @@
+"""When a round's proposers may seal: the protocol's timing rules, in one place.
+
+Every engine and the ledger ask here: the peer (threads and real sites), the
+Ray engine's timing model and hosts, and each replica when it validates a
+block's timestamp. Pure functions of the round's facts, no clocks.
+
+- The leader (view 0) seals once every site's update is in, or once
+  `update_wait` seconds have passed since the round began (with at least
+  `min_peers` updates).
+- Backup `v` may seal `v * round_timeout` seconds after the round began, if
+  no acceptable block of the round has appeared: a silent leader costs one
+  round timeout, a leader whose merge was refused costs the same.
+- A block's timestamp is at least one second after its parent's, and a
+  backup's at least its delay after the parent's.
+"""
+
+from __future__ import annotations
+
+from swarmflower.ledger.records import Reason
+
+UPDATE_WAIT_SHARE = 0.8  # of the round timeout: the leader's default wait
+
+
+def default_update_wait(round_timeout: float) -> float:
+    """How long a leader waits for stragglers unless told otherwise."""
+    return UPDATE_WAIT_SHARE * round_timeout
+
+
+def backup_delay(view: int, round_timeout: float) -> float:
+    """Seconds after the round began from which the proposer of `view` may seal."""
+    return view * round_timeout
+
+
+def leader_may_seal(
+    updates_in: int, num_sites: int, elapsed: float, update_wait: float
+) -> bool:
+    """Whether the leader seals now (given at least `min_peers` updates)."""
+    return updates_in >= num_sites or elapsed >= update_wait
+
+
+def may_seal(
+    view: int,
+    *,
+    updates_in: int,
+    num_sites: int,
+    elapsed: float,
+    update_wait: float,
+    round_timeout: float,
+) -> bool:
+    """Whether the proposer of `view` may seal after `elapsed` seconds."""
+    if view == 0:
+        return leader_may_seal(updates_in, num_sites, elapsed, update_wait)
+    return elapsed >= backup_delay(view, round_timeout)
+
+
+def seal_reason(view: int, current: object | None) -> Reason:
+    """Why the proposer of `view` seals: the leader normally; a backup because
+    the leader was silent (no block of the round yet, `current` None) or
+    because the round's block was refused (a bad merge)."""
+    if view == 0:
+        return Reason.NORMAL
+    return Reason.LEADER_TIMEOUT if current is None else Reason.BAD_MERGE
+
+
+def earliest_timestamp(parent_timestamp: int, view: int, round_timeout: int) -> int:
+    """The earliest timestamp a block of `view` may carry after its parent's."""
+    return parent_timestamp + max(1, int(backup_delay(view, round_timeout)))

@@ -1,0 +1,51 @@
+"""The round's timing rules, which every engine and the ledger share."""
+
+from __future__ import annotations
+
+from swarmflower.ledger import Reason
+from swarmflower.round_rules import (
+    backup_delay,
+    default_update_wait,
+    earliest_timestamp,
+    leader_may_seal,
+    may_seal,
+    seal_reason,
+)
+from swarmflower.simulations.timing import seal_moment
+
+TIMING = {"num_sites": 4, "update_wait": 8.0, "round_timeout": 10.0}
+
+
+def test_the_leader_seals_when_all_are_in_or_the_wait_is_over():
+    assert leader_may_seal(4, 4, 0.1, 8.0)
+    assert not leader_may_seal(3, 4, 7.9, 8.0)
+    assert leader_may_seal(3, 4, 8.0, 8.0)
+    assert default_update_wait(10) == 8.0
+
+
+def test_backup_v_waits_v_round_timeouts():
+    assert backup_delay(2, 10.0) == 20.0
+    assert not may_seal(1, updates_in=4, elapsed=9.9, **TIMING)
+    assert may_seal(1, updates_in=3, elapsed=10.0, **TIMING)
+    assert not may_seal(2, updates_in=4, elapsed=19.0, **TIMING)
+
+
+def test_why_a_proposer_seals():
+    assert seal_reason(0, None) is Reason.NORMAL
+    assert seal_reason(1, None) is Reason.LEADER_TIMEOUT
+    assert seal_reason(1, object()) is Reason.BAD_MERGE  # the round's block refused
+
+
+def test_timestamps_follow_the_parent():
+    assert earliest_timestamp(100, 0, 10) == 101
+    assert earliest_timestamp(100, 2, 10) == 120
+
+
+def test_the_timing_model_seals_where_the_rules_allow():
+    arrivals = {0: 1.0, 1: 2.0, 2: 3.0, 3: 4.0}
+    everyone = seal_moment(arrivals, min_peers=3, view=0, **TIMING)
+    assert everyone.at_s == 4.0 and everyone.included == (0, 1, 2, 3)
+    late = seal_moment({**arrivals, 3: 30.0}, min_peers=3, view=0, **TIMING)
+    assert late.at_s == 8.0 and late.included == (0, 1, 2)
+    backup = seal_moment(arrivals, min_peers=3, view=1, **TIMING)
+    assert backup.at_s == backup_delay(1, 10.0)
