@@ -8,6 +8,7 @@ leader that seals a merge that does not match the committed updates).
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from swarmflower.errors import ConfigError
@@ -133,63 +134,64 @@ class FaultPlan:
         `bad-update:SITE@R:KIND` (KIND one of `BAD_UPDATES`). An empty text is
         no faults.
         """
-        crash_rounds: set[int] = set()
-        dishonest: set[int] = set()
-        silent: set[int] = set()
-        site_crashes: list[tuple[int, int]] = []
-        fetch_crashes: list[tuple[int, int]] = []
-        write_crashes: list[tuple[int, int]] = []
-        bad_updates: list[tuple[int, int, str]] = []
-        drop_sends = 0.0
-        recover_after = 0
+        lists: dict[str, list] = {name: [] for name in _SETS + _LISTS}
+        scalars: dict[str, float | int] = {}
         for item in filter(None, (part.strip() for part in spec.split(","))):
             name, _, value = item.partition(":")
             try:
-                if name == "leader-crash":
-                    crash_rounds.add(_positive(value))
-                elif name == "leader-crash-every":
-                    every = _positive(value)
-                    crash_rounds.update(range(every, (rounds or 10_000) + 1, every))
-                elif name == "dishonest-leader":
-                    dishonest.add(_positive(value))
-                elif name == "site-crash":
-                    site_crashes.append(_site_round(value, num_sites))
-                elif name == "seal-no-announce":
-                    silent.add(_positive(value))
-                elif name == "crash-mid-fetch":
-                    fetch_crashes.append(_site_round(value, num_sites))
-                elif name == "crash-mid-write":
-                    write_crashes.append(_site_round(value, num_sites))
-                elif name == "drop-sends":
-                    drop_sends = float(value) / 100
-                    if not 0 <= drop_sends <= 1:
-                        raise ConfigError(f"{value} is not a percentage")
-                elif name == "bad-update":
-                    where, _, kind = value.rpartition(":")
-                    if kind not in BAD_UPDATES:
-                        raise ConfigError(
-                            f"unknown bad update '{kind}' (one of {BAD_UPDATES})"
-                        )
-                    bad_updates.append((*_site_round(where, num_sites), kind))
-                elif name == "recover-after":
-                    recover_after = _positive(value)
+                if name in _ITEMS:
+                    field_name, read = _ITEMS[name]
+                    lists[field_name] += read(value, num_sites, rounds)
+                elif name in _SCALARS:
+                    field_name, read_scalar = _SCALARS[name]
+                    scalars[field_name] = read_scalar(value)
                 else:
                     raise ConfigError(f"unknown fault '{name}'")
-            except ValueError as exc:
-                raise ConfigError(f"bad fault item '{item}': {exc}") from exc
-            except ConfigError as exc:
+            except (ValueError, ConfigError) as exc:
                 raise ConfigError(f"bad fault item '{item}': {exc}") from exc
         return cls(
-            leader_crash_rounds=frozenset(crash_rounds),
-            dishonest_leader_rounds=frozenset(dishonest),
-            site_crashes=tuple(sorted(site_crashes)),
-            recover_after=recover_after,
-            silent_seal_rounds=frozenset(silent),
-            fetch_crashes=tuple(sorted(fetch_crashes)),
-            write_crashes=tuple(sorted(write_crashes)),
-            drop_sends=drop_sends,
-            bad_updates=tuple(sorted(bad_updates)),
+            **{name: frozenset(lists[name]) for name in _SETS},
+            **{name: tuple(sorted(lists[name])) for name in _LISTS},
+            **scalars,
         )
+
+
+def _every(value: str, rounds: int | None) -> list[int]:
+    every = _positive(value)
+    return list(range(every, (rounds or 10_000) + 1, every))
+
+
+def _percentage(value: str) -> float:
+    share = float(value) / 100
+    if not 0 <= share <= 1:
+        raise ConfigError(f"{value} is not a percentage")
+    return share
+
+
+def _bad_update(value: str, num_sites: int) -> tuple[int, int, str]:
+    where, _, kind = value.rpartition(":")
+    if kind not in BAD_UPDATES:
+        raise ConfigError(f"unknown bad update '{kind}' (one of {BAD_UPDATES})")
+    return (*_site_round(where, num_sites), kind)
+
+
+# `--faults` items: name -> (FaultPlan field, reader of the value as a list).
+_ITEMS: dict[str, tuple[str, Callable[[str, int, int | None], list]]] = {
+    "leader-crash": ("leader_crash_rounds", lambda v, n, r: [_positive(v)]),
+    "leader-crash-every": ("leader_crash_rounds", lambda v, n, r: _every(v, r)),
+    "dishonest-leader": ("dishonest_leader_rounds", lambda v, n, r: [_positive(v)]),
+    "site-crash": ("site_crashes", lambda v, n, r: [_site_round(v, n)]),
+    "seal-no-announce": ("silent_seal_rounds", lambda v, n, r: [_positive(v)]),
+    "crash-mid-fetch": ("fetch_crashes", lambda v, n, r: [_site_round(v, n)]),
+    "crash-mid-write": ("write_crashes", lambda v, n, r: [_site_round(v, n)]),
+    "bad-update": ("bad_updates", lambda v, n, r: [_bad_update(v, n)]),
+}
+_SCALARS: dict[str, tuple[str, Callable[[str], float | int]]] = {
+    "drop-sends": ("drop_sends", _percentage),
+    "recover-after": ("recover_after", lambda v: _positive(v)),
+}
+_SETS = ("leader_crash_rounds", "dishonest_leader_rounds", "silent_seal_rounds")
+_LISTS = ("site_crashes", "fetch_crashes", "write_crashes", "bad_updates")
 
 
 def _site_round(text: str, num_sites: int) -> tuple[int, int]:

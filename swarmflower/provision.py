@@ -29,7 +29,7 @@ from flwr.app import ArrayRecord
 from swarmflower import pki
 from swarmflower.codec import arrays_hash, encode_arrays
 from swarmflower.errors import ConfigError, SwarmExistsError
-from swarmflower.ledger import Enrollment, FoundingSite, Genesis
+from swarmflower.ledger import Enrollment, FoundingSite, Genesis, SwarmParams
 from swarmflower.ledger.records import DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_UPDATE_RATIO
 from swarmflower.site_config import (
     DEFAULT_BASE_PORT,
@@ -218,15 +218,46 @@ def init_swarm(
         params=params,
         timestamp=int(time.time()),
     )
-    genesis_json = genesis.to_json()
-    model_bytes = encode_arrays(arrays)
+    files = _FoundingFiles(
+        pki.cert_pem(ca_cert), genesis.to_json(), encode_arrays(arrays)
+    )
+    _write_swarm_folder(out, ca_key, ca_cert, files.genesis_json)
+    configs = _write_founding_sites(
+        out, creds, files, template, params, host, base_port
+    )
+    return SwarmLayout(out, genesis, tuple(configs))
 
+
+def _write_swarm_folder(out: Path, ca_key, ca_cert, genesis_json: str) -> None:
+    """The swarm folder's own files: the CA's key and certificate, the genesis."""
     out.mkdir(parents=True, exist_ok=True)
     (out / CA_DIR).mkdir()
     pki.save_private_key(ca_key, out / CA_DIR / CA_KEY)
     pki.save_cert(ca_cert, out / CA_DIR / CA_CERT)
     (out / GENESIS_FILE).write_text(genesis_json)
 
+
+@dataclass(frozen=True)
+class _FoundingFiles:
+    """What every founding site's folder holds a copy of."""
+
+    ca_pem: bytes
+    genesis_json: str
+    model_bytes: bytes
+
+
+def _write_founding_sites(
+    out: Path,
+    creds: Sequence,
+    files: _FoundingFiles,
+    template: TaskConfig,
+    params: SwarmParams,
+    host: str,
+    base_port: int,
+) -> list[SiteConfig]:
+    """Site K's folder `out/site-K` and its `site.toml`: it listens on
+    `host:base_port+K`, holds partition K-1 and knows every other site."""
+    count = len(creds)
     ports = [base_port + k for k in range(1, count + 1)]
     peers = [
         PeerEntry(c.name, f"{host}:{port}", c.address)
@@ -236,7 +267,7 @@ def init_swarm(
     for k, (c, port) in enumerate(zip(creds, ports, strict=True), start=1):
         folder = out / f"site-{k}"
         _write_site_files(
-            folder, c, pki.cert_pem(ca_cert), genesis_json, model_bytes, SiteFiles()
+            folder, c, files.ca_pem, files.genesis_json, files.model_bytes, SiteFiles()
         )
         config = SiteConfig(
             name=c.name,
@@ -250,7 +281,7 @@ def init_swarm(
         )
         write_site_config(config)
         configs.append(config)
-    return SwarmLayout(out, genesis, tuple(configs))
+    return configs
 
 
 def _check_base_port(base_port: int, count: int) -> None:
@@ -341,40 +372,11 @@ def enroll_site(
     new site to every existing site's peer list.
     """
     swarm = Path(swarm)
-    if not _SITE_NAME.match(name):
-        raise ConfigError(
-            f"site name '{name}' must be letters, digits, '.', '_' or '-' "
-            "(at most 64, starting with a letter or digit)"
-        )
-    ca_dir = swarm / CA_DIR
-    for path in (ca_dir / CA_KEY, ca_dir / CA_CERT, swarm / GENESIS_FILE):
-        if not path.is_file():
-            raise ConfigError(
-                f"{path}: no such file ({swarm} is not a swarm folder made by "
-                "'swarmflower init', or the file was moved)"
-            )
-    members = swarm_sites(swarm)
-    if not members:
-        raise ConfigError(f"{swarm} holds no site folders")
-    folder = swarm / name
-    if folder.exists() or any(c.name == name for c in members):
-        raise SwarmExistsError(f"a site named '{name}' already exists in {swarm}")
-    port = _free_port(members, host) if port is None else port
-    if not 1 <= port <= 65535:
-        raise ConfigError(f"--port must be between 1 and 65535, got {port}")
-    if any(c.host == host and c.port == port for c in members):
-        raise ConfigError(f"{host}:{port} is already used by another site")
+    members = _enrolment_members(swarm, name)
+    port = _newcomer_port(members, host, port)
     first = members[0]
-    if partition_id is None:
-        partition_id = max(c.task.partition_id for c in members) + 1
-    task = first.task.with_partition(partition_id)
-    if not task.is_user_app:
-        available = task.spec.load().num_sites
-        if not 0 <= partition_id < available:
-            raise ConfigError(
-                f"task '{task.task}' has partitions 0..{available - 1}; "
-                f"choose one with --partition-id"
-            )
+    task = _newcomer_task(members, partition_id)
+    folder = swarm / name
 
     ca_key, ca_cert, genesis_json, model_bytes = _swarm_files(swarm, first)
     creds = pki.issue_site(ca_key, ca_cert, name, pki.new_eth_key(), _hosts(host))
@@ -407,6 +409,54 @@ def enroll_site(
         peers = tuple(p for p in member.peers if p.name != name) + (newcomer,)
         write_site_config(member.with_peers(peers))
     return EnrolledSite(config, enrollment, enrollment_path)
+
+
+def _enrolment_members(swarm: Path, name: str) -> list[SiteConfig]:
+    """The swarm's sites, once `swarm` is checked to be a swarm folder in
+    which `name` is a new, valid site name."""
+    if not _SITE_NAME.match(name):
+        raise ConfigError(
+            f"site name '{name}' must be letters, digits, '.', '_' or '-' "
+            "(at most 64, starting with a letter or digit)"
+        )
+    ca_dir = swarm / CA_DIR
+    for path in (ca_dir / CA_KEY, ca_dir / CA_CERT, swarm / GENESIS_FILE):
+        if not path.is_file():
+            raise ConfigError(
+                f"{path}: no such file ({swarm} is not a swarm folder made by "
+                "'swarmflower init', or the file was moved)"
+            )
+    members = swarm_sites(swarm)
+    if not members:
+        raise ConfigError(f"{swarm} holds no site folders")
+    if (swarm / name).exists() or any(c.name == name for c in members):
+        raise SwarmExistsError(f"a site named '{name}' already exists in {swarm}")
+    return members
+
+
+def _newcomer_port(members: Sequence[SiteConfig], host: str, port: int | None) -> int:
+    """The new site's port: as asked, or the next free one on its host."""
+    port = _free_port(members, host) if port is None else port
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"--port must be between 1 and 65535, got {port}")
+    if any(c.host == host and c.port == port for c in members):
+        raise ConfigError(f"{host}:{port} is already used by another site")
+    return port
+
+
+def _newcomer_task(members: Sequence[SiteConfig], partition_id: int | None):
+    """The new site's task: the swarm's, on the next (or the asked) partition."""
+    if partition_id is None:
+        partition_id = max(c.task.partition_id for c in members) + 1
+    task = members[0].task.with_partition(partition_id)
+    if not task.is_user_app:
+        available = task.spec.load().num_sites
+        if not 0 <= partition_id < available:
+            raise ConfigError(
+                f"task '{task.task}' has partitions 0..{available - 1}; "
+                f"choose one with --partition-id"
+            )
+    return task
 
 
 def _swarm_files(

@@ -27,7 +27,7 @@ from swarmflower.logs import quiet_flower
 from swarmflower.model_store import MemoryModelStore
 from swarmflower.peer import PeerConfig, SwarmPeer
 from swarmflower.strategies import LeaderStrategy
-from swarmflower.swarm_setup import set_up_swarm
+from swarmflower.swarm_setup import SwarmSetup, set_up_swarm
 from swarmflower.transport import InProcNetwork
 
 log = logging.getLogger("swarmflower.swarm")
@@ -100,18 +100,6 @@ def run_swarm(
         max_examples=max_examples,
         max_update_ratio=max_update_ratio,
     )
-    config = PeerConfig(
-        rounds=num_rounds,
-        round_timeout=float(round_timeout),
-        min_peers=setup.params.min_peers,
-        update_wait=setup.update_wait,
-        backups=backups,
-        gossip_s=GOSSIP_S,
-        # A site thread that finished still answers the others (its service
-        # outlives it), so it needs no grace, only to see everyone agree.
-        linger_s=2.0 * round_timeout,
-        agreed_grace_s=0.0,
-    )
     supervisor = _Supervisor(
         identities=setup.identities,
         genesis=setup.genesis,
@@ -120,13 +108,30 @@ def run_swarm(
             contexts or [site_context(k, num_sites) for k in range(num_sites)]
         ),
         strategy=setup.strategy,
-        config=config,
+        config=thread_pacing(setup, backups),
         initial_arrays=initial_arrays,
         faults=faults,
         ledger_dir=ledger_dir,
     )
     with quiet_flower():
         return supervisor.run(progress)
+
+
+def thread_pacing(setup: SwarmSetup, backups: int) -> PeerConfig:
+    """How site threads pace rounds: logical time, anti-entropy every second,
+    and a finished site lingering until every site holds its head (its service
+    outlives it, so it needs no grace, only to see everyone agree)."""
+    params = setup.params
+    return PeerConfig(
+        rounds=params.rounds,
+        round_timeout=float(params.round_timeout),
+        min_peers=params.min_peers,
+        update_wait=setup.update_wait,
+        backups=backups,
+        gossip_s=GOSSIP_S,
+        linger_s=2.0 * params.round_timeout,
+        agreed_grace_s=0.0,
+    )
 
 
 class _Supervisor:
