@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from swarmflower.simulations.chaos import run_chaos
+from swarmflower.simulations.experiments.chaos import run_chaos
 
 
 def main() -> None:

@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 
 from swarmflower.reports import summary_frame
-from swarmflower.simulations.compare import run_compare
-from swarmflower.simulations.results import METHODS
+from swarmflower.simulations.experiments.compare import run_compare
+from swarmflower.simulations.experiments.results import METHODS
 from swarmflower.tasks import TaskSpec
 
 # FLamby (Ogier du Terrail et al., NeurIPS 2022), Fed-Heart-Disease: mean

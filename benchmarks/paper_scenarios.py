@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from swarmflower.reports import write_results
-from swarmflower.simulations.compare import run_scenario
-from swarmflower.simulations.results import GLOBAL, MethodResult
-from swarmflower.simulations.scenarios import load_scenario
+from swarmflower.simulations.experiments.compare import run_scenario
+from swarmflower.simulations.experiments.results import GLOBAL, MethodResult
+from swarmflower.simulations.experiments.scenarios import load_scenario
 
 PAPER = ("aml-studies", "aml-few-cases", "aml-1-to-99", "aml-platforms")
 FIGURES = ("auc", "balanced_accuracy", "sensitivity", "specificity", "accuracy")

@@ -17,8 +17,8 @@ import time
 
 import numpy as np
 
-from swarmflower.simulations.fedavg import run_flower_fedavg
-from swarmflower.simulations.swarm import run_swarm_method
+from swarmflower.simulations.experiments.fedavg import run_flower_fedavg
+from swarmflower.simulations.experiments.swarm import run_swarm_method
 from swarmflower.tasks import TaskSpec
 
 

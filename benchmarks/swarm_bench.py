@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 
-from swarmflower.simulations.fedavg import run_flower_fedavg
-from swarmflower.simulations.swarm import run_swarm_method
+from swarmflower.simulations.experiments.fedavg import run_flower_fedavg
+from swarmflower.simulations.experiments.swarm import run_swarm_method
 from swarmflower.tasks import TaskSpec
 
 

@@ -1,1 +1,1 @@
-"""Baselines, comparison runs and (later) the Ray engine for simulated sites."""
+"""Simulated sites: the Ray engine (`engine`) and the experiments (`experiments`)."""

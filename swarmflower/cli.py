@@ -49,7 +49,7 @@ from swarmflower.errors import ConfigError, SwarmflowerError
 
 if TYPE_CHECKING:
     from swarmflower.faults import FaultPlan
-    from swarmflower.simulations.scenarios import Faults
+    from swarmflower.simulations.experiments.scenarios import Faults
     from swarmflower.tasks import TaskSpec
 
 app = typer.Typer(
@@ -146,13 +146,13 @@ def compare(
     each site. Every final model is scored on each site's test set (local
     models on every site's, as FLamby does) and on their union.
     """
-    from swarmflower.simulations.compare import (
+    from swarmflower.simulations.experiments.compare import (
         check_methods,
         check_seeds,
         run_compare,
         trained_methods,
     )
-    from swarmflower.simulations.personalise import FineTuning
+    from swarmflower.simulations.experiments.personalise import FineTuning
 
     _check_engine(engine)
     ray_options = _ray_options(engine, ray_address, hosts)
@@ -221,8 +221,8 @@ def _with_table(ray_options: dict, live) -> dict:
 def _compare_scenario(
     name: str, out: Path, engine: str, ray_options: dict, html: bool = False
 ) -> None:
-    from swarmflower.simulations.compare import run_scenario
-    from swarmflower.simulations.scenarios import load_scenario
+    from swarmflower.simulations.experiments.compare import run_scenario
+    from swarmflower.simulations.experiments.scenarios import load_scenario
 
     scenario = load_scenario(name)
     _announce(scenario)
@@ -260,7 +260,10 @@ def scenarios() -> None:
     """List the shipped scenario files (run one with `compare --scenario NAME`)."""
     from rich.table import Table
 
-    from swarmflower.simulations.scenarios import list_scenarios, load_scenario
+    from swarmflower.simulations.experiments.scenarios import (
+        list_scenarios,
+        load_scenario,
+    )
 
     names = list_scenarios()
     table = Table(title="scenarios")
@@ -342,7 +345,7 @@ def _scenario_simulation(
     name: str, engine: str, faults: str, dropout: float
 ) -> _Simulation:
     """The scenario's task, rounds, strategy, round timeout and faults."""
-    from swarmflower.simulations.scenarios import load_scenario
+    from swarmflower.simulations.experiments.scenarios import load_scenario
 
     if faults or dropout:
         raise ConfigError("--scenario brings its own faults: drop --faults/--dropout")
@@ -369,7 +372,7 @@ def _options_simulation(
 ) -> _Simulation:
     """The command's own task, rounds, strategy, --faults and --dropout."""
     from swarmflower.faults import FaultPlan
-    from swarmflower.simulations.scenarios import Faults
+    from swarmflower.simulations.experiments.scenarios import Faults
 
     plan = FaultPlan.parse(faults, spec.load().num_sites, rounds)
     return _Simulation(
@@ -381,7 +384,7 @@ def _run_simulation(
     run: _Simulation, engine: str, ray_options: dict, min_peers: int | None, out: Path
 ):
     """Train the swarm under a live bar; the ledger replicas go below `out`."""
-    from swarmflower.simulations.swarm import run_swarm_method
+    from swarmflower.simulations.experiments.swarm import run_swarm_method
 
     ledger_dir = out if engine == "ray" else out / "sites"
     _clear_replicas(out)
@@ -407,7 +410,7 @@ def _run_simulation(
 def _report_simulation(result, run: _Simulation, engine: str, out: Path) -> None:
     """The rounds, the times (Ray), the result files and where a replica is."""
     from swarmflower.reports import rounds_table
-    from swarmflower.simulations.yardsticks import add_yardsticks
+    from swarmflower.simulations.experiments.yardsticks import add_yardsticks
 
     console.print(rounds_table(result))
     if engine == "ray":

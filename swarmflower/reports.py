@@ -18,7 +18,12 @@ import numpy as np
 import pandas as pd
 from rich.table import Table
 
-from swarmflower.simulations.results import FIGURES, GLOBAL, METHODS, MethodResult
+from swarmflower.simulations.experiments.results import (
+    FIGURES,
+    GLOBAL,
+    METHODS,
+    MethodResult,
+)
 
 LEGEND = {
     "swarm": "the swarm's model",

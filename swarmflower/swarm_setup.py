@@ -2,7 +2,7 @@
 leader's strategy and the sites' simulated identities.
 
 The in-process engine (`swarm.run_swarm`), the Ray engine
-(`simulations.ray_engine.run_ray_swarm`) and provisioning of real sites
+(`simulations.engine.ray_engine.run_ray_swarm`) and provisioning of real sites
 (`provision.init_swarm`) all set up through here, so one configuration gives
 one genesis, hence one ledger, whichever engine plays it.
 """

@@ -9,8 +9,8 @@ from pathlib import Path
 from cli_helpers import run_cli
 
 from swarmflower.ledger import Ledger
-from swarmflower.simulations.chaos import FINISHED
-from swarmflower.simulations.chaos import free_base_port as free_port_block
+from swarmflower.simulations.experiments.chaos import FINISHED
+from swarmflower.simulations.experiments.chaos import free_base_port as free_port_block
 
 
 def init_swarm(

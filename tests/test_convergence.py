@@ -1,7 +1,8 @@
 """Every replica converges: lost announcements, unannounced blocks, forks.
 
 Site threads in one process (fast, deterministic faults); the same peer code
-runs at real sites, where `simulations/chaos.py` kills real processes.
+runs at real sites, where `simulations/experiments/chaos.py` kills real
+processes.
 """
 
 from swarm_helpers import heart_swarm

@@ -6,7 +6,7 @@ from flwr.app import ArrayRecord
 from flwr.serverapp.strategy import FedAvg
 
 from swarmflower.flower_messages import TRAIN, model_instruction, site_context
-from swarmflower.simulations.fedavg import run_flower_fedavg
+from swarmflower.simulations.experiments.fedavg import run_flower_fedavg
 from swarmflower.tasks import TaskSpec, initial_model, make_client_app
 
 

@@ -10,15 +10,15 @@ import pytest
 from swarmflower.datasets import FederatedDataset
 from swarmflower.datasets.base import SiteData
 from swarmflower.reports import summary_frame
-from swarmflower.simulations.local import run_local
-from swarmflower.simulations.pooled import run_pooled
-from swarmflower.simulations.results import (
+from swarmflower.simulations.experiments.local import run_local
+from swarmflower.simulations.experiments.pooled import run_pooled
+from swarmflower.simulations.experiments.results import (
     GlobalScore,
     MethodResult,
     node_metrics,
     score_logits,
 )
-from swarmflower.simulations.yardsticks import (
+from swarmflower.simulations.experiments.yardsticks import (
     HeldOutRows,
     add_yardsticks,
     site_accuracy,
@@ -145,7 +145,7 @@ def test_a_final_model_is_scored_once(baselines) -> None:
 
 
 def test_one_pass_over_the_global_test_set_gives_each_sites_accuracy():
-    from swarmflower.simulations.results import evaluate_on_sites
+    from swarmflower.simulations.experiments.results import evaluate_on_sites
     from swarmflower.tasks import TaskSpec, initial_model
 
     spec = TaskSpec()

@@ -17,10 +17,10 @@ from swarmflower.cli import app
 from swarmflower.faults import FaultPlan
 from swarmflower.identity import simulated_identities
 from swarmflower.ledger.cli import app as ledger_app
-from swarmflower.simulations.ray_engine import RaySwarmResult
-from swarmflower.simulations.scenarios import Faults
-from swarmflower.simulations.swarm import run_swarm_method
-from swarmflower.simulations.timing import Heterogeneity, SiteProfile
+from swarmflower.simulations.engine.ray_engine import RaySwarmResult
+from swarmflower.simulations.engine.timing import Heterogeneity, SiteProfile
+from swarmflower.simulations.experiments.scenarios import Faults
+from swarmflower.simulations.experiments.swarm import run_swarm_method
 from swarmflower.strategies import build_strategy
 from swarmflower.tasks import TaskSpec
 

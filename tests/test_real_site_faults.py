@@ -22,7 +22,7 @@ from real_sites import finish, init_swarm, outcome, start_peer, verify_head
 from swarmflower.ledger import Ledger
 from swarmflower.ledger.store import FILENAME
 from swarmflower.pki import load_eth_key
-from swarmflower.simulations.chaos import run_chaos
+from swarmflower.simulations.experiments.chaos import run_chaos
 
 BAD_ROUNDS = {
     1: ("zero-examples", "num_examples 0 is outside 1..max_examples"),

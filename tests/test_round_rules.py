@@ -11,7 +11,7 @@ from swarmflower.round_rules import (
     may_seal,
     seal_reason,
 )
-from swarmflower.simulations.timing import seal_moment
+from swarmflower.simulations.engine.timing import seal_moment
 
 TIMING = {"num_sites": 4, "update_wait": 8.0, "round_timeout": 10.0}
 

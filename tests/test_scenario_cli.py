@@ -3,7 +3,7 @@
 import pandas as pd
 from cli_helpers import run_cli
 
-from swarmflower.simulations.scenarios import list_scenarios
+from swarmflower.simulations.experiments.scenarios import list_scenarios
 
 
 def test_scenarios_lists_every_shipped_file():

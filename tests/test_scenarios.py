@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from swarmflower.errors import ConfigError
-from swarmflower.simulations.scenarios import list_scenarios, load_scenario
+from swarmflower.simulations.experiments.scenarios import list_scenarios, load_scenario
 
 PAPER = ("aml-few-cases", "aml-1-to-99", "aml-studies", "aml-platforms")
 

@@ -8,7 +8,7 @@ from flwr.app import Array, ArrayRecord
 
 from swarmflower.identity import simulated_identities
 from swarmflower.ledger import Reason, SwarmParams
-from swarmflower.simulations.site_host import SiteHost, TrainedBatch
+from swarmflower.simulations.engine.site_host import SiteHost, TrainedBatch
 from swarmflower.swarm_setup import make_genesis
 from swarmflower.tasks import TaskSpec, initial_model, make_client_app
 

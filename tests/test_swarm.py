@@ -10,8 +10,8 @@ from swarm_helpers import first_epoch_leaders, heart_swarm, replica
 
 from swarmflower.faults import FaultPlan
 from swarmflower.ledger import Reason
-from swarmflower.simulations.fedavg import run_flower_fedavg
-from swarmflower.simulations.swarm import run_swarm_method
+from swarmflower.simulations.experiments.fedavg import run_flower_fedavg
+from swarmflower.simulations.experiments.swarm import run_swarm_method
 from swarmflower.strategies import arrays_hash
 from swarmflower.swarm import run_swarm
 from swarmflower.tasks import TaskSpec, initial_model, make_client_app

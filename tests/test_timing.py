@@ -3,8 +3,12 @@
 import pytest
 
 from swarmflower.faults import FaultPlan
-from swarmflower.simulations.availability import Availability
-from swarmflower.simulations.timing import Heterogeneity, SiteProfile, seal_moment
+from swarmflower.simulations.engine.availability import Availability
+from swarmflower.simulations.engine.timing import (
+    Heterogeneity,
+    SiteProfile,
+    seal_moment,
+)
 
 PACE = {"update_wait": 8.0, "round_timeout": 10.0}
 

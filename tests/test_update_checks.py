@@ -41,7 +41,7 @@ from swarmflower.round_protocol import (
     update_problem,
     verify_merge,
 )
-from swarmflower.simulations.site_host import SiteHost
+from swarmflower.simulations.engine.site_host import SiteHost
 from swarmflower.site_config import TaskConfig
 from swarmflower.strategies import (
     LeaderStrategy,

@@ -11,14 +11,14 @@ import pytest
 from swarmflower.datasets import FederatedDataset
 from swarmflower.datasets.base import SiteData
 from swarmflower.reports import interval, summary_frame
-from swarmflower.simulations.compare import run_compare
-from swarmflower.simulations.personalise import accuracy_threshold
-from swarmflower.simulations.results import (
+from swarmflower.simulations.experiments.compare import run_compare
+from swarmflower.simulations.experiments.personalise import accuracy_threshold
+from swarmflower.simulations.experiments.results import (
     EVERY_SITE,
     OWN_SITE,
     MethodResult,
 )
-from swarmflower.simulations.yardsticks import (
+from swarmflower.simulations.experiments.yardsticks import (
     HeldOutRows,
     add_yardsticks,
     score_predictions,

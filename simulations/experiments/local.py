@@ -17,13 +17,13 @@ import numpy as np
 from flwr.app import ArrayRecord
 
 from swarmflower.flower_messages import TRAIN, model_instruction, site_context
-from swarmflower.simulations.results import (
+from swarmflower.simulations.experiments.results import (
     EVERY_SITE,
     OWN_SITE,
     MethodResult,
     round_record,
 )
-from swarmflower.simulations.yardsticks import HeldOutRows, site_accuracy
+from swarmflower.simulations.experiments.yardsticks import HeldOutRows, site_accuracy
 from swarmflower.tasks import TaskSpec, build_model, initial_model, make_client_app
 
 ProgressFn = Callable[[int], None]

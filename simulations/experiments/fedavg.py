@@ -17,8 +17,8 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg, Result
 
 from swarmflower.logs import quiet_flower
-from swarmflower.simulations.ray_engine import local_ray_init_args, loopback_node
-from swarmflower.simulations.results import MethodResult, round_record
+from swarmflower.simulations.engine.ray_engine import local_ray_init_args, loopback_node
+from swarmflower.simulations.experiments.results import MethodResult, round_record
 from swarmflower.tasks import TaskSpec, initial_model, make_client_app
 
 SITE_PREFIX = "accuracy-site-"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from swarmflower.simulations.results import (
+from swarmflower.simulations.experiments.results import (
     MethodResult,
     evaluate_on_sites,
     round_record,

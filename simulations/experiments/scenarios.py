@@ -2,7 +2,7 @@
 
 A scenario fixes everything a comparison run needs, so an experiment from the
 paper is one named file rather than a long command line. Shipped scenarios
-live in `scenarios/*.toml` next to this module; `load_scenario` takes a name
+live in `scenario_files/*.toml` next to this module; `load_scenario` takes a name
 or a path and checks every key, naming the file and key in any `ConfigError`.
 
 Schema (every table but `[task]` optional):
@@ -47,13 +47,13 @@ from typing import Any
 
 from swarmflower.errors import ConfigError
 from swarmflower.faults import FaultPlan
-from swarmflower.simulations.results import METHODS
-from swarmflower.simulations.timing import Heterogeneity, SiteProfile
+from swarmflower.simulations.engine.timing import Heterogeneity, SiteProfile
+from swarmflower.simulations.experiments.results import METHODS
 from swarmflower.strategies.registry import canonical_name
 from swarmflower.tasks import TaskSpec
 from swarmflower.tasks.spec import field_kind
 
-SCENARIO_DIR = Path(__file__).parent / "scenarios"
+SCENARIO_DIR = Path(__file__).parent / "scenario_files"
 TOP_KEYS = ("name", "description", "rounds", "strategy", "methods", "round_timeout")
 TABLES = ("task", "partition", "faults")
 

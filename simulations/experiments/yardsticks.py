@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from swarmflower.datasets import FederatedDataset
-from swarmflower.simulations.results import (
+from swarmflower.simulations.experiments.results import (
     EVERY_SITE,
     FIGURES,
     SHARED,

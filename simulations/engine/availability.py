@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from swarmflower.faults import FaultPlan
-from swarmflower.simulations.timing import Heterogeneity
+from swarmflower.simulations.engine.timing import Heterogeneity
 
 
 class Availability:

@@ -21,14 +21,14 @@ from swarmflower.datasets import FederatedDataset
 from swarmflower.errors import ConfigError
 from swarmflower.faults import NO_FAULTS, FaultPlan
 from swarmflower.flower_messages import EVALUATE, model_instruction, site_context
-from swarmflower.simulations.ray_engine import RayRound, run_ray_swarm
-from swarmflower.simulations.results import (
+from swarmflower.simulations.engine.ray_engine import RayRound, run_ray_swarm
+from swarmflower.simulations.engine.timing import Heterogeneity
+from swarmflower.simulations.experiments.results import (
     MethodResult,
     Metric,
     RoundRecord,
     round_record,
 )
-from swarmflower.simulations.timing import Heterogeneity
 from swarmflower.swarm import SwarmResult, run_swarm
 from swarmflower.tasks import TaskSpec, initial_model, make_client_app
 

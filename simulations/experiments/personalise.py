@@ -23,8 +23,8 @@ from flwr.app import ArrayRecord
 from flwr.clientapp import ClientApp
 
 from swarmflower.flower_messages import TRAIN, model_instruction, site_context
-from swarmflower.simulations.results import OWN_SITE, MethodResult
-from swarmflower.simulations.yardsticks import load_arrays, model_logits
+from swarmflower.simulations.experiments.results import OWN_SITE, MethodResult
+from swarmflower.simulations.experiments.yardsticks import load_arrays, model_logits
 from swarmflower.tasks import TaskSpec, build_model, make_client_app
 
 

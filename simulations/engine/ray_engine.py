@@ -32,9 +32,9 @@ from swarmflower.errors import ConfigError, SwarmflowerError
 from swarmflower.faults import NO_FAULTS, FaultPlan
 from swarmflower.ledger import Ledger, Reason, RoundRecord
 from swarmflower.ledger.records import DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_UPDATE_RATIO
-from swarmflower.simulations.availability import Availability
-from swarmflower.simulations.site_host import SiteHost, Verdict
-from swarmflower.simulations.timing import Heterogeneity, seal_moment
+from swarmflower.simulations.engine.availability import Availability
+from swarmflower.simulations.engine.site_host import SiteHost, Verdict
+from swarmflower.simulations.engine.timing import Heterogeneity, seal_moment
 from swarmflower.strategies import LeaderStrategy
 from swarmflower.swarm_setup import set_up_swarm
 
