@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Unpack
 
 from flwr.app import ArrayRecord, Context
 from flwr.clientapp import ClientApp
@@ -22,12 +23,11 @@ from swarmflower.faults import NO_FAULTS, FaultPlan, PeerCrashed
 from swarmflower.flower_messages import site_context
 from swarmflower.identity import SiteIdentity
 from swarmflower.ledger import Genesis, Ledger, RoundRecord
-from swarmflower.ledger.records import DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_UPDATE_RATIO
 from swarmflower.logs import quiet_flower
 from swarmflower.model_store import MemoryModelStore
 from swarmflower.peer import PeerConfig, SwarmPeer
 from swarmflower.strategies import LeaderStrategy
-from swarmflower.swarm_setup import SwarmSetup, set_up_swarm
+from swarmflower.swarm_setup import SwarmSettings, SwarmSetup, set_up_swarm
 from swarmflower.transport import InProcNetwork
 
 log = logging.getLogger("swarmflower.swarm")
@@ -62,44 +62,23 @@ def run_swarm(
     num_rounds: int,
     strategy: str | LeaderStrategy = "FedAvg",
     *,
-    min_peers: int | None = None,
-    round_timeout: int = 10,
-    update_wait: float | None = None,
     backups: int = 2,
     faults: FaultPlan = NO_FAULTS,
-    site_names: Sequence[str] | None = None,
     contexts: Sequence[Context] | None = None,
-    seed: int = 0,
     progress: Callable[[int], None] | None = None,
     ledger_dir: Path | None = None,
-    max_examples: int = DEFAULT_MAX_EXAMPLES,
-    max_update_ratio: float = DEFAULT_MAX_UPDATE_RATIO,
+    **settings: Unpack[SwarmSettings],
 ) -> SwarmResult:
     """Run `num_rounds` swarm rounds of `client_app` over `num_sites` sites.
 
     Each site's `ClientApp` gets the `Context` Flower's simulation engine would
-    give partition `k` (or `contexts[k]`). `min_peers` (default: a majority)
-    updates are needed to seal a round; a leader that has not sealed after
-    `round_timeout` seconds is replaced by the next backup. With `ledger_dir`,
-    each site keeps its replica on disk in `ledger_dir/<site>/ledger`, for
-    `swarmflower ledger show|verify`. `max_examples` and `max_update_ratio`
-    go into the genesis: every site refuses an update with num_examples
-    outside 1..max_examples or ||update - model||_2 above max_update_ratio x
-    max(||model||_2, 1); a swarm whose updates are all refused seals nothing.
+    give partition `k` (or `contexts[k]`). `settings` are the swarm's
+    (`SwarmSettings`: min_peers, round_timeout, update_wait, site_names, seed
+    and the update limits); a swarm whose updates are all refused seals
+    nothing. With `ledger_dir`, each site keeps its replica on disk in
+    `ledger_dir/<site>/ledger`, for `swarmflower ledger show|verify`.
     """
-    setup = set_up_swarm(
-        num_sites,
-        initial_arrays,
-        num_rounds,
-        strategy,
-        min_peers=min_peers,
-        round_timeout=round_timeout,
-        update_wait=update_wait,
-        site_names=site_names,
-        seed=seed,
-        max_examples=max_examples,
-        max_update_ratio=max_update_ratio,
-    )
+    setup = set_up_swarm(num_sites, initial_arrays, num_rounds, strategy, **settings)
     supervisor = _Supervisor(
         identities=setup.identities,
         genesis=setup.genesis,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 from flwr.app import ArrayRecord
 
@@ -80,6 +81,26 @@ def check_initial_model(arrays: ArrayRecord, genesis: Genesis, source: str) -> N
         )
 
 
+class SwarmSettings(TypedDict, total=False):
+    """A simulated swarm's settings, the same for every engine (all optional).
+
+    `min_peers` (default: a majority) updates seal a round; a leader silent
+    for `round_timeout` seconds (default 10) is replaced by the next backup;
+    the leader waits `update_wait` seconds (default: `default_update_wait`)
+    for stragglers; `site_names` default to `site-1..N`; `seed` derives the
+    sites' keys; `max_examples` and `max_update_ratio` are the genesis's
+    update limits (`round_protocol.update_problem`).
+    """
+
+    min_peers: int | None
+    round_timeout: int
+    update_wait: float | None
+    site_names: Sequence[str] | None
+    seed: int
+    max_examples: int
+    max_update_ratio: float
+
+
 @dataclass(frozen=True)
 class SwarmSetup:
     """One simulated swarm, ready for an engine to play."""
@@ -89,6 +110,7 @@ class SwarmSetup:
     genesis: Genesis
     strategy: LeaderStrategy
     update_wait: float
+    seed: int
 
     @property
     def params(self) -> SwarmParams:
@@ -100,32 +122,31 @@ def set_up_swarm(
     initial_arrays: ArrayRecord,
     num_rounds: int,
     strategy: str | LeaderStrategy = "FedAvg",
-    *,
-    min_peers: int | None = None,
-    round_timeout: int = 10,
-    update_wait: float | None = None,
-    site_names: Sequence[str] | None = None,
-    seed: int = 0,
-    max_examples: int = DEFAULT_MAX_EXAMPLES,
-    max_update_ratio: float = DEFAULT_MAX_UPDATE_RATIO,
+    **settings: Unpack[SwarmSettings],
 ) -> SwarmSetup:
     """Check a simulated swarm's settings and found it: names, keys, genesis."""
     if num_sites < 2:
         raise ConfigError(f"a swarm needs at least 2 sites, got {num_sites}")
-    names = list(site_names or [f"site-{k + 1}" for k in range(num_sites)])
+    unknown = set(settings) - set(SwarmSettings.__annotations__)
+    if unknown:
+        raise ConfigError(f"unknown swarm setting(s): {', '.join(sorted(unknown))}")
+    names = list(settings.get("site_names") or default_names(num_sites))
     if len(names) != num_sites:
         raise ConfigError(f"{len(names)} site names for {num_sites} sites")
     chosen = leader_strategy(strategy)
+    round_timeout = settings.get("round_timeout", 10)
     params = swarm_params(
         num_sites,
         num_rounds,
         round_timeout,
-        min_peers,
+        settings.get("min_peers"),
         chosen.name,
-        max_examples=max_examples,
-        max_update_ratio=max_update_ratio,
+        max_examples=settings.get("max_examples", DEFAULT_MAX_EXAMPLES),
+        max_update_ratio=settings.get("max_update_ratio", DEFAULT_MAX_UPDATE_RATIO),
     )
+    seed = settings.get("seed", 0)
     identities = simulated_identities(names, seed)
+    update_wait = settings.get("update_wait")
     return SwarmSetup(
         names=names,
         identities=identities,
@@ -134,4 +155,9 @@ def set_up_swarm(
         update_wait=(
             default_update_wait(round_timeout) if update_wait is None else update_wait
         ),
+        seed=seed,
     )
+
+
+def default_names(num_sites: int) -> list[str]:
+    return [f"site-{k + 1}" for k in range(num_sites)]

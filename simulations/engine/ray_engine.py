@@ -16,11 +16,11 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 import ray
@@ -31,12 +31,12 @@ from ray._private import ray_constants  # see loopback_node()
 from swarmflower.errors import ConfigError, SwarmflowerError
 from swarmflower.faults import NO_FAULTS, FaultPlan
 from swarmflower.ledger import Ledger, Reason, RoundRecord
-from swarmflower.ledger.records import DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_UPDATE_RATIO
+from swarmflower.round_rules import seal_reason
 from swarmflower.simulations.engine.availability import Availability
 from swarmflower.simulations.engine.site_host import SiteHost, Verdict
 from swarmflower.simulations.engine.timing import Heterogeneity, seal_moment
 from swarmflower.strategies import LeaderStrategy
-from swarmflower.swarm_setup import set_up_swarm
+from swarmflower.swarm_setup import SwarmSettings, SwarmSetup, set_up_swarm
 
 log = logging.getLogger("swarmflower.ray_engine")
 
@@ -176,20 +176,14 @@ def run_ray_swarm(
     strategy: str | LeaderStrategy = "FedAvg",
     *,
     local_steps: int = 1,
-    min_peers: int | None = None,
-    round_timeout: int = 10,
-    update_wait: float | None = None,
     backups: int = 2,
     faults: FaultPlan = NO_FAULTS,
     heterogeneity: Heterogeneity | None = None,
-    site_names: Sequence[str] | None = None,
-    seed: int = 0,
     hosts: int | None = None,
     ray_address: str | None = None,
     progress: Callable[[RayRound], None] | None = None,
     ledger_dir: Path | None = None,
-    max_examples: int = DEFAULT_MAX_EXAMPLES,
-    max_update_ratio: float = DEFAULT_MAX_UPDATE_RATIO,
+    **settings: Unpack[SwarmSettings],
 ) -> RaySwarmResult:
     """Run `num_rounds` swarm rounds of `num_sites` simulated sites on Ray.
 
@@ -199,23 +193,9 @@ def run_ray_swarm(
     `local_steps` is what a site's training costs in simulated time
     (`Heterogeneity.step_s` per step). `hosts` defaults to one actor per CPU
     of the cluster. With `ledger_dir`, the driver's observer replica is kept
-    there on disk. `max_examples` and `max_update_ratio` are the genesis's
-    update limits, as for `run_swarm`.
+    there on disk. `settings` are the swarm's, as for `run_swarm`.
     """
-    setup = set_up_swarm(
-        num_sites,
-        initial_arrays,
-        num_rounds,
-        strategy,
-        min_peers=min_peers,
-        round_timeout=round_timeout,
-        update_wait=update_wait,
-        site_names=site_names,
-        seed=seed,
-        max_examples=max_examples,
-        max_update_ratio=max_update_ratio,
-    )
-    names, genesis = setup.names, setup.genesis
+    setup = set_up_swarm(num_sites, initial_arrays, num_rounds, strategy, **settings)
     heterogeneity = heterogeneity or Heterogeneity.uniform(num_sites)
     if len(heterogeneity.profiles) != num_sites:
         raise ConfigError(
@@ -223,63 +203,57 @@ def run_ray_swarm(
         )
     with ray_cluster(ray_address):
         started = time.perf_counter()
-        cpus = max(1.0, ray.cluster_resources().get("CPU", 1.0))
-        count = hosts or int(cpus)
-        blocks = deal_sites(num_sites, min(count, num_sites))
-        # More hosts than CPUs share them rather than wait for a free one.
-        actor = ray.remote(num_cpus=min(1.0, cpus / len(blocks)))(SiteHost)
-        pool = [
-            actor.remote(
-                genesis,
-                block,
-                names,
-                app_factory,
-                initial_arrays,
-                setup.strategy,
-                seed,
-            )
-            for block in blocks
-        ]
+        pool, blocks = _start_hosts(setup, app_factory, initial_arrays, hosts)
         observer = Ledger.create(
-            genesis, None if ledger_dir is None else ledger_dir / "observer" / "ledger"
+            setup.genesis,
+            None if ledger_dir is None else ledger_dir / "observer" / "ledger",
         )
         driver = _Driver(
             pool=pool,
             blocks=blocks,
-            names=names,
+            names=setup.names,
             observer=observer,
             min_peers=setup.params.min_peers,
-            round_timeout=float(round_timeout),
+            round_timeout=float(setup.params.round_timeout),
             update_wait=setup.update_wait,
             copies=min(1 + backups, num_sites),
             local_steps=local_steps,
             update_bytes=sum(a.numpy().nbytes for a in initial_arrays.values()),
-            availability=Availability(faults, heterogeneity, num_sites, seed),
+            availability=Availability(faults, heterogeneity, num_sites, setup.seed),
             faults=faults,
             heterogeneity=heterogeneity,
         )
         setup_s = time.perf_counter() - started
-        try:
-            reports = []
-            for round in range(1, num_rounds + 1):
-                reports.append(driver.play(round))
-                if progress:
-                    progress(reports[-1])
-            _, final = ray.get(pool[0].final_model.remote())
-            records = list(observer.rounds())
-        finally:
-            observer.close()
-            for host in pool:
-                ray.kill(host)
-        return RaySwarmResult(
-            rounds=reports,
-            records=records,
-            final_arrays=final,
-            hosts=len(pool),
-            crashes=driver.availability.crashes,
-            wall_s=time.perf_counter() - started,
-            setup_s=setup_s,
+        result = driver.run(num_rounds, progress)
+        result.wall_s, result.setup_s = time.perf_counter() - started, setup_s
+        return result
+
+
+def _start_hosts(
+    setup: SwarmSetup,
+    app_factory: Callable[[], ClientApp],
+    initial_arrays: ArrayRecord,
+    hosts: int | None,
+) -> tuple[list, list[tuple[int, ...]]]:
+    """One `SiteHost` actor per block of sites (default: one per CPU)."""
+    cpus = max(1.0, ray.cluster_resources().get("CPU", 1.0))
+    num_sites = len(setup.names)
+    blocks = deal_sites(num_sites, min(hosts or int(cpus), num_sites))
+    # More hosts than CPUs share them rather than wait for a free one.
+    actor = ray.remote(num_cpus=min(1.0, cpus / len(blocks)))(SiteHost)
+    pool = [
+        actor.remote(
+            setup.genesis,
+            block,
+            setup.names,
+            app_factory,
+            initial_arrays,
+            setup.strategy,
+            setup.seed,
         )
+        for block in blocks
+    ]
+    return pool, blocks
 
 
 @dataclass
@@ -306,6 +280,31 @@ class _Driver:
             site.address: k for k, site in enumerate(self.observer.genesis.sites)
         }
 
+    def run(
+        self, num_rounds: int, progress: Callable[[RayRound], None] | None
+    ) -> RaySwarmResult:
+        """Every round in turn (each report handed to `progress` as it ends),
+        then the final model; the hosts and the observer are released."""
+        try:
+            reports = []
+            for round in range(1, num_rounds + 1):
+                reports.append(self.play(round))
+                if progress:
+                    progress(reports[-1])
+            _, final = ray.get(self.pool[0].final_model.remote())
+            records = list(self.observer.rounds())
+        finally:
+            self.observer.close()
+            for host in self.pool:
+                ray.kill(host)
+        return RaySwarmResult(
+            rounds=reports,
+            records=records,
+            final_arrays=final,
+            hosts=len(self.pool),
+            crashes=self.availability.crashes,
+        )
+
     def play(self, round: int) -> RayRound:
         """One round: train the sites that are up, then views until one sticks."""
         started = time.perf_counter()
@@ -325,13 +324,7 @@ class _Driver:
         refused, not_before = 0, 0.0
         for view, address in enumerate(electees):
             proposer = self.index_of[address]
-            if (
-                view == 0
-                and proposer in up_set
-                and self.faults.crashes_while_leading(round)
-            ):
-                self.availability.crash(proposer, round, "leader crash before sealing")
-                up_set.discard(proposer)
+            self._crash_if_planned(round, view, proposer, up_set)
             if proposer not in up_set:
                 continue  # the next backup takes over a round timeout later
             moment = seal_moment(
@@ -348,10 +341,7 @@ class _Driver:
                     f"round {round}: only {len(arrivals)} sites up, "
                     f"{self.min_peers} updates needed to seal"
                 )
-            if view == 0:
-                reason = Reason.NORMAL
-            else:
-                reason = Reason.BAD_MERGE if refused else Reason.LEADER_TIMEOUT
+            reason = seal_reason(view, refused or None)
             block = self._seal(round, view, reason, proposer, moment.included, batches)
             if block is None:
                 continue  # nothing it holds could be merged: the next backup's turn
@@ -375,6 +365,14 @@ class _Driver:
         raise RoundLost(
             f"round {round}: none of the first {len(electees)} electees could seal"
         )
+
+    def _crash_if_planned(
+        self, round: int, view: int, proposer: int, up: set[int]
+    ) -> None:
+        """The fault plan's leader crash: the leader dies before sealing."""
+        if view == 0 and proposer in up and self.faults.crashes_while_leading(round):
+            self.availability.crash(proposer, round, "leader crash before sealing")
+            up.discard(proposer)
 
     def _validate(
         self, round: int, view: int, block: bytes, batches: list, started: float

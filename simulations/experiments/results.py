@@ -32,8 +32,9 @@ SHARED, EVERY_SITE, OWN_SITE = "shared", "every-site", "own-site"
 
 
 @dataclass(frozen=True)
-class RoundRecord:
-    """One round of one method: the mean per-site test accuracy after it."""
+class RoundScore:
+    """One round of one method: its per-site test accuracies after the round
+    (and, for the swarm, who sealed it). Not the ledger's `RoundRecord`."""
 
     round: int
     accuracy: float
@@ -74,7 +75,7 @@ class MethodResult:
     """
 
     method: str
-    rounds: list[RoundRecord]
+    rounds: list[RoundScore]
     site_names: tuple[str, ...]
     wall_s: float
     extra: list[Metric] = field(default_factory=list)
@@ -123,13 +124,13 @@ def evaluate_on_sites(model: nn.Module, data: FederatedDataset) -> list[Evaluati
 
 def round_record(
     server_round: int, accuracies: list[float], **swarm_fields: object
-) -> RoundRecord:
+) -> RoundScore:
     """FLamby's metric: the unweighted mean of the per-site test accuracies.
 
     `swarm_fields` are the swarm's own columns: leader, view, reason and
     contributors.
     """
-    return RoundRecord(
+    return RoundScore(
         round=server_round,
         accuracy=float(np.mean(accuracies)),
         site_accuracy=tuple(float(a) for a in accuracies),

@@ -13,6 +13,7 @@ import functools
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Unpack
 
 from flwr.app import ArrayRecord
 from flwr.clientapp import ClientApp
@@ -26,10 +27,11 @@ from swarmflower.simulations.engine.timing import Heterogeneity
 from swarmflower.simulations.experiments.results import (
     MethodResult,
     Metric,
-    RoundRecord,
+    RoundScore,
     round_record,
 )
 from swarmflower.swarm import SwarmResult, run_swarm
+from swarmflower.swarm_setup import SwarmSettings
 from swarmflower.tasks import TaskSpec, initial_model, make_client_app
 
 
@@ -56,26 +58,37 @@ def run_swarm_method(
     `heterogeneity`, `ray_address`, `hosts` and `on_round` (each round's
     report as it ends) are for the Ray engine.
     """
+    common = {
+        "strategy": strategy,
+        "faults": faults,
+        "round_timeout": round_timeout,
+        "min_peers": min_peers,
+        "ledger_dir": ledger_dir,
+    }
     if engine == "ray":
         faults.refuse_drills("ray", played=set())
+        ray_only = {"ray_address": ray_address, "hosts": hosts, "on_round": on_round}
         return _run_on_ray(
-            spec,
-            rounds,
-            progress,
-            strategy=strategy,
-            faults=faults,
-            round_timeout=round_timeout,
-            min_peers=min_peers,
-            ledger_dir=ledger_dir,
-            heterogeneity=heterogeneity,
-            ray_address=ray_address,
-            hosts=hosts,
-            on_round=on_round,
+            spec, rounds, progress, heterogeneity=heterogeneity, **ray_only, **common
         )
     if engine != "inproc":
         raise ConfigError(f"unknown engine '{engine}': use inproc or ray")
     if heterogeneity or ray_address or hosts:
         raise ConfigError("heterogeneity, ray_address and hosts need engine 'ray'")
+    return _run_in_process(spec, rounds, progress, **common)
+
+
+def _run_in_process(
+    spec: TaskSpec,
+    rounds: int,
+    progress: Callable[[int], None] | None,
+    *,
+    strategy: str,
+    faults: FaultPlan,
+    ledger_dir: Path | None,
+    **settings: Unpack[SwarmSettings],
+) -> MethodResult:
+    """The swarm as site threads; every round's model scored at every site."""
     # Site threads keep their models in memory: there is no file to tear.
     faults.refuse_drills("inproc", played=faults.drills() - {"crash-mid-write"})
     started = time.perf_counter()
@@ -88,13 +101,12 @@ def run_swarm_method(
         initial,
         rounds,
         strategy,
-        min_peers=min_peers,
-        round_timeout=round_timeout,
         faults=faults,
         site_names=[s.name for s in data.sites],
         seed=spec.seed,
         progress=progress,
         ledger_dir=ledger_dir,
+        **settings,
     )
     history = _score_rounds(spec, app, swarm)
     return _swarm_result(
@@ -186,7 +198,7 @@ def _run_on_ray(
 def _swarm_result(
     data: FederatedDataset,
     started: float,
-    history: list[RoundRecord],
+    history: list[RoundScore],
     final: ArrayRecord,
     details: object,
     crashes: int,
