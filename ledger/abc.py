@@ -1,7 +1,7 @@
 """The ledger's layers, stated as interfaces (after py-evm's `eth/abc.py`).
 
-The rest of swarmflower depends on `LedgerAPI` and `BlockSourceAPI` only;
-py-evm, sqlite and the wire format stay behind them.
+The rest of swarmflower depends on `LedgerAPI` only; py-evm, sqlite and the
+wire format stay behind it. `BlockSourceAPI` is what `Ledger.sync` pulls from.
 """
 
 from __future__ import annotations
@@ -70,76 +70,44 @@ class ElectionAPI(ABC):
         """Leader then ordered backups (at most `count`) of the next round."""
 
 
-class LedgerAPI(BlockSourceAPI):
-    """One site's replica: validates what it imports, elects, seals rounds."""
+class LedgerAPI(ABC):
+    """One site's replica, as the engines use it (peer, in-process, Ray).
 
-    genesis: Genesis
+    Each member says what an engine needs it for. `Ledger` offers more to the
+    ledger's own tests and tools (`commit`, `enroll`, `propose`, `sync`,
+    `leader`, ...); engines do not depend on those.
+    """
+
+    genesis: Genesis  # swarm params, genesis time, initial model hash
 
     @property
     @abstractmethod
     def swarm_id(self) -> bytes:
-        """The genesis hash; commitments are signed over it."""
+        """The genesis hash: commitments are signed and checked over it."""
 
     @abstractmethod
-    def electees(self, round: int, count: int | None = None) -> tuple[str, ...]:
-        """Leader then ordered backups of `round` (known once round-1 is sealed)."""
+    def head(self) -> BlockRef:
+        """The canonical head: how far this site is, what it announces."""
 
     @abstractmethod
-    def leader(self, round: int) -> str:
-        """The site elected to lead `round` (view 0)."""
+    def block_hash(self, height: int) -> bytes:
+        """Hash of the canonical block at `height`: is an adopted block still there."""
 
     @abstractmethod
-    def proposer(self, round: int, view: int) -> str:
-        """The site that may seal `round` at `view`."""
-
-    @abstractmethod
-    def is_enrolled(self, site: str) -> bool:
-        """Whether `site` (an address) is a member at the head."""
+    def block_bytes(self, height: int) -> bytes:
+        """RLP bytes of the canonical block at `height`: what a site serves."""
 
     @abstractmethod
     def knows(self, block_hash: bytes) -> bool:
-        """Whether a valid block with this hash was imported here (any branch)."""
+        """Whether a peer's announced head is already here (any branch)."""
 
     @abstractmethod
-    def model_hash(self, round: int) -> bytes:
-        """The merged model's hash of a sealed round (0: the initial model)."""
+    def electees(self, round: int, count: int | None = None) -> tuple[str, ...]:
+        """Leader then ordered backups of `round`: where updates go, who waits."""
 
     @abstractmethod
-    def submit_commitment(self, commitment: Commitment) -> None:
-        """Check a commitment for the next round and keep it for sealing."""
-
-    @abstractmethod
-    def pending_commitments(self) -> tuple[Commitment, ...]:
-        """The checked commitments held for the next round."""
-
-    @abstractmethod
-    def commit(
-        self, key: PrivateKey, round: int, update_hash: bytes, num_examples: int
-    ) -> Commitment:
-        """Sign this site's commitment for `round` (and hold it here)."""
-
-    @abstractmethod
-    def enroll(self, enrollment: Enrollment) -> None:
-        """Hold a vetted site admission for the next round sealed here."""
-
-    @abstractmethod
-    def verify(self) -> BlockRef:
-        """Re-validate everything from genesis; return the (unchanged) head."""
-
-    @abstractmethod
-    def propose(
-        self,
-        key: PrivateKey,
-        round: int,
-        model_hash: bytes,
-        state_hash: bytes,
-        commitments: Sequence[Commitment],
-        view: int = 0,
-        reason: Reason = Reason.NORMAL,
-        enrollments: Sequence[Enrollment] = (),
-        timestamp: int | None = None,
-    ) -> bytes:
-        """Build and seal the block of `round` without adopting it."""
+    def proposer(self, round: int, view: int) -> str:
+        """The site that may seal `round` at `view`: checked before sealing."""
 
     @abstractmethod
     def seal_round(
@@ -154,27 +122,24 @@ class LedgerAPI(BlockSourceAPI):
         enrollments: Sequence[Enrollment] | None = None,
         timestamp: int | None = None,
     ) -> bytes:
-        """Build, seal and adopt the block of `round`; return its RLP bytes.
-
-        `commitments` and `enrollments` default to those held by
-        `submit_commitment` and `enroll`.
-        """
+        """Seal `round` as its leader or a backup and adopt it; the block's bytes."""
 
     @abstractmethod
     def import_block(self, data: bytes) -> ImportOutcome:
-        """Validate and store a block; raise an InvalidBlock subclass if refused."""
-
-    @abstractmethod
-    def sync(self, peer: BlockSourceAPI) -> int:
-        """Fetch and import what `peer` has that this replica lacks."""
+        """Validate and store a peer's block; an InvalidBlock subclass if refused."""
 
     @abstractmethod
     def round(self, round: int) -> RoundRecord:
-        """The canonical record of a sealed round."""
+        """A sealed round's record: the model to adopt, its time, its commitments."""
 
     @abstractmethod
     def rounds(self) -> Iterator[RoundRecord]:
-        """Every sealed round on the canonical chain, in order."""
+        """Every sealed round on the canonical chain, in order: the run's report."""
 
     @abstractmethod
-    def close(self) -> None: ...
+    def verify(self) -> BlockRef:
+        """Re-validate everything from genesis (audits, fault drills); the head."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the on-disk store when the site stops."""

@@ -29,8 +29,8 @@ def _open(folder: Path) -> Ledger:
     except LedgerError as exc:
         _fail(str(exc))
     except (ValueError, KeyError, TypeError) as exc:
-        # Damage the store's checks cannot name (e.g. a stored genesis that
-        # still decodes but no longer parses): still one line, never a trace.
+        # A safety net: damage the store's checks do not name yet (they raise
+        # StoreError for every kind known) is still one line, never a trace.
         _fail(f"{folder}: damaged replica ({type(exc).__name__}: {exc})")
 
 

@@ -1,9 +1,15 @@
-"""Typed ledger errors: every message names the problem and the block or site."""
+"""Typed ledger errors: every message names the problem and the block or site.
+
+They share swarmflower's root, `SwarmflowerError`, so every caller (the CLI
+above all) reports them as one line like any other user-facing error.
+"""
 
 from __future__ import annotations
 
+from swarmflower.errors import SwarmflowerError
 
-class LedgerError(Exception):
+
+class LedgerError(SwarmflowerError):
     """Base of every error the ledger raises on purpose."""
 
 

@@ -80,8 +80,9 @@ def _constructor_args(genesis: Genesis) -> tuple:
     )
 
 
-class Ledger(LedgerAPI):
-    """A replica: in memory, or on disk when given a store."""
+class Ledger(LedgerAPI, BlockSourceAPI):
+    """A replica: in memory, or on disk when given a store; a block source for
+    another replica's `sync`."""
 
     def __init__(
         self,
@@ -145,8 +146,15 @@ class Ledger(LedgerAPI):
             text = store.genesis_json()
             if text is None:
                 raise StoreError(f"{path}: the replica has no genesis")
-            # History is re-verified without the clock: it was checked on arrival.
-            ledger = cls(Genesis.from_json(text), clock=None)
+            try:
+                genesis = Genesis.from_json(text)
+                # History is re-verified without the clock: checked on arrival.
+                ledger = cls(genesis, clock=None)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                why = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+                raise StoreError(
+                    f"{path}: the stored genesis is damaged ({why})"
+                ) from exc
             if ledger.swarm_id != store.genesis_hash():
                 raise StoreError(
                     f"{path}: stored genesis does not hash to its swarm id"
@@ -211,12 +219,6 @@ class Ledger(LedgerAPI):
 
     def knows(self, block_hash: bytes) -> bool:
         return block_hash in self._nodes
-
-    def model_hash(self, round: int) -> bytes:
-        """The merged model of `round` (round 0: the initial model)."""
-        if round == 0:
-            return self.genesis.initial_model_hash
-        return self.round(round).model_hash
 
     def _full_record(self, node: _Node) -> RoundRecord:
         """The node's round record with its commitments decoded from the block.

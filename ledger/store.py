@@ -84,18 +84,30 @@ class SqliteBlockStore(BlockStoreAPI):
     @contextlib.contextmanager
     def _sqlite_errors(self) -> Iterator[None]:
         """sqlite's errors on a damaged (or unreadable) file, as a `StoreError`
-        naming the file; the sqlite error stays attached as its cause."""
+        naming the file; the sqlite error stays attached as its cause.
+
+        A damaged schema or text cell can also surface as a
+        `UnicodeDecodeError` from the sqlite module: damage too.
+        """
         try:
             yield
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             raise StoreError(f"{self.path}: damaged replica database ({exc})") from exc
+
+    def _blob(self, value: object, what: str) -> bytes:
+        """A stored cell that must be bytes; any other type is damage."""
+        if not isinstance(value, bytes):
+            raise StoreError(
+                f"{self.path}: damaged replica database ({what} is not a blob)"
+            )
+        return value
 
     def _meta(self, key: str) -> bytes | None:
         with self._sqlite_errors():
             row = self._db.execute(
                 "SELECT value FROM meta WHERE key=?", (key,)
             ).fetchone()
-        return None if row is None else bytes(row[0])
+        return None if row is None else self._blob(row[0], f"meta '{key}'")
 
     def genesis_json(self) -> str | None:
         value = self._meta("genesis")
@@ -135,7 +147,8 @@ class SqliteBlockStore(BlockStoreAPI):
                 "SELECT seq, data FROM blocks ORDER BY seq"
             ).fetchall()
         for seq, stored in rows:
-            data, checksum = bytes(stored[:-32]), bytes(stored[-32:])
+            stored = self._blob(stored, f"stored block #{seq}")
+            data, checksum = stored[:-32], stored[-32:]
             if keccak(data) != checksum:
                 raise StoreError(f"{self.path}: stored block #{seq} fails its checksum")
             yield data

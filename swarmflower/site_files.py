@@ -130,8 +130,9 @@ def _refuse_other_swarm(config: SiteConfig, genesis: Genesis) -> None:
     """A replica whose stored genesis is not the site's: refused, left as is.
 
     Only the stored genesis is read (no re-validation), so a replica of
-    another swarm is recognised even when its blocks are damaged; a stored
-    genesis that cannot be read at all is damage (`StoreError`).
+    another swarm is recognised even when its blocks are damaged. A stored
+    genesis that cannot be read at all, or that differs from the site's while
+    the replica's recorded swarm id is this swarm's, is damage (`StoreError`).
     """
     from swarmflower.ledger.store import SqliteBlockStore
 
@@ -139,6 +140,7 @@ def _refuse_other_swarm(config: SiteConfig, genesis: Genesis) -> None:
     store = SqliteBlockStore(folder)
     try:
         text = store.genesis_json()
+        swarm_id = store.genesis_hash()
     finally:
         store.close()
     if text is None:
@@ -150,6 +152,11 @@ def _refuse_other_swarm(config: SiteConfig, genesis: Genesis) -> None:
             f"{folder}: the stored genesis is damaged ({_why(exc)})"
         ) from None
     if stored.digest() != genesis.digest():
+        if swarm_id == Ledger(genesis, clock=None).swarm_id:
+            raise StoreError(
+                f"{folder}: the stored genesis is damaged (it differs from "
+                f"{config.path('genesis')}, yet the replica records this swarm's id)"
+            )
         raise ConfigError(
             f"{folder}: holds the replica of another swarm (its genesis is not "
             f"{config.path('genesis')}); move it away to start this swarm's replica"

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,9 @@ from eth_utils import keccak
 from ledger_helpers import make_genesis, produce, site_keys
 from typer.testing import CliRunner
 
-from swarmflower.ledger import Ledger, StoreError
+from swarmflower.errors import SwarmflowerError
+from swarmflower.ledger import Ledger, LedgerError, StoreError
+from swarmflower.ledger import errors as ledger_errors
 from swarmflower.ledger.cli import app
 from swarmflower.ledger.store import FILENAME
 
@@ -148,6 +151,61 @@ def test_swarmflower_command_verifies_through_the_main_cli(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "0x" + head.hash.hex()
+
+
+def _sql(*statement) -> Callable[[Path], None]:
+    def damage(folder: Path) -> None:
+        db = sqlite3.connect(folder / FILENAME)
+        db.execute(*statement)
+        db.commit()
+        db.close()
+
+    return damage
+
+
+def _schema_text_not_utf8(folder: Path) -> None:
+    """A table name in sqlite's own schema no longer UTF-8 (the sqlite module
+    raises UnicodeDecodeError there, not a DatabaseError)."""
+    path = folder / FILENAME
+    data = bytearray(path.read_bytes())
+    data[data.index(b"sqlite_sequence")] = 0x8C
+    path.write_bytes(bytes(data))
+
+
+_GENESIS_SQL = "UPDATE meta SET value=CAST(replace(CAST(value AS TEXT), ?, ?) AS BLOB)"
+STORE_DAMAGE = {
+    "genesis key renamed": _sql(
+        _GENESIS_SQL + " WHERE key='genesis'", ('"timestamp"', '"timestamq"')
+    ),
+    "genesis hash not hex": _sql(
+        _GENESIS_SQL + " WHERE key='genesis'",
+        ('"initial_model_hash":"', '"initial_model_hash":"zz'),
+    ),
+    "genesis not a blob": _sql("UPDATE meta SET value='{}' WHERE key='genesis'"),
+    "block not a blob": _sql("UPDATE blocks SET data=12345 WHERE height=1"),
+    "schema text not utf-8": _schema_text_not_utf8,
+}
+
+
+@pytest.mark.parametrize("case", STORE_DAMAGE)
+def test_open_reports_damage_as_a_store_error(case, tmp_path):
+    """Never a bare KeyError, TypeError or UnicodeDecodeError: a caller that
+    handles StoreError (a peer moving the replica aside) sees all damage."""
+    _replica(tmp_path, 2).close()
+    STORE_DAMAGE[case](tmp_path)
+    with pytest.raises(StoreError, match=str(tmp_path)):
+        Ledger.open(tmp_path)
+
+
+def test_every_ledger_error_is_a_swarmflower_error():
+    """One error root: the CLI turns any of them into one line."""
+    found = [
+        value
+        for value in vars(ledger_errors).values()
+        if isinstance(value, type) and issubclass(value, Exception)
+    ]
+    assert LedgerError in found and StoreError in found
+    assert all(issubclass(error, SwarmflowerError) for error in found)
 
 
 # -- SIGKILL -----------------------------------------------------------------

@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -341,8 +342,38 @@ def _site_replica(site: Path, swarm: Path, rounds: int) -> None:
     ledger.close()
 
 
+def schema_text_not_utf8(path: Path) -> None:
+    """A table name in sqlite's own schema no longer UTF-8: the sqlite module
+    raises UnicodeDecodeError, not a DatabaseError."""
+    data = bytearray(path.read_bytes())
+    data[data.index(b"sqlite_sequence")] = 0x8C
+    path.write_bytes(bytes(data))
+
+
+def stored_genesis_edited(path: Path) -> None:
+    """The stored genesis still parses, but is no longer the one the replica
+    recorded the swarm id of: damage, not another swarm's replica."""
+    db = sqlite3.connect(path)
+    (text,) = db.execute("SELECT value FROM meta WHERE key='genesis'").fetchone()
+    genesis = json.loads(text)
+    genesis["timestamp"] += 1
+    db.execute(
+        "UPDATE meta SET value=? WHERE key='genesis'", (json.dumps(genesis).encode(),)
+    )
+    db.commit()
+    db.close()
+
+
+REPLICA_DAMAGE = {
+    "middle overwritten": overwrite_middle,
+    "schema text not utf-8": schema_text_not_utf8,
+    "stored genesis edited": stored_genesis_edited,
+}
+
+
+@pytest.mark.parametrize("case", REPLICA_DAMAGE)
 def test_open_replica_moves_a_damaged_replica_aside_and_starts_afresh(
-    site, swarm, caplog
+    case, site, swarm, caplog
 ):
     _site_replica(site, swarm, 2)
     config = load_site_config(site)
@@ -351,7 +382,7 @@ def test_open_replica_moves_a_damaged_replica_aside_and_starts_afresh(
     assert ledger.head().height == 2
     ledger.close()
 
-    overwrite_middle(site / "ledger" / FILENAME)
+    REPLICA_DAMAGE[case](site / "ledger" / FILENAME)
     damaged = (site / "ledger" / FILENAME).read_bytes()
     with caplog.at_level(logging.WARNING, logger="swarmflower.site"):
         ledger = open_replica(config, genesis)
