@@ -9,6 +9,7 @@ from swarmflower.strategies.base import LeaderStrategy, MergeOutcome, Update
 from swarmflower.strategies.registry import (
     DEFAULT_STRATEGY,
     STRATEGY_NAMES,
+    adopt_strategy,
     build_strategy,
     leader_strategy,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "LeaderStrategy",
     "MergeOutcome",
     "Update",
+    "adopt_strategy",
     "arrays_hash",
     "build_strategy",
     "leader_strategy",

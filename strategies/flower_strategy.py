@@ -64,6 +64,8 @@ class FlowerStrategy(LeaderStrategy):
         self.name = name
         self.flower_class = flower_class
         self.options = dict(options)
+        # What a ServerApp passes to `strategy.start(train_config=...)`.
+        self.base_train_config: dict[str, ConfigValue] = {}
         try:  # fail on bad options now, not at the first merge
             self.check(self.flower_strategy())
         except (TypeError, ValueError) as err:
@@ -83,7 +85,7 @@ class FlowerStrategy(LeaderStrategy):
         record instead of messages.
         """
         strategy = self.flower_strategy()
-        config = ConfigRecord()
+        config = ConfigRecord(dict(self.base_train_config))
 
         def records(record: RecordDict, *_: Any) -> list[RecordDict]:
             return [record]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,6 +81,35 @@ def build_strategy(name: str = DEFAULT_STRATEGY, **options: Any) -> FlowerStrate
     return spec.leader_class(
         name, spec.flower_class, {**SWARM_DEFAULTS, **spec.defaults, **options}
     )
+
+
+def adopt_strategy(
+    strategy: Strategy, train_config: Mapping[str, Any] | None = None
+) -> FlowerStrategy:
+    """The leader adapter for a strategy a user's ServerApp built.
+
+    Its constructor options are read back from the object (Flower's
+    strategies keep each option as an attribute of the same name); Flower's
+    node minimums give way to the swarm's (`SWARM_DEFAULTS`), and
+    `train_config` (what the ServerApp passes to `strategy.start`) goes into
+    every round's train instructions.
+    """
+    kind = type(strategy)
+    spec = SPECS.get(kind.__name__)
+    if spec is None or spec.flower_class is not kind:
+        raise ConfigError(
+            f"the ServerApp's strategy {kind.__name__} is not one a swarm can "
+            f"lead yet; choose one of: {', '.join(STRATEGY_NAMES)}"
+        )
+    parameters = inspect.signature(kind.__init__).parameters
+    options = {
+        key: getattr(strategy, key)
+        for key in parameters
+        if key != "self" and hasattr(strategy, key)
+    }
+    leader = build_strategy(kind.__name__, **{**options, **SWARM_DEFAULTS})
+    leader.base_train_config = dict(train_config or {})
+    return leader
 
 
 def leader_strategy(strategy: str | LeaderStrategy) -> LeaderStrategy:

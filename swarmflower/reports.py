@@ -406,3 +406,56 @@ def rounds_table(result: MethodResult) -> Table:
             cells += [f"{record.wall_s:.2f}", f"{record.sim_s:.2f}"]
         table.add_row(*cells)
     return table
+
+
+def app_rounds_frame(run) -> pd.DataFrame:
+    """A Flower app's swarm, one row per round: who sealed it, and the app's
+    own evaluate metrics (aggregated by its strategy) under their own names."""
+    leaders = run.swarm.leader_names()
+    rows = []
+    for record in run.swarm.rounds:
+        rows.append(
+            {
+                "method": "swarm",
+                "seed": 0,
+                "round": record.round,
+                "leader": leaders[record.round],
+                "view": record.view,
+                "reason": record.reason.name.lower(),
+                "contributors": len(record.commitments),
+                **run.evaluate_metrics.get(record.round, {}),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def app_rounds_table(run) -> Table:
+    """The swarm's rounds with the app's own metrics, as printed by `run`."""
+    frame = app_rounds_frame(run)
+    table = Table(title=f"{run.app.name}: swarm rounds")
+    for column in frame.columns.drop(["method", "seed"]):
+        left = column in ("leader", "reason")
+        table.add_column(column, justify="left" if left else "right")
+    for row in frame.drop(columns=["method", "seed"]).itertuples(index=False):
+        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
+    return table
+
+
+def write_app_results(run, out: Path) -> list[Path]:
+    """`rounds.csv`, `summary.csv` (the last round's metrics, wall time) and
+    `final_model.npz` (the swarm's final arrays, by their record keys)."""
+    out.mkdir(parents=True, exist_ok=True)
+    rounds_path, summary_path = out / "rounds.csv", out / "summary.csv"
+    app_rounds_frame(run).to_csv(rounds_path, index=False)
+    last = run.evaluate_metrics.get(max(run.evaluate_metrics, default=0), {})
+    rows = [("swarm", name, value) for name, value in last.items()]
+    rows.append(("swarm", "wall_s", run.wall_s))
+    pd.DataFrame(rows, columns=["method", "metric", "value"]).to_csv(
+        summary_path, index=False
+    )
+    model_path = out / "final_model.npz"
+    np.savez(
+        model_path,
+        **{key: array.numpy() for key, array in run.final_arrays.items()},
+    )
+    return [rounds_path, summary_path, model_path]

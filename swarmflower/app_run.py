@@ -1,0 +1,119 @@
+"""`swarmflower run`: a user's Flower app project played as a swarm.
+
+The app's `ServerApp.main` gives the plan (strategy and options, initial
+model, rounds, train config; `flower_app.server_plan`), its `ClientApp` runs
+at every site with the `Context` Flower's simulation engine would give it
+(the project's run config, `partition-id`, `num-partitions`, a state kept
+across rounds), and after each round every site evaluates the adopted model
+with the app's own `@app.evaluate`, aggregated by the app's own strategy, so
+the app's metric names come out as they are.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from flwr.app import ArrayRecord, Context, Message, MetricRecord
+
+from swarmflower.errors import ConfigError
+from swarmflower.flower_app import FlowerApp, ServerPlan, app_context, server_plan
+from swarmflower.flower_messages import EVALUATE, model_instruction
+from swarmflower.logs import quiet_flower
+from swarmflower.strategies import adopt_strategy
+from swarmflower.swarm import SwarmResult, run_swarm
+
+DEFAULT_SITES = 2  # when neither --sites nor the project's federation says
+
+
+@dataclass
+class AppRun:
+    """A finished swarm of a Flower app: the swarm and the app's metrics."""
+
+    app: FlowerApp
+    plan: ServerPlan
+    swarm: SwarmResult
+    evaluate_metrics: dict[int, dict[str, float]]  # round -> the app's metrics
+    wall_s: float
+
+    @property
+    def final_arrays(self) -> ArrayRecord:
+        return self.swarm.final_arrays
+
+
+def sites_for(app: FlowerApp, sites: int | None) -> int:
+    """--sites, else the project's local-simulation size, else 2."""
+    count = sites or app.num_supernodes or DEFAULT_SITES
+    if count < 2:
+        raise ConfigError(f"a swarm needs at least 2 sites, got {count}")
+    return count
+
+
+def run_flower_app(
+    app: FlowerApp,
+    sites: int | None = None,
+    *,
+    plan: ServerPlan | None = None,
+    progress: Callable[[int], None] | None = None,
+    round_timeout: int = 10,
+    seed: int = 0,
+) -> AppRun:
+    """Play the app's plan (default: `server_plan(app)`) as a swarm of
+    `sites` in-process sites."""
+    started = time.perf_counter()
+    plan = plan or server_plan(app)
+    count = sites_for(app, sites)
+    contexts = [app_context(k, count, app.run_config) for k in range(count)]
+    client_app = app.client_app()
+    leader = adopt_strategy(plan.strategy, plan.train_config)
+    swarm = run_swarm(
+        client_app,
+        count,
+        plan.initial_arrays,
+        plan.num_rounds,
+        leader,
+        contexts=contexts,
+        progress=progress,
+        round_timeout=round_timeout,
+        seed=seed,
+    )
+    metrics = {
+        record.round: evaluate_round(
+            plan, client_app, contexts, record.round, swarm.models[record.round]
+        )
+        for record in swarm.rounds
+    }
+    return AppRun(app, plan, swarm, metrics, time.perf_counter() - started)
+
+
+def evaluate_round(
+    plan: ServerPlan,
+    client_app,
+    contexts: list[Context],
+    server_round: int,
+    arrays: ArrayRecord,
+) -> dict[str, float]:
+    """Every site's `@app.evaluate` on the round's model, aggregated by the
+    app's own strategy (`aggregate_evaluate`), as Flower's server would."""
+    replies: list[Message] = []
+    config = dict(plan.evaluate_config)
+    with quiet_flower():
+        for site, context in enumerate(contexts):
+            message = model_instruction(
+                arrays, EVALUATE, server_round, dst_node_id=site + 1, config=config
+            )
+            replies.append(client_app(message, context))
+        aggregated = plan.strategy.aggregate_evaluate(server_round, replies)
+    return _plain(aggregated)
+
+
+def _plain(record: MetricRecord | None) -> dict[str, float]:
+    """A MetricRecord as plain floats (lists of numbers are averaged)."""
+    if record is None:
+        return {}
+    return {
+        key: float(np.mean(value)) if isinstance(value, list) else float(value)
+        for key, value in record.items()
+    }

@@ -1,0 +1,227 @@
+"""A user's Flower app project, as `flwr run` reads it, ready for the swarm.
+
+The unit a Flower user brings is a project folder: `pyproject.toml` names
+the `ServerApp` and `ClientApp` (`[tool.flwr.app.components]`) and the run
+config (`[tool.flwr.app.config]`), overridden by `--run-config "k=v ..."`
+(Flower's syntax). Reading and fusing them is Flower's own code
+(`flwr.common.config`); loading the components too (`flwr.supercore`).
+
+There is no server in a swarm, so the app's `ServerApp` is not run as a
+server: its `main` runs once, up to the moment it hands its strategy to
+`strategy.start(...)`, and what it passes there (the strategy with its
+options, the initial model, the number of rounds, the train config) is what
+every site's swarm then plays. Anything `main` does after `start` returns
+(saving the final model, say) does not run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flwr.app import ArrayRecord, ConfigRecord, Context, RecordDict
+from flwr.clientapp import ClientApp
+from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp.strategy import Strategy
+
+from swarmflower.errors import ConfigError
+
+PYPROJECT = "pyproject.toml"
+RunConfig = dict[str, bool | float | int | str]
+
+
+@dataclass(frozen=True)
+class FlowerApp:
+    """A Flower app project: its folder, components and fused run config."""
+
+    directory: Path
+    name: str
+    serverapp: str  # "package.module:attribute"
+    clientapp: str
+    run_config: RunConfig
+    num_supernodes: int | None = None  # the local simulation federation's size
+
+    def client_app(self) -> ClientApp:
+        return _load(self.clientapp, ClientApp, self.directory)
+
+    def server_app(self) -> ServerApp:
+        return _load(self.serverapp, ServerApp, self.directory)
+
+
+def load_flower_app(directory: str | Path, run_config: str = "") -> FlowerApp:
+    """Read the project in `directory`; `run_config` overrides its config."""
+    from flwr.common.config import (
+        flatten_dict,
+        fuse_dicts,
+        get_project_config,
+        parse_config_args,
+    )
+
+    directory = Path(directory).resolve()
+    if not (directory / PYPROJECT).is_file():
+        raise ConfigError(f"{directory}: no {PYPROJECT}, so not a Flower app project")
+    try:
+        project = get_project_config(directory)
+        app = project["tool"]["flwr"]["app"]
+        components = app["components"]
+        defaults = flatten_dict(app.get("config", {}))
+        overrides = parse_config_args([run_config] if run_config else None)
+        fused = fuse_dicts(defaults, overrides)
+    except KeyError as missing:
+        raise ConfigError(
+            f"{directory / PYPROJECT}: no {missing} in [tool.flwr.app]: "
+            "a Flower app names its serverapp and clientapp in "
+            "[tool.flwr.app.components]"
+        ) from None
+    except Exception as exc:  # Flower's parsers raise click/TOML/value errors
+        raise ConfigError(f"{directory / PYPROJECT}: {_first_line(exc)}") from None
+    return FlowerApp(
+        directory=directory,
+        name=str(project.get("project", {}).get("name", directory.name)),
+        serverapp=components["serverapp"],
+        clientapp=components["clientapp"],
+        run_config=fused,
+        num_supernodes=_federation_size(project),
+    )
+
+
+def _federation_size(project: Mapping[str, Any]) -> int | None:
+    """`options.num-supernodes` of the project's default federation, if any."""
+    federations = project["tool"]["flwr"].get("federations", {})
+    default = federations.get(federations.get("default", ""), {})
+    size = default.get("options", {}).get("num-supernodes")
+    return int(size) if isinstance(size, int) else None
+
+
+def _load(reference: str, kind: type, directory: Path) -> Any:
+    from flwr.supercore.object_ref import load_app
+
+    try:
+        found = load_app(reference, ConfigError, directory)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"cannot load {reference!r}: {_first_line(exc)}") from None
+    if not isinstance(found, kind):
+        raise ConfigError(
+            f"{reference!r} is a {type(found).__name__}, not a Flower {kind.__name__}"
+        )
+    return found
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def app_context(
+    site: int,
+    num_sites: int,
+    run_config: RunConfig,
+    node_config: Mapping[str, bool | float | int | str] | None = None,
+) -> Context:
+    """The `Context` Flower's simulation engine gives partition `site`: the
+    run config, `partition-id` and `num-partitions` plus any keys the site
+    declares, and a `state` the site keeps across rounds."""
+    return Context(
+        run_id=0,
+        node_id=site + 1,
+        node_config={
+            "partition-id": site,
+            "num-partitions": num_sites,
+            **dict(node_config or {}),
+        },
+        state=RecordDict(),
+        run_config=dict(run_config),
+    )
+
+
+@dataclass
+class ServerPlan:
+    """What the app's `ServerApp.main` hands to `strategy.start(...)`."""
+
+    strategy: Strategy
+    initial_arrays: ArrayRecord
+    num_rounds: int
+    train_config: ConfigRecord = field(default_factory=ConfigRecord)
+    evaluate_config: ConfigRecord = field(default_factory=ConfigRecord)
+    evaluate_fn: Callable | None = None
+
+
+class _Started(Exception):
+    """Raised from inside `Strategy.start` to stop `main` once it is captured."""
+
+
+def _no_server(name: str) -> Callable[..., Any]:
+    def refuse(self: Grid, *args: Any, **kwargs: Any) -> Any:
+        raise ConfigError(
+            f"the ServerApp used grid.{name}() before strategy.start(...): a "
+            "swarm has no server to do that (see README: Bring your Flower app)"
+        )
+
+    return refuse
+
+
+# A Grid a swarm cannot serve: `main` must reach `strategy.start` first.
+_NoServerGrid = type(
+    "_NoServerGrid",
+    (Grid,),
+    {name: _no_server(name) for name in sorted(Grid.__abstractmethods__)},
+)
+
+
+@contextlib.contextmanager
+def _capturing_start(plans: list[ServerPlan]) -> Iterator[None]:
+    original = Strategy.start
+
+    def start(self, grid, initial_arrays, num_rounds=3, timeout=3600, **kwargs):
+        plans.append(
+            ServerPlan(
+                strategy=self,
+                initial_arrays=initial_arrays,
+                num_rounds=num_rounds,
+                train_config=kwargs.get("train_config") or ConfigRecord(),
+                evaluate_config=kwargs.get("evaluate_config") or ConfigRecord(),
+                evaluate_fn=kwargs.get("evaluate_fn"),
+            )
+        )
+        raise _Started
+
+    Strategy.start = start  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Strategy.start = original  # type: ignore[method-assign]
+
+
+def server_plan(app: FlowerApp) -> ServerPlan:
+    """Run the app's `ServerApp.main` up to `strategy.start` and keep its plan."""
+    server = app.server_app()
+    context = Context(
+        run_id=0,
+        node_id=0,
+        node_config={},
+        state=RecordDict(),
+        run_config=dict(app.run_config),
+    )
+    plans: list[ServerPlan] = []
+    with _capturing_start(plans), contextlib.chdir(app.directory):
+        try:
+            server(grid=_NoServerGrid(), context=context)
+        except _Started:
+            pass
+        except ConfigError:
+            raise
+        except Exception as exc:
+            raise ConfigError(
+                f"the ServerApp {app.serverapp} failed: {_first_line(exc)}"
+            ) from None
+    if not plans:
+        raise ConfigError(
+            f"the ServerApp {app.serverapp} returned without calling "
+            "strategy.start(...): the swarm needs the strategy it starts"
+        )
+    return plans[0]
