@@ -547,3 +547,16 @@ def heart_reference(spec, initial, names, rounds) -> list[bytes]:
         make_client_app(spec), len(names), initial, rounds, site_names=names
     )
     return [record.model_hash for record in result.rounds]
+
+
+def test_a_call_on_a_channel_closed_by_shutdown_fails_quietly(pki):
+    """A site stopped mid-fetch: grpc refuses calls on its closed channels with
+    ValueError; the fetch must end like any failed fetch, not in a traceback."""
+    with running(pki, {}) as (a, b, _):
+        digest = store(b).add_arrays(model())
+        closed = grpc.secure_channel(b.target, a._credentials)
+        closed.close()
+        a._channel = lambda to: closed  # the channel it held when shutdown began
+        a._closing = True
+        assert a.fetch_arrays(digest, [b.address]) is None
+        assert a.fetch_blob(digest, [b.address]) is None

@@ -469,12 +469,23 @@ class GrpcTransport(TransportAPI):
         except grpc.RpcError as err:
             log.warning("%s: message to %s dropped: %s", self.address, to, _why(err))
 
+    def _unless_closed(self, attempt: Callable[[], T]) -> T:
+        """Run `attempt`; a call on a channel this transport has already closed
+        (the site is shutting down) fails like any other call, not with grpc's
+        ValueError."""
+        try:
+            return attempt()
+        except ValueError as err:
+            if not (self._closing or not self._alive):
+                raise
+            raise ChannelClosed(str(err)) from None
+
     def _retrying(self, attempt: Callable[[], T]) -> T:
         """Run `attempt`, again with exponential backoff while UNAVAILABLE."""
         delay = self.settings.backoff_s
         for remaining in range(self.settings.attempts - 1, -1, -1):
             try:
-                return attempt()
+                return self._unless_closed(attempt)
             except grpc.RpcError as err:
                 if err.code() != grpc.StatusCode.UNAVAILABLE or not remaining:
                     raise
@@ -567,6 +578,16 @@ class GrpcTransport(TransportAPI):
         finally:
             responses.cancel()
         return blocks
+
+
+class ChannelClosed(grpc.RpcError):
+    """A call made after the site closed its own channels: no reply will come."""
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.CANCELLED
+
+    def details(self) -> str:
+        return str(self)
 
 
 def _why(err: grpc.RpcError) -> str:
