@@ -1,0 +1,1 @@
+"""numpyexample: a Flower app training softmax regression on iris in NumPy."""

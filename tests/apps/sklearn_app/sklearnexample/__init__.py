@@ -1,0 +1,1 @@
+"""sklearnexample: a Flower app training scikit-learn's SGDClassifier on digits."""

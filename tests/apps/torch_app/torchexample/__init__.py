@@ -1,0 +1,1 @@
+"""torchexample: a Flower app training a PyTorch MLP on digits."""
