@@ -69,3 +69,7 @@ class BadSiteBinding(CertificateError):
 
 class SwarmExistsError(SwarmflowerError):
     """A swarm folder or site folder would be overwritten."""
+
+
+class AppFailedError(SwarmflowerError):
+    """Sites' ClientApps failed so that a round can never be sealed."""

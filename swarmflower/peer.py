@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from flwr.app import Array, ArrayRecord, Context
 
+from swarmflower.app_calls import AppFailure, call_app, log_failure
 from swarmflower.codec import arrays_hash, content_hash
 from swarmflower.faults import NO_FAULTS, FaultPlan, PeerCrashed
 from swarmflower.identity import SiteIdentity
@@ -111,6 +112,7 @@ class PeerLog:
     trained: list[int] = field(default_factory=list)
     refused_updates: list[tuple[int, int, str]] = field(default_factory=list)
     switched: list[str] = field(default_factory=list)  # one line per fork switch
+    failed: list[tuple[int, AppFailure]] = field(default_factory=list)  # app calls
 
 
 class SwarmPeer(PeerServiceAPI):
@@ -304,13 +306,13 @@ class SwarmPeer(PeerServiceAPI):
         if self.faults.crashes_before_training(self.identity.index, round):
             self._crash(f"site crash before training round {round}")
         arrays = self._train(round)
-        log.info(
-            "site %s trained round %d after %.2f s",
-            self.identity.name,
-            round,
-            time.monotonic() - started,
-        )
         if arrays is not None:
+            log.info(
+                "site %s trained round %d after %.2f s",
+                self.identity.name,
+                round,
+                time.monotonic() - started,
+            )
             num_examples, update = self._tamper(round, *arrays)
             update_hash = self.store.put_arrays(update)
             offer = sign_offer(
@@ -384,8 +386,11 @@ class SwarmPeer(PeerServiceAPI):
             self._handle(self.transport.receive(min(POLL_S, until - time.monotonic())))
 
     def _train(self, round: int) -> tuple[int, ArrayRecord] | None:
+        """This site's update for `round`; None if its ClientApp failed (as in
+        Flower, the failure is the site's: it sits the round out)."""
         assert self._model is not None
-        trained = train_site(
+        trained = call_app(
+            train_site,
             self.client_app,
             self.context,
             self._model,
@@ -393,10 +398,9 @@ class SwarmPeer(PeerServiceAPI):
             self.identity.index,
             self.strategy.train_config(round),
         )
-        if trained is None:
-            log.warning(
-                "site %s: training failed in round %d", self.identity.name, round
-            )
+        if isinstance(trained, AppFailure):
+            log_failure(self.identity.name, round, trained)
+            self.log.failed.append((round, trained))
             return None
         self.log.trained.append(round)
         return trained

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ from typing import Unpack
 from flwr.app import ArrayRecord, Context
 from flwr.clientapp import ClientApp
 
+from swarmflower.app_calls import AppFailure, unsealable
+from swarmflower.errors import AppFailedError
 from swarmflower.faults import NO_FAULTS, FaultPlan, PeerCrashed
 from swarmflower.flower_messages import site_context
 from swarmflower.identity import SiteIdentity
@@ -205,6 +208,10 @@ class _Supervisor:
                 self._start(k)
             if self.errors:
                 raise self.errors[0]
+            stuck = self._unsealable()
+            if stuck is not None:
+                self._stop()
+                raise stuck
             now = self._progress()
             while progress and reported < now:
                 reported += 1
@@ -218,6 +225,36 @@ class _Supervisor:
             for r in range(reported + 1, self.config.rounds + 1):
                 progress(r)
         return self._result(time.perf_counter() - started)
+
+    def _unsealable(self) -> AppFailedError | None:
+        """A round that ClientApp failures leave short of `min_peers` updates.
+
+        A site whose app failed waits out the round without training again,
+        so once every site has trained or failed in the round (and still
+        waits for it), too many failures mean that it will never be sealed.
+        """
+        failed: dict[int, list[AppFailure]] = {}
+        trained: Counter[int] = Counter()
+        for peer in self.peers:
+            round = peer.round_in_progress
+            if peer.log.failed and peer.log.failed[-1][0] == round:
+                failed.setdefault(round, []).append(peer.log.failed[-1][1])
+            elif peer.log.trained and peer.log.trained[-1] == round:
+                trained[round] += 1
+        sites = len(self.peers)
+        for round, failures in failed.items():
+            if len(failures) + trained[round] == sites:
+                return unsealable(round, failures, sites, self.config.min_peers)
+        return None
+
+    def _stop(self) -> None:
+        """Take every site off the network, let its thread end, close the replicas."""
+        for peer in self.peers:
+            self.network.crash(peer.address)
+        for thread in self.threads:
+            thread.join(timeout=5)
+        for ledger in self.ledgers:
+            ledger.close()
 
     def _due_restarts(self) -> list[int]:
         if not self.faults.recover_after:

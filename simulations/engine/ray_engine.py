@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +28,7 @@ from flwr.app import ArrayRecord
 from flwr.clientapp import ClientApp
 from ray._private import ray_constants  # see loopback_node()
 
+from swarmflower.app_calls import AppFailure, log_failure, unsealable
 from swarmflower.errors import ConfigError, SwarmflowerError
 from swarmflower.faults import NO_FAULTS, FaultPlan
 from swarmflower.ledger import Ledger, Reason, RoundRecord
@@ -314,11 +315,13 @@ class _Driver:
             host.train.remote(round, [k for k in block if k in up_set])
             for host, block in zip(self.pool, self.blocks, strict=True)
         ]
+        failed = self._failed(round, len(up))
         arrivals = {
             k: self.heterogeneity.arrival_s(
                 k, self.local_steps, self.update_bytes, self.copies
             )
             for k in up
+            if k not in failed
         }
         electees = self.observer.electees(round, min(MAX_VIEWS, len(self.names)))
         refused, not_before = 0, 0.0
@@ -348,6 +351,7 @@ class _Driver:
             verdicts = self._validate(round, view, block, batches, started)
             done_at = moment.at_s + self.heterogeneity.broadcast_s(up_set, len(block))
             if all(v.adopted for v in verdicts):
+                self._log_failures(round, [v.failed for v in verdicts], "evaluate")
                 scores = dict(s for v in verdicts for s in v.accuracies)
                 return RayRound(
                     round=round,
@@ -365,6 +369,29 @@ class _Driver:
         raise RoundLost(
             f"round {round}: none of the first {len(electees)} electees could seal"
         )
+
+    def _failed(self, round: int, up: int) -> dict[int, AppFailure]:
+        """The sites whose ClientApp failed in `round`'s training (logged here,
+        once each); stop if too few updates are left to seal the round."""
+        failed = self._log_failures(
+            round, ray.get([h.failed.remote(round) for h in self.pool]), "train"
+        )
+        stuck = unsealable(round, list(failed.values()), up, self.min_peers)
+        if stuck is not None:
+            raise stuck
+        return failed
+
+    def _log_failures(
+        self,
+        round: int,
+        by_host: Iterable[tuple[tuple[int, AppFailure], ...]],
+        task: str,
+    ) -> dict[int, AppFailure]:
+        """The hosts' failed ClientApp calls by site, each logged once."""
+        failed = {k: failure for pairs in by_host for k, failure in pairs}
+        for k in sorted(failed):
+            log_failure(self.names[k], round, failed[k], task)
+        return failed
 
     def _crash_if_planned(
         self, round: int, view: int, proposer: int, up: set[int]

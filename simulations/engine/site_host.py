@@ -20,8 +20,9 @@ from pathlib import Path
 from flwr.app import ArrayRecord
 from flwr.clientapp import ClientApp
 
+from swarmflower.app_calls import AppFailure, call_app, score_sites
 from swarmflower.codec import arrays_hash
-from swarmflower.flower_messages import EVALUATE, model_instruction, site_context
+from swarmflower.flower_messages import site_context
 from swarmflower.identity import SiteIdentity, simulated_identity
 from swarmflower.ledger import Genesis, ImportOutcome, InvalidBlock, Ledger, Reason
 from swarmflower.logs import quiet_flower
@@ -44,11 +45,12 @@ log = logging.getLogger("swarmflower.site_host")
 
 @dataclass(frozen=True)
 class TrainedBatch:
-    """One host's signed updates for a round, and the sites whose training failed."""
+    """One host's signed updates for a round, and the sites whose ClientApp
+    failed in training (each sits the round out), with how."""
 
     round: int
     offers: tuple[UpdateOffer, ...]
-    failed: tuple[int, ...]
+    failed: tuple[tuple[int, AppFailure], ...]
 
 
 @dataclass(frozen=True)
@@ -65,12 +67,14 @@ class Sealed:
 
 @dataclass(frozen=True)
 class Verdict:
-    """What a host's replica made of a block, and its sites' test accuracies."""
+    """What a host's replica made of a block, and its sites' test accuracies
+    (NaN where the ClientApp failed to evaluate: `failed` says how)."""
 
     round: int
     adopted: bool
     reason: str
     accuracies: tuple[tuple[int, float], ...]
+    failed: tuple[tuple[int, AppFailure], ...] = ()
 
 
 class SiteHost:
@@ -105,6 +109,7 @@ class SiteHost:
         self.limits = UpdateLimits.from_params(genesis.params)
         # The merge behind each block this host sealed: it need not redo it.
         self._own_merges: dict[bytes, MergeOutcome] = {}
+        self._failed: dict[int, tuple[tuple[int, AppFailure], ...]] = {}
 
     # -- training --------------------------------------------------------------
 
@@ -115,8 +120,8 @@ class SiteHost:
         config = self.strategy.train_config(round)
         with quiet_flower():
             for k in sites:
-                identity = self.identities[k]
-                trained = train_site(
+                trained = call_app(
+                    train_site,
                     self.app,
                     site_context(k, self.num_sites),
                     self.model,
@@ -124,16 +129,26 @@ class SiteHost:
                     k,
                     config,
                 )
-                if trained is None:
-                    failed.append(k)
+                if isinstance(trained, AppFailure):
+                    failed.append((k, trained))
                     continue
                 num_examples, update = trained
                 offers.append(
                     sign_offer(
-                        identity, self.ledger.swarm_id, round, num_examples, update
+                        self.identities[k],
+                        self.ledger.swarm_id,
+                        round,
+                        num_examples,
+                        update,
                     )
                 )
+        self._failed[round] = tuple(failed)
         return TrainedBatch(round, tuple(offers), tuple(failed))
+
+    def failed(self, round: int) -> tuple[tuple[int, AppFailure], ...]:
+        """The sites whose ClientApp failed in `round`'s training, and how: what
+        the driver needs of a batch, without fetching its updates."""
+        return self._failed.pop(round, ())
 
     # -- leading ---------------------------------------------------------------
 
@@ -246,19 +261,16 @@ class SiteHost:
             )
         self.model, self.state = outcome.arrays, outcome.state
         self.model_round = round
-        return self._verdict(True, "", self.evaluate())
+        scores, failed = self.evaluate()
+        return self._verdict(True, "", tuple(scores.items()), tuple(failed.items()))
 
-    def evaluate(self) -> tuple[tuple[int, float], ...]:
-        """The current model's test accuracy at each of this host's sites."""
-        scores = []
+    def evaluate(self) -> tuple[dict[int, float], dict[int, AppFailure]]:
+        """The current model's test accuracy at each of this host's sites (NaN
+        where the ClientApp failed), and the failures."""
         with quiet_flower():
-            for k in self.sites:
-                message = model_instruction(
-                    self.model, EVALUATE, self.model_round, dst_node_id=k + 1
-                )
-                reply = self.app(message, site_context(k, self.num_sites))
-                scores.append((k, float(reply.content["metrics"]["accuracy"])))
-        return tuple(scores)
+            return score_sites(
+                self.app, self.model, self.model_round, self.sites, self.num_sites
+            )
 
     def final_model(self) -> tuple[int, ArrayRecord]:
         return self.model_round, self.model
@@ -271,12 +283,14 @@ class SiteHost:
         adopted: bool,
         reason: str,
         accuracies: tuple[tuple[int, float], ...] = (),
+        failed: tuple[tuple[int, AppFailure], ...] = (),
     ) -> Verdict:
         return Verdict(
             self.model_round if adopted else self.model_round + 1,
             adopted,
             reason,
             accuracies,
+            failed,
         )
 
     def _expect_round(self, round: int) -> None:

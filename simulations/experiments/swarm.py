@@ -18,10 +18,10 @@ from typing import Unpack
 from flwr.app import ArrayRecord
 from flwr.clientapp import ClientApp
 
+from swarmflower.app_calls import log_failure, score_sites
 from swarmflower.datasets import FederatedDataset
 from swarmflower.errors import ConfigError
 from swarmflower.faults import NO_FAULTS, FaultPlan
-from swarmflower.flower_messages import EVALUATE, model_instruction, site_context
 from swarmflower.simulations.engine.ray_engine import RayRound, run_ray_swarm
 from swarmflower.simulations.engine.timing import Heterogeneity
 from swarmflower.simulations.experiments.results import (
@@ -115,22 +115,25 @@ def _run_in_process(
 
 
 def _score_rounds(spec: TaskSpec, app: ClientApp, swarm: SwarmResult) -> list:
-    """Each round's model on each site's test set, via the site's ClientApp."""
+    """Each round's model on each site's test set, via the site's ClientApp
+    (NaN where it failed)."""
     data = spec.load()
     leaders = swarm.leader_names()
     history = []
     for record in swarm.rounds:
-        accuracies = []
-        for site in range(data.num_sites):
-            message = model_instruction(
-                swarm.models[record.round], EVALUATE, record.round, dst_node_id=site + 1
-            )
-            reply = app(message, site_context(site, data.num_sites))
-            accuracies.append(float(reply.content["metrics"]["accuracy"]))
+        scores, failed = score_sites(
+            app,
+            swarm.models[record.round],
+            record.round,
+            range(data.num_sites),
+            data.num_sites,
+        )
+        for site, failure in failed.items():
+            log_failure(data.sites[site].name, record.round, failure, "evaluate")
         history.append(
             round_record(
                 record.round,
-                accuracies,
+                list(scores.values()),
                 leader=leaders[record.round],
                 view=record.view,
                 reason=record.reason.name.lower(),
