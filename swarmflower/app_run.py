@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from flwr.app import ArrayRecord, Context, Message, MetricRecord
 
+from swarmflower.app_calls import ERROR_REPLY, AppFailure, call_app, log_failure
 from swarmflower.errors import ConfigError
 from swarmflower.flower_app import FlowerApp, ServerPlan, app_context, server_plan
 from swarmflower.flower_messages import EVALUATE, model_instruction
@@ -41,6 +42,24 @@ class AppRun:
     @property
     def final_arrays(self) -> ArrayRecord:
         return self.swarm.final_arrays
+
+
+def plan_notices(plan: ServerPlan) -> list[str]:
+    """What of the app's ServerApp the swarm does not honour yet, said aloud."""
+    notes = []
+    fraction = getattr(plan.strategy, "fraction_train", 1.0)
+    if fraction < 1.0:
+        notes.append(
+            f"fraction_train={fraction:g}: the swarm trains every site every round "
+            "(sampling sites is not supported yet)"
+        )
+    if plan.evaluate_fn is not None:
+        notes.append("the ServerApp's evaluate_fn (central evaluation) is not run yet")
+    notes.append(
+        "what the ServerApp does after strategy.start (e.g. saving the model) "
+        "does not run: the swarm's final model is saved as final_model.npz"
+    )
+    return notes
 
 
 def sites_for(app: FlowerApp, sites: int | None) -> int:
@@ -104,8 +123,16 @@ def evaluate_round(
             message = model_instruction(
                 arrays, EVALUATE, server_round, dst_node_id=site + 1, config=config
             )
-            replies.append(client_app(message, context))
-        aggregated = plan.strategy.aggregate_evaluate(server_round, replies)
+            reply = call_app(client_app, message, context)
+            if not isinstance(reply, AppFailure) and reply.has_error():
+                reply = AppFailure(ERROR_REPLY)
+            if isinstance(reply, AppFailure):
+                log_failure(f"site-{site + 1}", server_round, reply, "evaluate")
+                continue  # as Flower does: that node's reply does not count
+            replies.append(reply)
+        aggregated = (
+            plan.strategy.aggregate_evaluate(server_round, replies) if replies else None
+        )
     return _plain(aggregated)
 
 

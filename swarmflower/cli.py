@@ -289,7 +289,7 @@ def run_app(
     config); every round's model is evaluated by the app's own evaluate and
     aggregated by its own strategy.
     """
-    from swarmflower.app_run import run_flower_app, sites_for
+    from swarmflower.app_run import plan_notices, run_flower_app, sites_for
     from swarmflower.flower_app import load_flower_app, server_plan
     from swarmflower.reports import app_rounds_table, write_app_results
 
@@ -306,6 +306,8 @@ def run_app(
         soft_wrap=True,
         highlight=False,
     )
+    for notice in plan_notices(plan):
+        console.print(f"[yellow]note[/]: {notice}", soft_wrap=True, highlight=False)
     result = _run_live(
         ["swarm"],
         plan.num_rounds,

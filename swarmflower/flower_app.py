@@ -112,9 +112,12 @@ def _load(reference: str, kind: type, directory: Path) -> Any:
     return found
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
+def _first_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception as one line (Flower's validation errors span several)."""
+    text = " ".join(str(exc).split())
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {text}"
 
 
 def app_context(

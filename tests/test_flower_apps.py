@@ -1,0 +1,130 @@
+"""A Flower app project, written for `flwr run`, runs unchanged as a swarm.
+
+The apps in `tests/apps/` are written as Flower users write them; the swarm
+plays each one with its own ServerApp's strategy and config and its own
+ClientApp, and (FedAvg, deterministic training) ends on Flower's own model.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from cli_helpers import run_cli
+
+from swarmflower.errors import ConfigError
+from swarmflower.flower_app import load_flower_app, server_plan
+from swarmflower.strategies import adopt_strategy
+
+APPS = Path(__file__).parent / "apps"
+GROUND_TRUTH = Path(__file__).parent / "flower_ground_truth.py"
+
+
+@pytest.fixture(scope="module")
+def numpy_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("numpy_app")
+    result = run_cli("run", str(APPS / "numpy_app"), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_run_plays_the_apps_plan_with_its_own_metric_names(numpy_run):
+    out, result = numpy_run
+    rounds = pd.read_csv(out / "rounds.csv")
+    assert rounds["round"].tolist() == [1, 2, 3]  # num-server-rounds = 3
+    assert {"eval_acc", "eval_loss", "leader", "contributors"} <= set(rounds.columns)
+    assert (rounds.contributors == 5).all()  # num-supernodes = 5
+    assert rounds.eval_acc.iloc[-1] > 0.6
+    assert "5 sites, 3 rounds of FedAvg" in result.stdout
+    assert "evaluate_fn (central evaluation) is not run yet" in result.stdout
+    assert (out / "final_model.npz").is_file()
+
+
+def test_the_swarm_ends_on_flowers_own_model(numpy_run, tmp_path):
+    out, _ = numpy_run
+    flower = subprocess.run(
+        [sys.executable, str(GROUND_TRUTH), str(APPS / "numpy_app"), "5"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert flower.returncode == 0, flower.stderr[-2000:]
+    theirs = np.load(tmp_path / "final_model.npz")
+    ours = np.load(out / "final_model.npz")
+    for mine, name in zip(ours.files, ("weights", "bias"), strict=True):
+        np.testing.assert_allclose(ours[mine], theirs[name], atol=1e-6)
+
+
+def test_run_config_overrides_reach_the_plan():
+    app = load_flower_app(APPS / "torch_app", "num-server-rounds=2 server-eta=0.2")
+    assert app.run_config["num-server-rounds"] == 2
+    plan = server_plan(app)
+    assert plan.num_rounds == 2 and type(plan.strategy).__name__ == "FedAdam"
+    leader = adopt_strategy(plan.strategy, plan.train_config)
+    assert leader.options["eta"] == 0.2
+    assert leader.options["min_train_nodes"] == 1  # the swarm's, not Flower's 2
+    assert set(leader.train_config(1)) >= {"lr"}
+
+
+def test_a_folder_that_is_not_an_app_is_one_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="not a Flower app project"):
+        load_flower_app(tmp_path)
+    (tmp_path / "pyproject.toml").write_text("[tool.flwr.app]\npublisher = 'x'\n")
+    with pytest.raises(ConfigError, match="components"):
+        load_flower_app(tmp_path)
+
+
+CLIENT_READING_LR = """
+from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+app = ClientApp()
+
+
+@app.train()
+def train(msg, context):
+    lr = context.run_config["lr"]  # the project forgot to set it
+    arrays = msg.content["arrays"]
+    metrics = MetricRecord({"num-examples": 10, "lr": lr})
+    return Message(RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=msg)
+"""
+SERVER = """
+import numpy as np
+from flwr.app import ArrayRecord
+from flwr.serverapp import ServerApp
+from flwr.serverapp.strategy import FedAvg
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid, context):
+    FedAvg().start(grid=grid, initial_arrays=ArrayRecord([np.zeros(3)]), num_rounds=2)
+"""
+
+
+def test_an_app_failing_at_every_site_stops_with_a_hint(tmp_path):
+    package = tmp_path / "forgetful"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "client_app.py").write_text(CLIENT_READING_LR)
+    (package / "server_app.py").write_text(SERVER)
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "forgetful"\nversion = "1.0.0"\n'
+        '[tool.flwr.app]\npublisher = "me"\n'
+        "[tool.flwr.app.components]\n"
+        'serverapp = "forgetful.server_app:app"\n'
+        'clientapp = "forgetful.client_app:app"\n'
+        "[tool.flwr.app.config]\nseed = 1\n"
+    )
+    result = run_cli("run", str(tmp_path), "--sites", "3", "--out", str(tmp_path / "o"))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr
+    assert "every site failed in round 1: KeyError: 'lr'" in lines[-1]
+    assert '--run-config "lr=..."' in lines[-1]
