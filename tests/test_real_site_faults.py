@@ -174,9 +174,9 @@ def test_a_damaged_replica_and_model_files_are_repaired_from_peers(tmp_path, rea
         assert keccak(model.read_bytes()) == digest
 
 
-@pytest.mark.parametrize("seed", [3, 4])
-def test_chaos_every_peer_exits_on_one_head(tmp_path, seed):
-    # The benchmark's runs, shortened: 4 rounds, kills in the first 3-12 s.
-    result = run_chaos(seed, tmp_path / "swarm", rounds=4, kill_window_s=(3, 12))
+def test_chaos_every_peer_exits_on_one_head(tmp_path):
+    # One of the benchmark's runs (benchmarks/chaos.py plays 20), shortened:
+    # 4 rounds, kills in the first 3-12 s.
+    result = run_chaos(3, tmp_path / "swarm", rounds=4, kill_window_s=(3, 12))
     assert result.converged, (result.problem, result.kills, result.outputs)
     assert len(result.kills) == 3 and result.restarts >= 3

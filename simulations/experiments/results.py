@@ -127,12 +127,14 @@ def round_record(
 ) -> RoundScore:
     """FLamby's metric: the unweighted mean of the per-site test accuracies.
 
-    `swarm_fields` are the swarm's own columns: leader, view, reason and
-    contributors.
+    A site whose evaluation failed this round (NaN) is left out of the mean,
+    as Flower leaves out a node's error reply. `swarm_fields` are the swarm's
+    own columns: leader, view, reason and contributors.
     """
+    scored = [a for a in accuracies if not np.isnan(a)]
     return RoundScore(
         round=server_round,
-        accuracy=float(np.mean(accuracies)),
+        accuracy=float(np.mean(scored)) if scored else float("nan"),
         site_accuracy=tuple(float(a) for a in accuracies),
         **swarm_fields,
     )
