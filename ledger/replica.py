@@ -16,6 +16,8 @@ from pathlib import Path
 from eth_keys.datatypes import PrivateKey
 from eth_utils import to_canonical_address, to_checksum_address
 
+from swarmflower.round_rules import backup_delay
+
 from .abc import BlockSourceAPI, BlockStoreAPI, ElectionAPI, LedgerAPI
 from .commitments import (
     Commitment,
@@ -340,7 +342,7 @@ class Ledger(LedgerAPI, BlockSourceAPI):
             )
         head = self._canonical_node(round - 1)
         parent_ts = head.header.timestamp
-        earliest = parent_ts + view * self.genesis.params.round_timeout
+        earliest = parent_ts + backup_delay(view, self.genesis.params.round_timeout)
         if timestamp is None:
             timestamp = max(int(time.time()), parent_ts + 1)
             if timestamp < earliest:
@@ -463,7 +465,9 @@ class Ledger(LedgerAPI, BlockSourceAPI):
         round = header.block_number
         if (view == 0) != (reason is Reason.NORMAL):
             raise BadRound(f"round {round}: view {view} with reason {reason.name}")
-        earliest = parent.header.timestamp + view * self.genesis.params.round_timeout
+        earliest = parent.header.timestamp + backup_delay(
+            view, self.genesis.params.round_timeout
+        )
         if view and header.timestamp < earliest:
             raise BadRound(
                 f"round {round}: view {view} sealed at t={header.timestamp}, before "

@@ -20,8 +20,8 @@ from flwr.app import ArrayRecord, Context, Message, MetricRecord
 
 from swarmflower.app_calls import ERROR_REPLY, AppFailure, call_app, log_failure
 from swarmflower.errors import ConfigError
-from swarmflower.flower_app import FlowerApp, ServerPlan, app_context, server_plan
-from swarmflower.flower_messages import EVALUATE, model_instruction
+from swarmflower.flower_app import FlowerApp, ServerPlan, server_plan
+from swarmflower.flower_messages import EVALUATE, model_instruction, site_context
 from swarmflower.logs import quiet_flower
 from swarmflower.strategies import adopt_strategy
 from swarmflower.swarm import SwarmResult, run_swarm
@@ -84,7 +84,7 @@ def run_flower_app(
     started = time.perf_counter()
     plan = plan or server_plan(app)
     count = sites_for(app, sites)
-    contexts = [app_context(k, count, app.run_config) for k in range(count)]
+    contexts = [site_context(k, count, run_config=app.run_config) for k in range(count)]
     client_app = app.client_app()
     leader = adopt_strategy(plan.strategy, plan.train_config)
     swarm = run_swarm(

@@ -77,7 +77,7 @@ def load_flower_app(directory: str | Path, run_config: str = "") -> FlowerApp:
             "[tool.flwr.app.components]"
         ) from None
     except Exception as exc:  # Flower's parsers raise click/TOML/value errors
-        raise ConfigError(f"{directory / PYPROJECT}: {_first_line(exc)}") from None
+        raise ConfigError(f"{directory / PYPROJECT}: {_one_line(exc)}") from None
     return FlowerApp(
         directory=directory,
         name=str(project.get("project", {}).get("name", directory.name)),
@@ -104,7 +104,7 @@ def _load(reference: str, kind: type, directory: Path) -> Any:
     except ConfigError:
         raise
     except Exception as exc:
-        raise ConfigError(f"cannot load {reference!r}: {_first_line(exc)}") from None
+        raise ConfigError(f"cannot load {reference!r}: {_one_line(exc)}") from None
     if not isinstance(found, kind):
         raise ConfigError(
             f"{reference!r} is a {type(found).__name__}, not a Flower {kind.__name__}"
@@ -112,34 +112,12 @@ def _load(reference: str, kind: type, directory: Path) -> Any:
     return found
 
 
-def _first_line(exc: BaseException, limit: int = 300) -> str:
+def _one_line(exc: BaseException, limit: int = 300) -> str:
     """An exception as one line (Flower's validation errors span several)."""
     text = " ".join(str(exc).split())
     if len(text) > limit:
         text = text[: limit - 3] + "..."
     return f"{type(exc).__name__}: {text}"
-
-
-def app_context(
-    site: int,
-    num_sites: int,
-    run_config: RunConfig,
-    node_config: Mapping[str, bool | float | int | str] | None = None,
-) -> Context:
-    """The `Context` Flower's simulation engine gives partition `site`: the
-    run config, `partition-id` and `num-partitions` plus any keys the site
-    declares, and a `state` the site keeps across rounds."""
-    return Context(
-        run_id=0,
-        node_id=site + 1,
-        node_config={
-            "partition-id": site,
-            "num-partitions": num_sites,
-            **dict(node_config or {}),
-        },
-        state=RecordDict(),
-        run_config=dict(run_config),
-    )
 
 
 @dataclass
@@ -220,7 +198,7 @@ def server_plan(app: FlowerApp) -> ServerPlan:
             raise
         except Exception as exc:
             raise ConfigError(
-                f"the ServerApp {app.serverapp} failed: {_first_line(exc)}"
+                f"the ServerApp {app.serverapp} failed: {_one_line(exc)}"
             ) from None
     if not plans:
         raise ConfigError(

@@ -8,6 +8,7 @@ the metadata itself.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, Metadata, RecordDict
 from flwr.app import MessageType as FlowerMessageType
@@ -55,12 +56,25 @@ def model_instruction(
     return instruction(content, message_type, dst_node_id=dst_node_id)
 
 
-def site_context(site: int, num_sites: int, run_id: int = 0) -> Context:
-    """The `Context` Flower's simulation engine gives partition `site`."""
+def site_context(
+    site: int,
+    num_sites: int,
+    run_id: int = 0,
+    run_config: Mapping[str, bool | float | int | str] | None = None,
+    node_config: Mapping[str, bool | float | int | str] | None = None,
+) -> Context:
+    """The `Context` Flower's simulation engine gives partition `site`: the run
+    config, `partition-id` and `num-partitions` plus any keys the site
+    declares, and a `state` of its own (keep the object to keep the state
+    across rounds, as Flower does)."""
     return Context(
         run_id=run_id,
         node_id=site + 1,
-        node_config={"partition-id": site, "num-partitions": num_sites},
+        node_config={
+            "partition-id": site,
+            "num-partitions": num_sites,
+            **dict(node_config or {}),
+        },
         state=RecordDict(),
-        run_config={},
+        run_config=dict(run_config or {}),
     )
