@@ -13,15 +13,15 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from flwr.app import ArrayRecord
+from flwr.app import ArrayRecord, Context
 from flwr.clientapp import ClientApp
 
 from swarmflower.errors import AppFailedError
-from swarmflower.flower_messages import EVALUATE, model_instruction, site_context
+from swarmflower.flower_messages import EVALUATE, model_instruction
 
 log = logging.getLogger("swarmflower.clientapp")
 
@@ -69,29 +69,26 @@ def log_failure(
 
 
 def site_accuracy(
-    app: ClientApp, model: ArrayRecord, round: int, site: int, num_sites: int
+    app: ClientApp, model: ArrayRecord, round: int, site: int, context: Context
 ) -> float | None:
-    """Site `site`'s test accuracy of `model` through its ClientApp, as Flower's
-    federated evaluation asks for it (None: the app replied with an error)."""
+    """Site `site`'s test accuracy of `model` through its ClientApp (with the
+    site's own `context`), as Flower's federated evaluation asks for it
+    (None: the app replied with an error)."""
     message = model_instruction(model, EVALUATE, round, dst_node_id=site + 1)
-    reply = app(message, site_context(site, num_sites))
+    reply = app(message, context)
     if reply.has_error():
         return None
     return float(reply.content["metrics"]["accuracy"])
 
 
 def score_sites(
-    app: ClientApp,
-    model: ArrayRecord,
-    round: int,
-    sites: Iterable[int],
-    num_sites: int,
+    app: ClientApp, model: ArrayRecord, round: int, contexts: Mapping[int, Context]
 ) -> tuple[dict[int, float], dict[int, AppFailure]]:
-    """Each of `sites`' accuracy of round `round`'s model (NaN where the app
-    failed), and the failures."""
+    """The accuracy of round `round`'s model at each site of `contexts` (site
+    -> its Context; NaN where the app failed), and the failures."""
     scores, failures = {}, {}
-    for k in sites:
-        score = call_app(site_accuracy, app, model, round, k, num_sites)
+    for k, context in contexts.items():
+        score = call_app(site_accuracy, app, model, round, k, context)
         if isinstance(score, AppFailure):
             failures[k], score = score, math.nan
         scores[k] = score

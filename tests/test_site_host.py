@@ -100,3 +100,57 @@ def test_a_follower_hashes_every_update_before_redoing_the_merge(hosts):
     assert not verdict.adopted
     assert verdict.reason == "a committed update is missing"
     assert follower.adopt(sealed.block, *batches).adopted
+
+
+def _counting_app(spec: TaskSpec):
+    """The task's ClientApp, which also needs a run config key and counts, in
+    the site's Context state, how often it trained (as a Flower app may)."""
+    from flwr.app import MetricRecord
+    from flwr.clientapp import ClientApp
+
+    inner = make_client_app(spec)
+    app = ClientApp()
+
+    @app.train()
+    def train(msg, context):
+        assert context.run_config["scale"] == 1.0  # a KeyError without it
+        calls = context.state.metric_records.get("calls", MetricRecord({"n": 0}))
+        context.state.metric_records["calls"] = MetricRecord({"n": calls["n"] + 1})
+        reply = inner(msg, context)
+        reply.content["metrics"]["calls"] = calls["n"] + 1
+        return reply
+
+    @app.evaluate()
+    def evaluate(msg, context):
+        return inner(msg, context)
+
+    return app
+
+
+def test_a_site_keeps_its_context_across_rounds_with_the_run_config():
+    data = SPEC.load()
+    names = [s.name for s in data.sites]
+    initial = ArrayRecord(initial_model(SPEC, data.num_features).state_dict())
+    genesis = make_genesis(
+        simulated_identities(names, 0), initial, SwarmParams(3, 10, 2, "FedAvg")
+    )
+    host = SiteHost(
+        genesis,
+        (0, 1, 2, 3),
+        names,
+        functools.partial(_counting_app, SPEC),
+        initial,
+        "FedAvg",
+        0,
+        run_config={"scale": 1.0},
+    )
+    for round in (1, 2):
+        batch = host.train(round, [0, 1, 2, 3])
+        assert not batch.failed
+        site, _ = _leader([host, host], round)
+        sealed = host.seal(round, 0, Reason.NORMAL, site, [0, 1, 2, 3], False, batch)
+        assert host.adopt(sealed.block, batch).adopted
+    # every site's state saw both rounds: the Context outlived the first call
+    assert {host.contexts[k].state.metric_records["calls"]["n"] for k in range(4)} == {
+        2
+    }

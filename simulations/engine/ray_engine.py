@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,6 +184,7 @@ def run_ray_swarm(
     ray_address: str | None = None,
     progress: Callable[[RayRound], None] | None = None,
     ledger_dir: Path | None = None,
+    run_config: Mapping[str, bool | float | int | str] | None = None,
     **settings: Unpack[SwarmSettings],
 ) -> RaySwarmResult:
     """Run `num_rounds` swarm rounds of `num_sites` simulated sites on Ray.
@@ -194,7 +195,8 @@ def run_ray_swarm(
     `local_steps` is what a site's training costs in simulated time
     (`Heterogeneity.step_s` per step). `hosts` defaults to one actor per CPU
     of the cluster. With `ledger_dir`, the driver's observer replica is kept
-    there on disk. `settings` are the swarm's, as for `run_swarm`.
+    there on disk. `run_config` is every site's `context.run_config` (a
+    Flower app's), `settings` are the swarm's, as for `run_swarm`.
     """
     setup = set_up_swarm(num_sites, initial_arrays, num_rounds, strategy, **settings)
     heterogeneity = heterogeneity or Heterogeneity.uniform(num_sites)
@@ -204,7 +206,9 @@ def run_ray_swarm(
         )
     with ray_cluster(ray_address):
         started = time.perf_counter()
-        pool, blocks = _start_hosts(setup, app_factory, initial_arrays, hosts)
+        pool, blocks = _start_hosts(
+            setup, app_factory, initial_arrays, hosts, run_config
+        )
         observer = Ledger.create(
             setup.genesis,
             None if ledger_dir is None else ledger_dir / "observer" / "ledger",
@@ -235,6 +239,7 @@ def _start_hosts(
     app_factory: Callable[[], ClientApp],
     initial_arrays: ArrayRecord,
     hosts: int | None,
+    run_config: Mapping[str, bool | float | int | str] | None,
 ) -> tuple[list, list[tuple[int, ...]]]:
     """One `SiteHost` actor per block of sites (default: one per CPU)."""
     cpus = max(1.0, ray.cluster_resources().get("CPU", 1.0))
@@ -251,6 +256,7 @@ def _start_hosts(
             initial_arrays,
             setup.strategy,
             setup.seed,
+            run_config=run_config,
         )
         for block in blocks
     ]

@@ -13,7 +13,7 @@ tests drive it directly.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,9 +90,15 @@ class SiteHost:
         strategy: str | LeaderStrategy,
         seed: int,
         ledger_path: Path | None = None,
+        run_config: Mapping[str, bool | float | int | str] | None = None,
     ) -> None:
         self.num_sites = len(site_names)
         self.sites = tuple(sites)
+        # Each site's Context, kept across rounds as Flower keeps a node's.
+        self.contexts = {
+            k: site_context(k, self.num_sites, run_config=run_config)
+            for k in self.sites
+        }
         self.identities: dict[int, SiteIdentity] = {
             k: simulated_identity(k, site_names[k], seed) for k in self.sites
         }
@@ -123,7 +129,7 @@ class SiteHost:
                 trained = call_app(
                     train_site,
                     self.app,
-                    site_context(k, self.num_sites),
+                    self.contexts[k],
                     self.model,
                     round,
                     k,
@@ -268,9 +274,7 @@ class SiteHost:
         """The current model's test accuracy at each of this host's sites (NaN
         where the ClientApp failed), and the failures."""
         with quiet_flower():
-            return score_sites(
-                self.app, self.model, self.model_round, self.sites, self.num_sites
-            )
+            return score_sites(self.app, self.model, self.model_round, self.contexts)
 
     def final_model(self) -> tuple[int, ArrayRecord]:
         return self.model_round, self.model

@@ -22,6 +22,7 @@ from swarmflower.app_calls import log_failure, score_sites
 from swarmflower.datasets import FederatedDataset
 from swarmflower.errors import ConfigError
 from swarmflower.faults import NO_FAULTS, FaultPlan
+from swarmflower.flower_messages import site_context
 from swarmflower.simulations.engine.ray_engine import RayRound, run_ray_swarm
 from swarmflower.simulations.engine.timing import Heterogeneity
 from swarmflower.simulations.experiments.results import (
@@ -119,14 +120,11 @@ def _score_rounds(spec: TaskSpec, app: ClientApp, swarm: SwarmResult) -> list:
     (NaN where it failed)."""
     data = spec.load()
     leaders = swarm.leader_names()
+    contexts = {k: site_context(k, data.num_sites) for k in range(data.num_sites)}
     history = []
     for record in swarm.rounds:
         scores, failed = score_sites(
-            app,
-            swarm.models[record.round],
-            record.round,
-            range(data.num_sites),
-            data.num_sites,
+            app, swarm.models[record.round], record.round, contexts
         )
         for site, failure in failed.items():
             log_failure(data.sites[site].name, record.round, failure, "evaluate")
