@@ -15,14 +15,20 @@ from swarmflower.tasks import TaskSpec, initial_model, make_client_app
 SPEC = TaskSpec(local_steps=5)
 
 
-@pytest.fixture
-def hosts():
+def _founding():
+    """The heart sites' names, initial model and genesis (3 rounds, FedAvg)."""
     data = SPEC.load()
     names = [s.name for s in data.sites]
     initial = ArrayRecord(initial_model(SPEC, data.num_features).state_dict())
     genesis = make_genesis(
         simulated_identities(names, 0), initial, SwarmParams(3, 10, 2, "FedAvg")
     )
+    return names, initial, genesis
+
+
+@pytest.fixture
+def hosts():
+    names, initial, genesis = _founding()
     factory = functools.partial(make_client_app, SPEC)
     return [
         SiteHost(genesis, sites, names, factory, initial, "FedAvg", 0)
@@ -128,12 +134,7 @@ def _counting_app(spec: TaskSpec):
 
 
 def test_a_site_keeps_its_context_across_rounds_with_the_run_config():
-    data = SPEC.load()
-    names = [s.name for s in data.sites]
-    initial = ArrayRecord(initial_model(SPEC, data.num_features).state_dict())
-    genesis = make_genesis(
-        simulated_identities(names, 0), initial, SwarmParams(3, 10, 2, "FedAvg")
-    )
+    names, initial, genesis = _founding()
     host = SiteHost(
         genesis,
         (0, 1, 2, 3),
