@@ -83,7 +83,7 @@ def _run_live(methods: Sequence[str], rounds: int, run):
 def _describe(spec, rounds: int) -> str:
     """The run's one-line description, after the data's notices (if any)."""
     data = spec.load()
-    for notice in getattr(data, "notices", ()):
+    for notice in data.notices:
         console.print(f"[yellow]note[/]: {notice}", soft_wrap=True, highlight=False)
     return (
         f"[bold]{data.name}[/]: {data.num_sites} sites, {data.num_features} features, "

@@ -13,10 +13,15 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from swarmflower.app_run import AppRun
+    from swarmflower.datasets import FederatedDataset
 
 from swarmflower.simulations.experiments.results import (
     FIGURES,
@@ -94,7 +99,9 @@ def _bounds(metric: str) -> tuple[float, float]:
     return (0.0, 1.0) if name in FIGURES else (0.0, np.inf)
 
 
-def summary_frame(results: Sequence[MethodResult], data=None) -> pd.DataFrame:
+def summary_frame(
+    results: Sequence[MethodResult], data: FederatedDataset | None = None
+) -> pd.DataFrame:
     """One row per method, metric and site: the mean over seeds and its spread.
 
     With `data` (the task's `FederatedDataset`), `data` rows say which sites
@@ -127,7 +134,7 @@ def summary_frame(results: Sequence[MethodResult], data=None) -> pd.DataFrame:
     return frame
 
 
-def _data_rows(data) -> list[dict]:
+def _data_rows(data: FederatedDataset | None) -> list[dict]:
     """The `data` pseudo-method: who took part, who was left out, notices."""
     if data is None:
         return []
@@ -148,14 +155,14 @@ def _data_rows(data) -> list[dict]:
             "value": site.rows,
             "note": site.reason,
         }
-        for site in getattr(data, "left_out", ())
+        for site in data.left_out
     ]
-    positive = getattr(data, "positive_label", None)
+    positive = data.positive_label
     if positive is not None:
         rows.append({"method": "data", "metric": "positive_class", "note": positive})
     rows += [
         {"method": "data", "metric": "notice", "note": notice}
-        for notice in getattr(data, "notices", ())
+        for notice in data.notices
     ]
     return [{"site": "", "note": "", **row} for row in rows]
 
@@ -235,7 +242,7 @@ def write_results(
     out: Path,
     title: str,
     *,
-    data=None,
+    data: FederatedDataset | None = None,
     task: str = "",
     rounds: int | None = None,
 ) -> list[Path]:
@@ -408,7 +415,7 @@ def rounds_table(result: MethodResult) -> Table:
     return table
 
 
-def app_rounds_frame(run) -> pd.DataFrame:
+def app_rounds_frame(run: AppRun) -> pd.DataFrame:
     """A Flower app's swarm, one row per round: who sealed it, and the app's
     own evaluate metrics (aggregated by its strategy) under their own names."""
     leaders = run.swarm.leader_names()
@@ -429,7 +436,7 @@ def app_rounds_frame(run) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def app_rounds_table(run) -> Table:
+def app_rounds_table(run: AppRun) -> Table:
     """The swarm's rounds with the app's own metrics, as printed by `run`."""
     frame = app_rounds_frame(run)
     table = Table(title=f"{run.app.name}: swarm rounds")
@@ -441,7 +448,7 @@ def app_rounds_table(run) -> Table:
     return table
 
 
-def write_app_results(run, out: Path) -> list[Path]:
+def write_app_results(run: AppRun, out: Path) -> list[Path]:
     """`rounds.csv`, `summary.csv` (the last round's metrics, wall time) and
     `final_model.npz` (the swarm's final arrays, by their record keys)."""
     out.mkdir(parents=True, exist_ok=True)
