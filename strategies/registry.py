@@ -101,12 +101,14 @@ def adopt_strategy(
             f"the ServerApp's strategy {kind.__name__} is not one a swarm can "
             f"lead yet; choose one of: {', '.join(STRATEGY_NAMES)}"
         )
-    parameters = inspect.signature(kind.__init__).parameters
-    options = {
-        key: getattr(strategy, key)
-        for key in parameters
-        if key != "self" and hasattr(strategy, key)
-    }
+    names = [k for k in inspect.signature(kind.__init__).parameters if k != "self"]
+    unread = [k for k in names if not hasattr(strategy, k)]
+    if unread:  # a Flower version that stores an option under another name
+        raise ConfigError(
+            f"cannot read the ServerApp's {kind.__name__} option(s) "
+            f"{', '.join(unread)} back from the strategy object"
+        )
+    options = {key: getattr(strategy, key) for key in names}
     leader = build_strategy(kind.__name__, **{**options, **SWARM_DEFAULTS})
     leader.base_train_config = dict(train_config or {})
     return leader
