@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from cli_helpers import run_cli
 
+from swarmflower.app_run import run_flower_app
 from swarmflower.errors import ConfigError
 from swarmflower.flower_app import load_flower_app, server_plan
 from swarmflower.strategies import adopt_strategy
@@ -44,20 +46,39 @@ def test_run_plays_the_apps_plan_with_its_own_metric_names(numpy_run):
     assert (out / "final_model.npz").is_file()
 
 
-def test_the_swarm_ends_on_flowers_own_model(numpy_run, tmp_path):
-    out, _ = numpy_run
+def _flower_final(app: str, folder: Path) -> list[np.ndarray]:
+    """The final model the app's ServerApp saved under Flower's own simulation."""
     flower = subprocess.run(
-        [sys.executable, str(GROUND_TRUTH), str(APPS / "numpy_app"), "5"],
-        cwd=tmp_path,
+        [sys.executable, str(GROUND_TRUTH), str(APPS / app), "5"],
+        cwd=folder,
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert flower.returncode == 0, flower.stderr[-2000:]
-    theirs = np.load(tmp_path / "final_model.npz")
+    if (folder / "final_model.pt").exists():
+        return [t.numpy() for t in torch.load(folder / "final_model.pt").values()]
+    with np.load(folder / "final_model.npz") as saved:
+        return [saved[key] for key in saved.files]
+
+
+def test_the_swarm_ends_on_flowers_own_model(numpy_run, tmp_path):
+    out, _ = numpy_run
     ours = np.load(out / "final_model.npz")
-    for mine, name in zip(ours.files, ("weights", "bias"), strict=True):
-        np.testing.assert_allclose(ours[mine], theirs[name], atol=1e-6)
+    theirs = _flower_final("numpy_app", tmp_path)
+    for mine, their in zip(ours.files, theirs, strict=True):
+        np.testing.assert_allclose(ours[mine], their, atol=1e-6)
+
+
+def test_fedadam_in_the_swarm_ends_on_flowers_own_model(tmp_path):
+    """FedAdam's moments travel from leader to leader; Flower keeps them in
+    one server. Same app, same deterministic training: the same model."""
+    run = run_flower_app(load_flower_app(APPS / "torch_app"))
+    assert type(run.plan.strategy).__name__ == "FedAdam"
+    theirs = _flower_final("torch_app", tmp_path)
+    ours = run.final_arrays.to_numpy_ndarrays()
+    for mine, their in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose(mine, their, atol=1e-6)
 
 
 def test_run_config_overrides_reach_the_plan():
