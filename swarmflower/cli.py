@@ -18,6 +18,7 @@ from swarmflower.cli_options import (
     DEFAULT_MAX_EXAMPLES,
     DEFAULT_MAX_UPDATE_RATIO,
     BasePort,
+    CompareApp,
     CompareOut,
     CompareScenario,
     Dropout,
@@ -37,6 +38,7 @@ from swarmflower.cli_options import (
     RayAddress,
     Rounds,
     RoundTimeout,
+    RunConfigOption,
     Seed,
     Seeds,
     SimulateOut,
@@ -138,6 +140,8 @@ def compare(
     *,
     task_args: TaskArgs,
     scenario: CompareScenario = None,
+    app_dir: CompareApp = None,
+    run_config: RunConfigOption = "",
 ) -> None:
     """Run the swarm and its yardsticks on one task and print a table.
 
@@ -160,6 +164,9 @@ def compare(
     if scenario is not None:
         _compare_scenario(scenario, out, engine, ray_options, report)
         return
+    if app_dir is not None:
+        _compare_app(app_dir, run_config, out)
+        return
 
     spec = task_args.spec()
     chosen = check_methods([m.strip() for m in methods.split(",") if m.strip()])
@@ -180,6 +187,29 @@ def compare(
         ),
     )
     _report(results, out, rounds, spec, html=report)
+
+
+def _compare_app(app_dir: Path, run_config: str, out: Path) -> None:
+    """`compare --app`: the app as a swarm and under Flower's own engine."""
+    from swarmflower.app_compare import compare_app
+    from swarmflower.app_run import sites_for
+    from swarmflower.flower_app import load_flower_app, server_plan
+    from swarmflower.reports import app_comparison_table, write_app_comparison
+
+    flower_app = load_flower_app(app_dir, run_config)
+    plan = server_plan(flower_app)
+    sites = sites_for(flower_app, None)
+    console.print(
+        f"[bold]{flower_app.name}[/]: {sites} sites, {plan.num_rounds} rounds of "
+        f"{type(plan.strategy).__name__}: as a swarm, then on Flower's own "
+        "simulation engine",
+        highlight=False,
+    )
+    with console.status("the swarm, then Flower's simulation engine ..."):
+        comparison = compare_app(flower_app, sites, plan, out / "flower")
+    console.print(app_comparison_table(comparison))
+    written = write_app_comparison(comparison, out)
+    console.print("wrote " + ", ".join(str(p) for p in written), soft_wrap=True)
 
 
 @app.command("report")
@@ -267,14 +297,7 @@ def run_app(
             help="Sites (default: the project's local-simulation num-supernodes)."
         ),
     ] = None,
-    run_config: Annotated[
-        str,
-        typer.Option(
-            help="Override the app's run config (its pyproject's "
-            r"\[tool.flwr.app.config]), e.g. 'lr=0.1 local-epochs=2' "
-            "(Flower's syntax)."
-        ),
-    ] = "",
+    run_config: RunConfigOption = "",
     engine: Engine = "inproc",
     round_timeout: RoundTimeout = 10,
     seed: Seed = 0,

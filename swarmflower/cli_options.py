@@ -335,3 +335,19 @@ MaxUpdateRatio = Annotated[
         "update with ||update - model|| > R x max(||model||, 1). Fixed at genesis.",
     ),
 ]
+
+CompareApp = Annotated[
+    Path | None,
+    typer.Option(
+        "--app",
+        help="A Flower app project: compare it as a swarm against Flower's own "
+        "simulation engine running it unchanged (its metrics, its strategy).",
+    ),
+]
+RunConfigOption = Annotated[
+    str,
+    typer.Option(
+        help="Override the app's run config (its pyproject's "
+        r"\[tool.flwr.app.config]), e.g. 'lr=0.1 local-epochs=2' (Flower's syntax)."
+    ),
+]

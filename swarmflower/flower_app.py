@@ -178,16 +178,21 @@ def _capturing_start(plans: list[ServerPlan]) -> Iterator[None]:
         Strategy.start = original  # type: ignore[method-assign]
 
 
-def server_plan(app: FlowerApp) -> ServerPlan:
-    """Run the app's `ServerApp.main` up to `strategy.start` and keep its plan."""
-    server = app.server_app()
-    context = Context(
+def server_context(app: FlowerApp) -> Context:
+    """The `Context` Flower gives a ServerApp: the run config, nothing else."""
+    return Context(
         run_id=0,
         node_id=0,
         node_config={},
         state=RecordDict(),
         run_config=dict(app.run_config),
     )
+
+
+def server_plan(app: FlowerApp) -> ServerPlan:
+    """Run the app's `ServerApp.main` up to `strategy.start` and keep its plan."""
+    server = app.server_app()
+    context = server_context(app)
     plans: list[ServerPlan] = []
     with _capturing_start(plans), contextlib.chdir(app.directory):
         try:

@@ -20,6 +20,7 @@ import pandas as pd
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from swarmflower.app_compare import AppComparison
     from swarmflower.app_run import AppRun
     from swarmflower.datasets import FederatedDataset
 
@@ -466,3 +467,58 @@ def write_app_results(run: AppRun, out: Path) -> list[Path]:
         **{key: array.numpy() for key, array in run.final_arrays.items()},
     )
     return [rounds_path, summary_path, model_path]
+
+
+def app_comparison_frame(comparison: AppComparison) -> pd.DataFrame:
+    """Per round, the app's own evaluate metrics as a swarm and under Flower."""
+    rows = [
+        {"method": method, "round": r, **metrics}
+        for method, by_round in (
+            ("swarm", comparison.swarm.evaluate_metrics),
+            ("flower", comparison.flower.evaluate_metrics()),
+        )
+        for r, metrics in sorted(by_round.items())
+    ]
+    return pd.DataFrame(rows)
+
+
+def app_comparison_table(comparison: AppComparison) -> Table:
+    """The last round's metrics of both runs, their wall times, and how far
+    apart their final models are."""
+    frame = app_comparison_frame(comparison)
+    last = frame.groupby("method").tail(1).set_index("method")
+    metrics = [c for c in last.columns if c != "round"]
+    gap = comparison.largest_difference()
+    table = Table(title=f"swarm and Flower (final models differ by {gap:.1e})")
+    table.add_column("method", style="bold", no_wrap=True)
+    for column in [*metrics, "wall_s"]:
+        table.add_column(column, justify="right")
+    walls = {"swarm": comparison.swarm.wall_s, "flower": comparison.flower.wall_s}
+    for method in ("swarm", "flower"):
+        cells = [f"{last.loc[method, m]:.4g}" for m in metrics]
+        table.add_row(method, *cells, f"{walls[method]:.1f}")
+    return table
+
+
+def write_app_comparison(comparison: AppComparison, out: Path) -> list[Path]:
+    """`rounds.csv` (both runs, per round) and `summary.csv` (last round,
+    wall time, the final models' largest difference)."""
+    out.mkdir(parents=True, exist_ok=True)
+    frame = app_comparison_frame(comparison)
+    rounds_path, summary_path = out / "rounds.csv", out / "summary.csv"
+    frame.to_csv(rounds_path, index=False)
+    last = frame.groupby("method").tail(1)
+    rows = [
+        (row["method"], metric, row[metric])
+        for _, row in last.iterrows()
+        for metric in frame.columns.drop(["method", "round"])
+    ]
+    rows += [
+        ("swarm", "wall_s", comparison.swarm.wall_s),
+        ("flower", "wall_s", comparison.flower.wall_s),
+        ("swarm", "largest_difference_to_flower", comparison.largest_difference()),
+    ]
+    pd.DataFrame(rows, columns=["method", "metric", "value"]).to_csv(
+        summary_path, index=False
+    )
+    return [rounds_path, summary_path]

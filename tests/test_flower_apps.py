@@ -62,12 +62,23 @@ def _flower_final(app: str, folder: Path) -> list[np.ndarray]:
         return [saved[key] for key in saved.files]
 
 
-def test_the_swarm_ends_on_flowers_own_model(numpy_run, tmp_path):
-    out, _ = numpy_run
-    ours = np.load(out / "final_model.npz")
-    theirs = _flower_final("numpy_app", tmp_path)
-    for mine, their in zip(ours.files, theirs, strict=True):
-        np.testing.assert_allclose(ours[mine], their, atol=1e-6)
+def test_compare_app_puts_the_app_through_the_swarm_and_flower(tmp_path):
+    """`compare --app`: the same app, unchanged, as a swarm and on Flower's own
+    simulation engine: the same model and the same per-round metrics."""
+    app = str(APPS / "numpy_app")
+    result = run_cli("compare", "--app", app, "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    summary = pd.read_csv(tmp_path / "summary.csv").set_index(["method", "metric"])
+    assert summary.loc[("swarm", "largest_difference_to_flower"), "value"] <= 1e-6
+    rounds = pd.read_csv(tmp_path / "rounds.csv")
+    swarm, flower = (
+        rounds[rounds.method == method].set_index("round")
+        for method in ("swarm", "flower")
+    )
+    assert swarm.index.tolist() == flower.index.tolist() == [1, 2, 3]
+    for metric in ("eval_acc", "eval_loss"):  # the app's own names, both runs
+        np.testing.assert_allclose(swarm[metric], flower[metric], rtol=1e-9)
+    assert (tmp_path / "flower" / "final_model.npz").is_file()  # the app saved it
 
 
 def test_fedadam_in_the_swarm_ends_on_flowers_own_model(tmp_path):

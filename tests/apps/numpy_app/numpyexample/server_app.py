@@ -18,9 +18,13 @@ def main(grid: Grid, context: Context) -> None:
     fraction_evaluate = float(context.run_config["fraction-evaluate"])
     lr = float(context.run_config["lr"])
 
+    # Wait for every node before sampling, so that each round trains them all.
+    everyone = int(context.run_config["min-available-nodes"])
     strategy = FedAvg(
         fraction_train=fraction_train,
         fraction_evaluate=fraction_evaluate,
+        min_available_nodes=everyone,
+        min_train_nodes=everyone,
     )
     result = strategy.start(
         grid=grid,

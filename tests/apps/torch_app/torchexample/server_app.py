@@ -25,9 +25,13 @@ def main(grid: Grid, context: Context) -> None:
     )
     initial_arrays = ArrayRecord(model.state_dict())
 
+    # Wait for every node before sampling, so that each round trains them all.
+    everyone = int(context.run_config["min-available-nodes"])
     strategy = FedAdam(
         fraction_train=fraction_train,
         fraction_evaluate=fraction_evaluate,
+        min_available_nodes=everyone,
+        min_train_nodes=everyone,
         eta=server_eta,
         eta_l=lr,
         beta_1=0.9,
