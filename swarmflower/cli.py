@@ -161,11 +161,9 @@ def compare(
 
     _check_engine(engine)
     ray_options = _ray_options(engine, ray_address, hosts)
-    if scenario is not None:
-        _compare_scenario(scenario, out, engine, ray_options, report)
-        return
-    if app_dir is not None:
-        _compare_app(app_dir, run_config, out)
+    if scenario is not None or app_dir is not None:
+        experiment = (scenario, app_dir, run_config)
+        _compare_experiment(*experiment, out, engine, ray_options, report)
         return
 
     spec = task_args.spec()
@@ -187,6 +185,24 @@ def compare(
         ),
     )
     _report(results, out, rounds, spec, html=report)
+
+
+def _compare_experiment(
+    scenario: str | None,
+    app_dir: Path | None,
+    run_config: str,
+    out: Path,
+    engine: str,
+    ray_options: dict,
+    html: bool = False,
+) -> None:
+    """`compare --scenario` or `compare --app`: an experiment of its own."""
+    if app_dir is not None and scenario is not None:
+        raise ConfigError("--app and --scenario are two experiments: give one")
+    if scenario is not None:
+        _compare_scenario(scenario, out, engine, ray_options, html)
+    else:
+        _compare_app(app_dir, run_config, out)
 
 
 def _compare_app(app_dir: Path, run_config: str, out: Path) -> None:

@@ -341,7 +341,8 @@ CompareApp = Annotated[
     typer.Option(
         "--app",
         help="A Flower app project: compare it as a swarm against Flower's own "
-        "simulation engine running it unchanged (its metrics, its strategy).",
+        "simulation engine running it unchanged (its metrics, its strategy, its "
+        "rounds; the task, method and seed options do not apply).",
     ),
 ]
 RunConfigOption = Annotated[
