@@ -15,16 +15,22 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from flwr.serverapp.strategy import Result, Strategy
+from flwr.serverapp.strategy import Result
 
 from swarmflower.app_run import AppRun, run_flower_app
 from swarmflower.errors import SwarmflowerError
-from swarmflower.flower_app import FlowerApp, ServerPlan, server_context
+from swarmflower.flower_app import (
+    FlowerApp,
+    ServerPlan,
+    server_context,
+    strategy_start_as,
+)
 from swarmflower.logs import quiet_flower
 
 
@@ -58,20 +64,18 @@ class AppComparison:
         )
 
 
-@contextlib.contextmanager
-def _keeping_result(results: list[Result]) -> Iterator[None]:
-    """Keep what the app's `strategy.start` returns (its `main` drops it)."""
-    original = Strategy.start
+def _keeping_result(results: list[Result]) -> Callable:
+    """A `start` that runs Flower's and keeps what it returns (the app's
+    `main` drops it)."""
 
-    def start(self, *args, **kwargs):
-        results.append(original(self, *args, **kwargs))
-        return results[-1]
+    def start(original: Callable[..., Any]) -> Callable[..., Any]:
+        def keeping(self, *args: Any, **kwargs: Any) -> Result:
+            results.append(original(self, *args, **kwargs))
+            return results[-1]
 
-    Strategy.start = start  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        Strategy.start = original  # type: ignore[method-assign]
+        return keeping
+
+    return start
 
 
 def run_under_flower(app: FlowerApp, sites: int, workdir: Path) -> FlowerRun:
@@ -88,7 +92,7 @@ def run_under_flower(app: FlowerApp, sites: int, workdir: Path) -> FlowerRun:
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     started = time.perf_counter()
     with (
-        _keeping_result(results),
+        strategy_start_as(_keeping_result(results)),
         contextlib.chdir(workdir),
         quiet_flower(logging.ERROR),
         loopback_node(),

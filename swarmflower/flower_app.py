@@ -155,27 +155,40 @@ _NoServerGrid = type(
 
 
 @contextlib.contextmanager
-def _capturing_start(plans: list[ServerPlan]) -> Iterator[None]:
+def strategy_start_as(
+    replacement: Callable[[Callable[..., Any]], Callable[..., Any]],
+) -> Iterator[None]:
+    """While inside, every Flower strategy's `start` is
+    `replacement(original_start)`: how the swarm sees what a ServerApp's
+    `main` starts, without changing the app."""
     original = Strategy.start
-
-    def start(self, grid, initial_arrays, num_rounds=3, timeout=3600, **kwargs):
-        plans.append(
-            ServerPlan(
-                strategy=self,
-                initial_arrays=initial_arrays,
-                num_rounds=num_rounds,
-                train_config=kwargs.get("train_config") or ConfigRecord(),
-                evaluate_config=kwargs.get("evaluate_config") or ConfigRecord(),
-                evaluate_fn=kwargs.get("evaluate_fn"),
-            )
-        )
-        raise _Started
-
-    Strategy.start = start  # type: ignore[method-assign]
+    Strategy.start = replacement(original)  # type: ignore[method-assign]
     try:
         yield
     finally:
         Strategy.start = original  # type: ignore[method-assign]
+
+
+def _recording_plan(plans: list[ServerPlan]) -> Callable:
+    """A `start` that records the plan and stops `main` there."""
+
+    def start(original: Callable[..., Any]) -> Callable[..., Any]:
+        def plan_only(self, grid, initial_arrays, num_rounds=3, timeout=3600, **kw):
+            plans.append(
+                ServerPlan(
+                    strategy=self,
+                    initial_arrays=initial_arrays,
+                    num_rounds=num_rounds,
+                    train_config=kw.get("train_config") or ConfigRecord(),
+                    evaluate_config=kw.get("evaluate_config") or ConfigRecord(),
+                    evaluate_fn=kw.get("evaluate_fn"),
+                )
+            )
+            raise _Started
+
+        return plan_only
+
+    return start
 
 
 def server_context(app: FlowerApp) -> Context:
@@ -194,7 +207,7 @@ def server_plan(app: FlowerApp) -> ServerPlan:
     server = app.server_app()
     context = server_context(app)
     plans: list[ServerPlan] = []
-    with _capturing_start(plans), contextlib.chdir(app.directory):
+    with strategy_start_as(_recording_plan(plans)), contextlib.chdir(app.directory):
         try:
             server(grid=_NoServerGrid(), context=context)
         except _Started:
