@@ -16,7 +16,7 @@ import argparse
 
 from swarmflower.reports import summary_frame
 from swarmflower.simulations.experiments.compare import run_compare
-from swarmflower.simulations.experiments.results import METHODS
+from swarmflower.simulations.experiments.methods import METHODS
 from swarmflower.tasks import TaskSpec
 
 # FLamby (Ogier du Terrail et al., NeurIPS 2022), Fed-Heart-Disease: mean

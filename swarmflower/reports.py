@@ -24,10 +24,10 @@ if TYPE_CHECKING:
     from swarmflower.app_run import AppRun
     from swarmflower.datasets import FederatedDataset
 
+from swarmflower.simulations.experiments.methods import METHODS
 from swarmflower.simulations.experiments.results import (
     FIGURES,
     GLOBAL,
-    METHODS,
     MethodResult,
 )
 

@@ -17,9 +17,10 @@ from collections.abc import Callable, Mapping, Sequence
 from swarmflower.errors import ConfigError
 from swarmflower.simulations.experiments.fedavg import run_flower_fedavg
 from swarmflower.simulations.experiments.local import own_site_models, run_local
+from swarmflower.simulations.experiments.methods import METHODS
 from swarmflower.simulations.experiments.personalise import FineTuning, fine_tune
 from swarmflower.simulations.experiments.pooled import run_pooled
-from swarmflower.simulations.experiments.results import METHODS, MethodResult
+from swarmflower.simulations.experiments.results import MethodResult
 from swarmflower.simulations.experiments.scenarios import Scenario
 from swarmflower.simulations.experiments.swarm import run_swarm_method
 from swarmflower.simulations.experiments.yardsticks import add_yardsticks

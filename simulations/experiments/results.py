@@ -22,11 +22,6 @@ from swarmflower.tasks.training import Evaluation, binary_auc, evaluate
 GLOBAL = "global_"  # prefix of the rows scored on the union of the test sets
 # The figures of every model, per site and on the union, in table order.
 FIGURES = ("accuracy", "balanced_accuracy", "auc", "sensitivity", "specificity")
-# Every method `compare` knows, in table order: trained ones and derived ones.
-METHODS = (
-    *("swarm", "swarm+ft", "fedavg", "fedavg+ft"),
-    *("local", "local_own", "pooled"),
-)
 # How a method's final models meet the test sets (`yardsticks.py`).
 SHARED, EVERY_SITE, OWN_SITE = "shared", "every-site", "own-site"
 

@@ -48,7 +48,7 @@ from typing import Any
 from swarmflower.errors import ConfigError
 from swarmflower.faults import FaultPlan
 from swarmflower.simulations.engine.timing import Heterogeneity, SiteProfile
-from swarmflower.simulations.experiments.results import METHODS
+from swarmflower.simulations.experiments.methods import METHODS
 from swarmflower.strategies.registry import canonical_name
 from swarmflower.tasks import TaskSpec
 from swarmflower.tasks.spec import field_kind

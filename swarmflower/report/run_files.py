@@ -15,9 +15,8 @@ import numpy as np
 import pandas as pd
 
 from swarmflower.errors import DataError
+from swarmflower.simulations.experiments.methods import METHODS
 
-METHOD_ORDER = ("swarm", "swarm+ft", "fedavg", "fedavg+ft", "local", "local_own")
-METHOD_ORDER += ("pooled",)
 DATA = "data"  # the pseudo-method of summary.csv's rows about the data itself
 
 SUMMARY_NUMBERS = ("value", "test_rows", "positives", "sd", "ci_low", "ci_high")
@@ -167,8 +166,8 @@ def _check_roc(roc: pd.DataFrame, path: Path) -> None:
 
 def ordered(methods: list[str]) -> list[str]:
     """The known methods in the usual order, unknown ones after, as they came."""
-    known = [m for m in METHOD_ORDER if m in methods]
-    return known + [m for m in methods if m not in METHOD_ORDER]
+    known = [m for m in METHODS if m in methods]
+    return known + [m for m in methods if m not in METHODS]
 
 
 def _sites(run: Run) -> list[str]:
