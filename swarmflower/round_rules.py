@@ -16,7 +16,10 @@ block's timestamp. Pure functions of the round's facts, no clocks.
 
 from __future__ import annotations
 
-from swarmflower.ledger.records import Reason
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the ledger imports these rules: no import back at load time
+    from swarmflower.ledger.records import Reason
 
 UPDATE_WAIT_SHARE = 0.8  # of the round timeout: the leader's default wait
 
@@ -57,6 +60,8 @@ def seal_reason(view: int, current: object | None) -> Reason:
     """Why the proposer of `view` seals: the leader normally; a backup because
     the leader was silent (no block of the round yet, `current` None) or
     because the round's block was refused (a bad merge)."""
+    from swarmflower.ledger.records import Reason
+
     if view == 0:
         return Reason.NORMAL
     return Reason.LEADER_TIMEOUT if current is None else Reason.BAD_MERGE

@@ -49,3 +49,15 @@ def test_the_timing_model_seals_where_the_rules_allow():
     assert late.at_s == 8.0 and late.included == (0, 1, 2)
     backup = seal_moment(arrivals, min_peers=3, view=1, **TIMING)
     assert backup.at_s == backup_delay(1, 10.0)
+
+
+def test_the_rules_import_first_without_a_cycle():
+    """The ledger imports the rules; importing the rules first must work too."""
+    import subprocess
+    import sys
+
+    for module in ("swarmflower.round_rules", "swarmflower.simulations.engine.timing"):
+        done = subprocess.run(
+            [sys.executable, "-c", f"import {module}"], capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr[-500:]
