@@ -44,6 +44,7 @@ from .records import (
     SwarmParams,
 )
 from .replica import Ledger
+from .site_view import SharedReplica, SiteView
 
 __all__ = [
     "BadCommitmentSignature",
@@ -68,6 +69,8 @@ __all__ = [
     "Reason",
     "ReplayedTransaction",
     "RoundRecord",
+    "SharedReplica",
+    "SiteView",
     "StoreError",
     "SwarmParams",
     "UnknownParent",

@@ -247,6 +247,47 @@ class Ledger(LedgerAPI, BlockSourceAPI):
             )
         return self._nodes[self._canonical[height]]
 
+    # -- by hash (site views over a shared replica) -------------------------
+
+    def block_ref(self, block_hash: bytes) -> BlockRef:
+        """A known block's place, on any branch: views keep no nodes of their own."""
+        return self._known_node(block_hash).ref
+
+    def block_record(self, block_hash: bytes) -> RoundRecord:
+        """The full record (commitments too) of a known block, on any branch."""
+        node = self._known_node(block_hash)
+        if node.record is None:
+            raise LedgerStateError("genesis: no round was sealed")
+        return self._full_record(node)
+
+    def block_data(self, block_hash: bytes) -> bytes:
+        """RLP bytes of a known block, on any branch (not genesis)."""
+        node = self._known_node(block_hash)
+        if node.record is None:
+            raise LedgerStateError("genesis is rebuilt from Genesis, not shipped")
+        return self._evm.block_bytes(node.header)
+
+    def electees_after(
+        self, block_hash: bytes, count: int | None = None
+    ) -> tuple[str, ...]:
+        """Leader then backups of the round after a known block, on any branch."""
+        node = self._known_node(block_hash)
+        return self._electorate(node, MAX_VIEW if count is None else count)
+
+    @staticmethod
+    def block_ids(data: bytes) -> tuple[bytes, bytes]:
+        """(hash, parent hash) of block bytes, decoded but not validated: enough
+        to tell whether a site holds the block or its parent. MalformedBlock if
+        the bytes are no block."""
+        header = EvmChain.decode_block(data).header
+        return header.hash, header.parent_hash
+
+    def _known_node(self, block_hash: bytes) -> _Node:
+        node = self._nodes.get(block_hash)
+        if node is None:
+            raise LedgerStateError(f"block {block_hash.hex()} is not known here")
+        return node
+
     # -- election -----------------------------------------------------------
 
     def electees(self, round: int, count: int | None = None) -> tuple[str, ...]:
@@ -330,17 +371,15 @@ class Ledger(LedgerAPI, BlockSourceAPI):
         reason: Reason = Reason.NORMAL,
         enrollments: Sequence[Enrollment] = (),
         timestamp: int | None = None,
+        parent_hash: bytes | None = None,
     ) -> bytes:
         """Build and seal the block of `round`, without adopting it.
 
         `round` is usually the next one; a backup redoing a round after a bad
         merge builds on the canonical block of `round - 1` with a raised view.
+        `parent_hash` builds on that known block instead (a site view's own).
         """
-        if not 1 <= round <= self.head().height + 1:
-            raise LedgerStateError(
-                f"round {round} cannot be sealed: head is {self.head().height}"
-            )
-        head = self._canonical_node(round - 1)
+        head = self._proposal_parent(round, parent_hash)
         parent_ts = head.header.timestamp
         earliest = parent_ts + backup_delay(view, self.genesis.params.round_timeout)
         if timestamp is None:
@@ -374,6 +413,22 @@ class Ledger(LedgerAPI, BlockSourceAPI):
             head.header, address, timestamp, vanity(view, reason), [tx]
         )
         return self._evm.encode_block(block.copy(header=seal_header(block.header, key)))
+
+    def _proposal_parent(self, round: int, parent_hash: bytes | None) -> _Node:
+        """The block that `round` builds on: canonical, or the one asked for."""
+        if parent_hash is None:
+            if not 1 <= round <= self.head().height + 1:
+                raise LedgerStateError(
+                    f"round {round} cannot be sealed: head is {self.head().height}"
+                )
+            return self._canonical_node(round - 1)
+        parent = self._known_node(parent_hash)
+        if parent.ref.height != round - 1:
+            raise LedgerStateError(
+                f"round {round} cannot be sealed on block #{parent.ref.height} "
+                f"{parent_hash.hex()}"
+            )
+        return parent
 
     def seal_round(
         self,
