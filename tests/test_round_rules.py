@@ -11,7 +11,6 @@ from swarmflower.round_rules import (
     may_seal,
     seal_reason,
 )
-from swarmflower.simulations.engine.timing import seal_moment
 
 TIMING = {"num_sites": 4, "update_wait": 8.0, "round_timeout": 10.0}
 
@@ -39,16 +38,6 @@ def test_why_a_proposer_seals():
 def test_timestamps_follow_the_parent():
     assert earliest_timestamp(100, 0, 10) == 101
     assert earliest_timestamp(100, 2, 10) == 120
-
-
-def test_the_timing_model_seals_where_the_rules_allow():
-    arrivals = {0: 1.0, 1: 2.0, 2: 3.0, 3: 4.0}
-    everyone = seal_moment(arrivals, min_peers=3, view=0, **TIMING)
-    assert everyone.at_s == 4.0 and everyone.included == (0, 1, 2, 3)
-    late = seal_moment({**arrivals, 3: 30.0}, min_peers=3, view=0, **TIMING)
-    assert late.at_s == 8.0 and late.included == (0, 1, 2)
-    backup = seal_moment(arrivals, min_peers=3, view=1, **TIMING)
-    assert backup.at_s == backup_delay(1, 10.0)
 
 
 def test_the_rules_import_first_without_a_cycle():

@@ -1,57 +1,26 @@
-"""Simulated time and availability: who makes the merge, and when it is sealed."""
+"""Simulated time and availability: how long messages take, who is up."""
 
 import pytest
 
 from swarmflower.faults import FaultPlan
 from swarmflower.simulations.engine.availability import Availability
-from swarmflower.simulations.engine.timing import (
-    Heterogeneity,
-    SiteProfile,
-    seal_moment,
-)
-
-PACE = {"update_wait": 8.0, "round_timeout": 10.0}
+from swarmflower.simulations.engine.timing import Heterogeneity, SiteProfile
 
 
-def test_the_leader_seals_when_the_last_site_is_in():
-    moment = seal_moment(
-        {0: 1.0, 1: 2.5, 2: 0.5}, num_sites=3, min_peers=2, view=0, **PACE
-    )
-    assert (moment.at_s, moment.included) == (2.5, (0, 1, 2))
-
-
-def test_a_missing_site_makes_the_leader_wait_until_update_wait():
-    moment = seal_moment({0: 1.0, 1: 2.0}, num_sites=3, min_peers=2, view=0, **PACE)
-    assert (moment.at_s, moment.included) == (8.0, (0, 1))
-
-
-def test_a_straggler_past_update_wait_is_left_out():
-    arrivals = {0: 1.0, 1: 2.0, 2: 9.5}
-    moment = seal_moment(arrivals, num_sites=3, min_peers=2, view=0, **PACE)
-    assert (moment.at_s, moment.included) == (8.0, (0, 1))
-
-
-def test_the_leader_waits_past_update_wait_for_min_peers():
-    arrivals = {0: 1.0, 1: 9.0, 2: 12.0}
-    moment = seal_moment(arrivals, num_sites=4, min_peers=2, view=0, **PACE)
-    assert (moment.at_s, moment.included) == (9.0, (0, 1))
-
-
-def test_a_backup_seals_one_timeout_per_view_after_the_start():
-    arrivals = {0: 1.0, 1: 15.0, 2: 25.0}
-    moment = seal_moment(arrivals, num_sites=3, min_peers=1, view=2, **PACE)
-    assert (moment.at_s, moment.included) == (20.0, (0, 1))
-
-
-def test_too_few_updates_cannot_be_sealed():
-    assert seal_moment({0: 1.0}, num_sites=3, min_peers=2, view=0, **PACE) is None
-
-
-def test_slow_and_thin_sites_arrive_later():
+def test_a_message_takes_the_slower_of_the_two_links():
     fast, slow = SiteProfile(1), SiteProfile(2, slowdown=4.0, bandwidth_mbps=1.0)
     spread = Heterogeneity((fast, slow))
-    assert spread.arrival_s(0, 100, 10_000, 3) == pytest.approx(1.0 + 0.01 + 0.0024)
-    assert spread.arrival_s(1, 100, 10_000, 3) == pytest.approx(4.0 + 0.01 + 0.24)
+    assert spread.message_s(0, 0, 10_000) == pytest.approx(0.01 + 0.0008)
+    assert spread.message_s(0, 1, 10_000) == pytest.approx(0.01 + 0.08)
+    assert spread.message_s(1, 0, 10_000) == spread.message_s(0, 1, 10_000)
+    assert spread.profiles[1].compute_s(100) == pytest.approx(4.0)
+
+
+def test_a_fetch_is_a_request_and_an_answer():
+    spread = Heterogeneity((SiteProfile(1, latency_ms=20.0), SiteProfile(2)))
+    assert spread.fetch_s(0, 1, 0) == pytest.approx(0.02 + 0.02)
+    # nobody had it: one round trip of asking
+    assert spread.fetch_s(0, None, 10**9) == pytest.approx(0.04)
 
 
 def test_dropout_is_reproducible_and_near_its_rate():

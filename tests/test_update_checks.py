@@ -8,7 +8,6 @@ block instead of crashing.
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Sequence
 from dataclasses import replace
@@ -20,11 +19,10 @@ from flwr.serverapp.strategy import Strategy
 
 from swarmflower.codec import record_items
 from swarmflower.errors import ConfigError
-from swarmflower.identity import simulated_identities, simulated_identity
+from swarmflower.identity import simulated_identity
 from swarmflower.ledger import (
     FoundingSite,
     Genesis,
-    Ledger,
     Reason,
     RoundRecord,
     SwarmParams,
@@ -41,7 +39,6 @@ from swarmflower.round_protocol import (
     update_problem,
     verify_merge,
 )
-from swarmflower.simulations.engine.site_host import SiteHost
 from swarmflower.site_config import TaskConfig
 from swarmflower.strategies import (
     LeaderStrategy,
@@ -51,8 +48,7 @@ from swarmflower.strategies import (
     build_strategy,
 )
 from swarmflower.strategies.helpers import in_dtypes_of, update_distance
-from swarmflower.swarm_setup import make_genesis
-from swarmflower.tasks import TaskSpec, initial_model, make_client_app
+from swarmflower.tasks import TaskSpec
 
 SWARM_ID = bytes(range(32))
 ROUND = 1
@@ -428,32 +424,3 @@ def test_init_puts_the_limits_in_the_genesis(tmp_path):
     with pytest.raises(ConfigError, match="max_update_ratio"):
         init_swarm(tmp_path / "other", template, rounds=2, max_update_ratio=0)
     assert not (tmp_path / "other").exists()
-
-
-def test_a_ray_host_seals_only_what_it_merged():
-    spec = TaskSpec(local_steps=2)
-    data = spec.load()
-    names = [s.name for s in data.sites]
-    initial = ArrayRecord(initial_model(spec, data.num_features).state_dict())
-    genesis = make_genesis(
-        simulated_identities(names, 0), initial, SwarmParams(3, 10, 2, "FedAvg")
-    )
-    factory = functools.partial(make_client_app, spec)
-    address = Ledger.create(genesis).proposer(1, 0)
-    leader = next(k for k, s in enumerate(genesis.sites) if s.address == address)
-    victim = (leader + 1) % 4
-    hosts = [
-        SiteHost(genesis, sites, names, factory, initial, FailsOn(victim), 0)
-        for sites in ((0, 1), (2, 3))
-    ]
-    batches = [hosts[0].train(1, [0, 1]), hosts[1].train(1, [2, 3])]
-    host = hosts[leader // 2]
-    sealed = host.seal(1, 0, Reason.NORMAL, leader, range(4), False, *batches)
-    assert [site for site, _ in sealed.refused] == [victim]
-    assert all(h.adopt(sealed.block, *batches).adopted for h in hosts)
-    committed = {c.site for c in hosts[0].ledger.round(1).commitments}
-    assert committed == {s.address for k, s in enumerate(genesis.sites) if k != victim}
-    # A proposer with nothing it can merge seals nothing.
-    stuck = SiteHost(genesis, (0, 1, 2, 3), names, factory, initial, FailsOn(), 0)
-    nothing = stuck.seal(1, 0, Reason.NORMAL, leader, range(4), False, *batches)
-    assert nothing.block is None and len(nothing.refused) == 4

@@ -1,14 +1,13 @@
 """The Ray engine: a swarm of many simulated sites on a pool of Ray actors.
 
-Sites are virtual peers dealt out to a few `SiteHost` actors (one per CPU by
-default), each with a full ledger replica that validates every block and
-redoes every merge. Rounds run as fast as the CPUs allow, in lockstep:
-every host trains its sites that are up, the ledger's proposer seals, every
-host validates and adopts. How long the round would have taken at real
-sites, and whose updates would have missed the leader's deadline, come from
-the sites' profiles (`timing`): dropout, slow sites and thin links cost
-simulated time, not wall time, and a crashed leader costs a round timeout.
-The driver keeps an observer replica of the ledger for the report.
+Every site runs the protocol's own `SiteCore`, driven in simulated time by
+`simulated_swarm`: messages arrive when the sites' profiles say (`timing`),
+late updates are refused, blocks may come before their parents, and a site
+that dropped out or crashed comes back by fetching what it missed. The
+sites' ClientApps, the heavy part, run on a few `SiteHost` actors (one per
+CPU by default): training in batches, and every site's test set scored once
+a round is adopted everywhere. The cores share one ledger replica and one
+store through per-site views, so each still sees only what reached it.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,27 +27,39 @@ from flwr.app import ArrayRecord
 from flwr.clientapp import ClientApp
 from ray._private import ray_constants  # see loopback_node()
 
-from swarmflower.app_calls import AppFailure, log_failure, unsealable
-from swarmflower.errors import ConfigError, SwarmflowerError
+from swarmflower.app_calls import AppFailure, log_failure
+from swarmflower.errors import ConfigError
 from swarmflower.faults import NO_FAULTS, FaultPlan
-from swarmflower.ledger import Ledger, Reason, RoundRecord
-from swarmflower.round_rules import seal_reason
+from swarmflower.identity import SiteIdentity
+from swarmflower.ledger import Ledger, RoundRecord, SharedReplica, SiteView
 from swarmflower.simulations.engine.availability import Availability
-from swarmflower.simulations.engine.site_host import SiteHost, Verdict
-from swarmflower.simulations.engine.timing import Heterogeneity, seal_moment
+from swarmflower.simulations.engine.shared_state import (
+    SharedChecks,
+    SharedStore,
+    SiteStore,
+)
+from swarmflower.simulations.engine.simulated_swarm import (
+    RoundLost,
+    SimRound,
+    SimSite,
+    SimulatedSwarm,
+    Trainer,
+    TrainJob,
+)
+from swarmflower.simulations.engine.site_host import SiteHost, Trained
+from swarmflower.simulations.engine.timing import Heterogeneity
+from swarmflower.site_core import PeerConfig, SiteCore
 from swarmflower.strategies import LeaderStrategy
 from swarmflower.swarm_setup import SwarmSettings, SwarmSetup, set_up_swarm
 
 log = logging.getLogger("swarmflower.ray_engine")
 
-MAX_VIEWS = 16  # electees tried per round before the round is declared lost
-MAX_WAITS = 100  # round timeouts to wait for enough sites before giving up
+__all__ = ["RayRound", "RaySwarmResult", "RoundLost", "run_ray_swarm"]
+
+# Every drill but a crash mid-write (simulated sites write no files).
+RAY_DRILLS = {"seal-no-announce", "crash-mid-fetch", "drop-sends", "bad-update"}
 LOOPBACK = "127.0.0.1"
 QUIET_RAY = {"logging_level": logging.ERROR, "log_to_driver": False}
-
-
-class RoundLost(SwarmflowerError):
-    """No electee could seal a round (too few sites up, or every proposer down)."""
 
 
 @dataclass(frozen=True)
@@ -194,10 +205,12 @@ def run_ray_swarm(
     a Flower strategy's name or one built with its options (`build_strategy`).
     `local_steps` is what a site's training costs in simulated time
     (`Heterogeneity.step_s` per step). `hosts` defaults to one actor per CPU
-    of the cluster. With `ledger_dir`, the driver's observer replica is kept
-    there on disk. `run_config` is every site's `context.run_config` (a
-    Flower app's), `settings` are the swarm's, as for `run_swarm`.
+    of the cluster. With `ledger_dir`, the shared replica (every block any
+    site saw) is kept there on disk. `run_config` is every site's
+    `context.run_config` (a Flower app's), `settings` are the swarm's, as for
+    `run_swarm`.
     """
+    faults.refuse_drills("ray", RAY_DRILLS)
     setup = set_up_swarm(num_sites, initial_arrays, num_rounds, strategy, **settings)
     heterogeneity = heterogeneity or Heterogeneity.uniform(num_sites)
     if len(heterogeneity.profiles) != num_sites:
@@ -206,276 +219,181 @@ def run_ray_swarm(
         )
     with ray_cluster(ray_address):
         started = time.perf_counter()
-        pool, blocks = _start_hosts(
-            setup, app_factory, initial_arrays, hosts, run_config
-        )
-        observer = Ledger.create(
+        trainer = RayTrainer(app_factory, num_sites, hosts, run_config)
+        replica = Ledger.create(
             setup.genesis,
             None if ledger_dir is None else ledger_dir / "observer" / "ledger",
         )
-        driver = _Driver(
-            pool=pool,
-            blocks=blocks,
-            names=setup.names,
-            observer=observer,
-            min_peers=setup.params.min_peers,
-            round_timeout=float(setup.params.round_timeout),
-            update_wait=setup.update_wait,
-            copies=min(1 + backups, num_sites),
-            local_steps=local_steps,
-            update_bytes=sum(a.numpy().nbytes for a in initial_arrays.values()),
-            availability=Availability(faults, heterogeneity, num_sites, setup.seed),
-            faults=faults,
-            heterogeneity=heterogeneity,
-        )
-        setup_s = time.perf_counter() - started
-        result = driver.run(num_rounds, progress)
-        result.wall_s, result.setup_s = time.perf_counter() - started, setup_s
-        return result
-
-
-def _start_hosts(
-    setup: SwarmSetup,
-    app_factory: Callable[[], ClientApp],
-    initial_arrays: ArrayRecord,
-    hosts: int | None,
-    run_config: Mapping[str, bool | float | int | str] | None,
-) -> tuple[list, list[tuple[int, ...]]]:
-    """One `SiteHost` actor per block of sites (default: one per CPU)."""
-    cpus = max(1.0, ray.cluster_resources().get("CPU", 1.0))
-    num_sites = len(setup.names)
-    blocks = deal_sites(num_sites, min(hosts or int(cpus), num_sites))
-    # More hosts than CPUs share them rather than wait for a free one.
-    actor = ray.remote(num_cpus=min(1.0, cpus / len(blocks)))(SiteHost)
-    pool = [
-        actor.remote(
-            setup.genesis,
-            block,
-            setup.names,
-            app_factory,
-            initial_arrays,
-            setup.strategy,
-            setup.seed,
-            run_config=run_config,
-        )
-        for block in blocks
-    ]
-    return pool, blocks
-
-
-@dataclass
-class _Driver:
-    """Plays rounds: what the sites would do, paced by simulated time."""
-
-    pool: list
-    blocks: list[tuple[int, ...]]
-    names: list[str]
-    observer: Ledger
-    min_peers: int
-    round_timeout: float
-    update_wait: float
-    copies: int
-    local_steps: int
-    update_bytes: int
-    availability: Availability
-    faults: FaultPlan
-    heterogeneity: Heterogeneity
-
-    def __post_init__(self) -> None:
-        self.host_of = {k: h for h, block in enumerate(self.blocks) for k in block}
-        self.index_of = {
-            site.address: k for k, site in enumerate(self.observer.genesis.sites)
-        }
-
-    def run(
-        self, num_rounds: int, progress: Callable[[RayRound], None] | None
-    ) -> RaySwarmResult:
-        """Every round in turn (each report handed to `progress` as it ends),
-        then the final model; the hosts and the observer are released."""
         try:
-            reports = []
-            for round in range(1, num_rounds + 1):
-                reports.append(self.play(round))
+            swarm = _simulated_swarm(
+                setup,
+                SharedReplica(replica),
+                trainer,
+                initial_arrays,
+                (backups, faults, heterogeneity, local_steps),
+            )
+            setup_s = time.perf_counter() - started
+            reports: list[RayRound] = []
+
+            def round_done(done: SimRound) -> None:
+                reports.append(_ray_round(done, setup))
                 if progress:
                     progress(reports[-1])
-            _, final = ray.get(self.pool[0].final_model.remote())
-            records = list(self.observer.rounds())
+
+            swarm.run(num_rounds, round_done)
+            records = list(swarm.observer.rounds())
+            final = swarm.observer_model(records[-1])
         finally:
-            self.observer.close()
-            for host in self.pool:
-                ray.kill(host)
-        return RaySwarmResult(
-            rounds=reports,
-            records=records,
-            final_arrays=final,
-            hosts=len(self.pool),
-            crashes=self.availability.crashes,
-        )
+            replica.close()
+            trainer.close()
+    return RaySwarmResult(
+        rounds=reports,
+        records=records,
+        final_arrays=final,
+        hosts=len(trainer.pool),
+        crashes=swarm.availability.crashes,
+        wall_s=time.perf_counter() - started,
+        setup_s=setup_s,
+    )
 
-    def play(self, round: int) -> RayRound:
-        """One round: train the sites that are up, then views until one sticks."""
-        started = time.perf_counter()
-        up, waited = self._gather(round)
-        up_set = set(up)
-        batches = [
-            host.train.remote(round, [k for k in block if k in up_set])
-            for host, block in zip(self.pool, self.blocks, strict=True)
-        ]
-        failed = self._failed(round, len(up))
-        arrivals = {
-            k: self.heterogeneity.arrival_s(
-                k, self.local_steps, self.update_bytes, self.copies
-            )
-            for k in up
-            if k not in failed
-        }
-        electees = self.observer.electees(round, min(MAX_VIEWS, len(self.names)))
-        refused, not_before = 0, 0.0
-        for view, address in enumerate(electees):
-            proposer = self.index_of[address]
-            self._crash_if_planned(round, view, proposer, up_set)
-            if proposer not in up_set:
-                continue  # the next backup takes over a round timeout later
-            moment = seal_moment(
-                arrivals,
-                num_sites=len(self.names),
-                min_peers=self.min_peers,
-                view=view,
-                update_wait=self.update_wait,
-                round_timeout=self.round_timeout,
-                not_before=not_before,
-            )
-            if moment is None:
-                raise RoundLost(
-                    f"round {round}: only {len(arrivals)} sites up, "
-                    f"{self.min_peers} updates needed to seal"
-                )
-            reason = seal_reason(view, refused or None)
-            block = self._seal(round, view, reason, proposer, moment.included, batches)
-            if block is None:
-                continue  # nothing it holds could be merged: the next backup's turn
-            verdicts = self._validate(round, view, block, batches, started)
-            done_at = moment.at_s + self.heterogeneity.broadcast_s(up_set, len(block))
-            if all(v.adopted for v in verdicts):
-                self._log_failures(round, [v.failed for v in verdicts], "evaluate")
-                scores = dict(s for v in verdicts for s in v.accuracies)
-                return RayRound(
-                    round=round,
-                    leader=self.names[proposer],
-                    view=view,
-                    reason=reason.name.lower(),
-                    contributors=len(self.observer.round(round).commitments),
-                    up=len(up),
-                    site_accuracy=tuple(scores[k] for k in range(len(self.names))),
-                    wall_s=time.perf_counter() - started,
-                    sim_s=waited + done_at,
-                )
-            refused += 1
-            not_before = done_at
-        raise RoundLost(
-            f"round {round}: none of the first {len(electees)} electees could seal"
-        )
 
-    def _failed(self, round: int, up: int) -> dict[int, AppFailure]:
-        """The sites whose ClientApp failed in `round`'s training (logged here,
-        once each); stop if too few updates are left to seal the round."""
-        failed = self._log_failures(
-            round, ray.get([h.failed.remote(round) for h in self.pool]), "train"
-        )
-        stuck = unsealable(round, list(failed.values()), up, self.min_peers)
-        if stuck is not None:
-            raise stuck
-        return failed
+def sim_pacing(setup: SwarmSetup, backups: int) -> PeerConfig:
+    """How simulated sites pace rounds: logical time, no gossip (every message
+    is delivered or lost by the simulation itself), no lingering."""
+    params = setup.params
+    return PeerConfig(
+        rounds=params.rounds,
+        round_timeout=float(params.round_timeout),
+        min_peers=params.min_peers,
+        update_wait=setup.update_wait,
+        backups=backups,
+    )
 
-    def _log_failures(
-        self,
-        round: int,
-        by_host: Iterable[tuple[tuple[int, AppFailure], ...]],
-        task: str,
-    ) -> dict[int, AppFailure]:
-        """The hosts' failed ClientApp calls by site, each logged once."""
-        failed = {k: failure for pairs in by_host for k, failure in pairs}
-        for k in sorted(failed):
-            log_failure(self.names[k], round, failed[k], task)
-        return failed
 
-    def _crash_if_planned(
-        self, round: int, view: int, proposer: int, up: set[int]
-    ) -> None:
-        """The fault plan's leader crash: the leader dies before sealing."""
-        if view == 0 and proposer in up and self.faults.crashes_while_leading(round):
-            self.availability.crash(proposer, round, "leader crash before sealing")
-            up.discard(proposer)
+def _simulated_swarm(
+    setup: SwarmSetup,
+    shared: SharedReplica,
+    trainer: Trainer,
+    initial_arrays: ArrayRecord,
+    options: tuple[int, FaultPlan, Heterogeneity, int],
+) -> SimulatedSwarm:
+    """Every site's core over its own view of the shared replica and store;
+    `options` are the run's backups, fault plan, profiles and local steps."""
+    backups, faults, heterogeneity, local_steps = options
+    config = sim_pacing(setup, backups)
+    checks, store = SharedChecks(), SharedStore()
+    addresses = [identity.address for identity in setup.identities]
 
-    def _validate(
-        self, round: int, view: int, block: bytes, batches: list, started: float
-    ) -> list[Verdict]:
-        """Every host's verdict on `block`; they must agree."""
-        sealed_at = time.perf_counter()
-        pending = [h.adopt.remote(block, *batches) for h in self.pool]
-        self.observer.import_block(block)  # while the hosts validate
-        verdicts = ray.get(pending)
-        log.info(
-            "round %d view %d: trained and sealed in %.2f s, validated in %.2f s",
-            round,
+    def make_core(identity: SiteIdentity, view: SiteView, own: SiteStore) -> SiteCore:
+        """A site's core, new or restarted, from its own replica and store."""
+        return SiteCore(
+            identity,
+            addresses,
             view,
-            sealed_at - started,
-            time.perf_counter() - sealed_at,
-        )
-        adopted = {v.adopted for v in verdicts}
-        if adopted == {True, False}:
-            raise RuntimeError(
-                f"round {round}: hosts disagree on the block of view {view}: "
-                + "; ".join(v.reason for v in verdicts if not v.adopted)
-            )
-        if adopted == {False}:
-            log.warning("round %d view %d refused: %s", round, view, verdicts[0].reason)
-        return verdicts
-
-    def _gather(self, round: int) -> tuple[list[int], float]:
-        """The sites that train this round, and the simulated time spent waiting.
-
-        While fewer than `min_peers` sites are up, nobody can seal: the swarm
-        waits a round timeout and the missing sites are drawn again. Crashed
-        sites stay down; if too few are left, the round is lost.
-        """
-        self.availability.begin(round)
-        if self.availability.alive() < self.min_peers:
-            raise RoundLost(
-                f"round {round}: {self.availability.alive()} sites are not crashed, "
-                f"{self.min_peers} updates are needed to seal"
-            )
-        for attempt in range(MAX_WAITS):
-            up = self.availability.up(round, attempt)
-            if len(up) >= self.min_peers:
-                return up, attempt * self.round_timeout
-        raise RoundLost(
-            f"round {round}: fewer than {self.min_peers} sites up after "
-            f"{MAX_WAITS} round timeouts of waiting"
+            setup.strategy,
+            own,
+            config,
+            initial_arrays,
+            faults,
+            checks,
         )
 
-    def _seal(
+    sites = []
+    for identity in setup.identities:
+        view, own = SiteView(shared), SiteStore(store)
+        sites.append(SimSite(identity, view, own, make_core(identity, view, own)))
+    return SimulatedSwarm(
+        sites,
+        make_core,
+        SiteView(shared),
+        trainer,
+        heterogeneity,
+        Availability(faults, heterogeneity, len(sites), setup.seed),
+        config,
+        local_steps,
+        setup.seed,
+    )
+
+
+def _ray_round(done: SimRound, setup: SwarmSetup) -> RayRound:
+    """A round's report, sites named as the user named them."""
+    record = done.record
+    for k, failure in done.failed_scores:
+        log_failure(setup.names[k], record.round, failure, "evaluate")
+    name_of = {i.address: n for i, n in zip(setup.identities, setup.names, strict=True)}
+    return RayRound(
+        round=record.round,
+        leader=name_of[record.leader],
+        view=record.view,
+        reason=record.reason.name.lower(),
+        contributors=len(record.commitments),
+        up=done.up,
+        site_accuracy=done.site_accuracy,
+        wall_s=done.wall_s,
+        sim_s=done.sim_s,
+    )
+
+
+class RayTrainer(Trainer):
+    """The sites' ClientApps on `SiteHost` actors, one block of sites each."""
+
+    def __init__(
         self,
-        round: int,
-        view: int,
-        reason: Reason,
-        proposer: int,
-        included: tuple[int, ...],
-        batches: list,
-    ) -> bytes | None:
-        """The proposer's actor checks the updates in time, merges and seals.
+        app_factory: Callable[[], ClientApp],
+        num_sites: int,
+        hosts: int | None,
+        run_config: Mapping[str, bool | float | int | str] | None,
+    ) -> None:
+        cpus = max(1.0, ray.cluster_resources().get("CPU", 1.0))
+        self.blocks = deal_sites(num_sites, min(hosts or int(cpus), num_sites))
+        self.host_of = {k: h for h, block in enumerate(self.blocks) for k in block}
+        # More hosts than CPUs share them rather than wait for a free one.
+        actor = ray.remote(num_cpus=min(1.0, cpus / len(self.blocks)))(SiteHost)
+        self.pool = [
+            actor.remote(block, num_sites, app_factory, run_config)
+            for block in self.blocks
+        ]
+        self._batches: dict[int, object] = {}  # id(job) -> the batch's ref
+        self._results: dict[object, dict[int, Trained]] = {}
 
-        None when none of the updates could be merged (nothing was sealed).
-        """
-        dishonest = view == 0 and self.faults.is_dishonest(round)
-        host = self.pool[self.host_of[proposer]]
-        sealed = ray.get(
-            host.seal.remote(
-                round, view, reason, proposer, included, dishonest, *batches
+    def submit(self, jobs: Sequence[TrainJob]) -> None:
+        """One call per host and model (the model shipped once per call)."""
+        groups: dict[tuple[int, int, int], list[TrainJob]] = {}
+        for job in jobs:
+            key = (self.host_of[job.site], job.round, id(job.model))
+            groups.setdefault(key, []).append(job)
+        models: dict[int, object] = {}
+        for (host, round, model_id), group in groups.items():
+            if model_id not in models:
+                models[model_id] = ray.put(group[0].model)
+            ref = self.pool[host].train.remote(
+                round, models[model_id], [(j.site, j.config) for j in group]
             )
-        )
-        for site, problem in sealed.refused:
-            log.warning(
-                "round %d: the leader refused site %d: %s", round, site, problem
-            )
-        return sealed.block
+            for job in group:
+                self._batches[id(job)] = ref
+
+    def result(self, job: TrainJob) -> Trained:
+        ref = self._batches.pop(id(job))
+        if ref not in self._results:
+            self._results[ref] = dict(ray.get(ref))
+        batch = self._results[ref]
+        result = batch.pop(job.site)
+        if not batch:
+            del self._results[ref]
+        return result
+
+    def score(
+        self, model: ArrayRecord, round: int
+    ) -> tuple[dict[int, float], dict[int, AppFailure]]:
+        shared = ray.put(model)
+        scores, failed = {}, {}
+        for host_scores, host_failed in ray.get(
+            [host.score.remote(shared, round) for host in self.pool]
+        ):
+            scores.update(host_scores)
+            failed.update(host_failed)
+        return scores, failed
+
+    def close(self) -> None:
+        for host in self.pool:
+            ray.kill(host)

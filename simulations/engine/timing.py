@@ -1,23 +1,19 @@
-"""Simulated time: how long a round would take on the sites' real machines and links.
+"""Simulated time: how long training and messages take at the sites' real
+machines and links.
 
-The Ray engine runs rounds as fast as the CPUs allow; this module says when
-each update would have reached the round's proposer and when the proposer
-would have sealed, from each site's speed and link. Who makes it into a
-merge follows the same rules as `SwarmPeer`: the leader seals once every site
-is in, or at `update_wait` with at least `min_peers` updates; backup `v`
-seals `v * round_timeout` after the round began. Everything is a pure
-function of the profiles, so simulated time, and the models, are
-reproducible.
+The Ray engine computes as fast as the CPUs allow; the simulated swarm
+delivers each message and answers each fetch at the time these profiles
+give, and a site's training ends after its compute time. Who makes it into
+a merge then follows from the protocol itself (`SiteCore`, `round_rules`).
+Everything is a pure function of the profiles, so simulated time, and the
+models, are reproducible.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
-
-from swarmflower.round_rules import backup_delay, leader_may_seal
 
 STEP_S = 0.01  # a reference site's time per local optimiser step, seconds
 
@@ -62,58 +58,18 @@ class Heterogeneity:
         draws = rng.random(len(self.profiles))
         return frozenset(int(k) for k in np.flatnonzero(draws < self.dropout))
 
-    def arrival_s(self, site: int, steps: int, update_bytes: int, copies: int) -> float:
-        """When site `site`'s update is in at the electees, from the round's start.
-
-        The site trains, then sends `copies` copies (one per electee) over its
-        own uplink.
-        """
-        profile = self.profiles[site]
-        return profile.compute_s(steps, self.step_s) + profile.transfer_s(
-            update_bytes * copies
-        )
-
-    def broadcast_s(self, sites: Iterable[int], block_bytes: int) -> float:
-        """Until the last of `sites` has the sealed block."""
+    def message_s(self, sender: int, receiver: int, num_bytes: int) -> float:
+        """One message from site `sender` to `receiver`: the slower of their links."""
+        profiles = self.profiles
         return max(
-            (self.profiles[k].transfer_s(block_bytes) for k in sites), default=0.0
+            profiles[sender].transfer_s(num_bytes),
+            profiles[receiver].transfer_s(num_bytes),
         )
 
-
-@dataclass(frozen=True)
-class SealMoment:
-    """When a proposer seals, and whose updates it holds by then."""
-
-    at_s: float
-    included: tuple[int, ...]
-
-
-def seal_moment(
-    arrivals: Mapping[int, float],
-    *,
-    num_sites: int,
-    min_peers: int,
-    view: int,
-    update_wait: float,
-    round_timeout: float,
-    not_before: float = 0.0,
-) -> SealMoment | None:
-    """When the proposer of `view` seals and which updates it merges.
-
-    `arrivals` maps each site whose update is on its way to its arrival time.
-    None when fewer than `min_peers` updates ever arrive: the round cannot be
-    sealed.
-    """
-    if len(arrivals) < min_peers:
-        return None
-    if view == 0:
-        # the first moment `leader_may_seal` holds: all in, or the wait is over
-        all_in = leader_may_seal(len(arrivals), num_sites, 0.0, update_wait)
-        at = min(max(arrivals.values()), update_wait) if all_in else update_wait
-    else:
-        at = backup_delay(view, round_timeout)
-    at = max(at, not_before)
-    enough = sorted(arrivals.values())[min_peers - 1]
-    at = max(at, enough)
-    included = tuple(sorted(k for k, t in arrivals.items() if t <= at))
-    return SealMoment(at, included)
+    def fetch_s(self, asker: int, source: int | None, num_bytes: int) -> float:
+        """A request and its answer (`source` None: nobody had it, one round
+        trip of asking)."""
+        latency = self.profiles[asker].latency_ms / 1e3
+        if source is None:
+            return 2 * latency
+        return latency + self.message_s(source, asker, num_bytes)

@@ -67,7 +67,6 @@ def run_swarm_method(
         "ledger_dir": ledger_dir,
     }
     if engine == "ray":
-        faults.refuse_drills("ray", played=set())
         ray_only = {"ray_address": ray_address, "hosts": hosts, "on_round": on_round}
         return _run_on_ray(
             spec, rounds, progress, heterogeneity=heterogeneity, **ray_only, **common

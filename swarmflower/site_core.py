@@ -1,0 +1,973 @@
+"""One site's side of the protocol as a state machine, with no I/O of its own.
+
+`SiteCore` is the round: train, commit, offer, elect, merge or wait, seal,
+verify, adopt, catch up, settle. It owns no threads, sockets or clocks:
+a driver feeds it events (time passing, an offer or block arriving, a fetch
+answered, training finished, a peer's head reported), each with the
+driver's time, and carries out the actions it returns (train, send, fetch
+by hash, crash). Threads with the in-process transport and real sites over
+gRPC drive it through `SwarmPeer`; the Ray engine drives many cores in
+simulated time. Every rule of the round is here or in the modules it calls
+(`round_rules` for timing, `round_protocol` for checks and merges), so the
+engines cannot drift apart.
+
+Its state objects are its ledger replica (or a per-site view of a shared
+one) and its model store: data structures, not I/O channels.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from flwr.app import Array, ArrayRecord
+
+from swarmflower.app_calls import AppFailure, log_failure
+from swarmflower.codec import arrays_hash, content_hash
+from swarmflower.faults import NO_FAULTS, FaultPlan
+from swarmflower.identity import SiteIdentity
+from swarmflower.ledger import (
+    BlockRef,
+    InvalidBlock,
+    LedgerAPI,
+    Reason,
+    RoundRecord,
+    UnknownParent,
+)
+from swarmflower.model_store import ModelStoreAPI
+from swarmflower.round_protocol import (
+    UpdateLimits,
+    committed_updates,
+    leader_merge,
+    offer_problem,
+    sign_offer,
+    verify_merge,
+)
+from swarmflower.round_rules import (
+    backup_delay,
+    earliest_timestamp,
+    may_seal,
+    seal_reason,
+)
+from swarmflower.served_chain import ServedChain
+from swarmflower.strategies import LeaderStrategy, MergeOutcome, Update
+from swarmflower.swarm_setup import check_initial_model
+from swarmflower.transport.base import BlockAnnouncement, PeerMessage, UpdateOffer
+
+log = logging.getLogger("swarmflower.peer")
+
+LOOKAHEAD = 2  # updates for rounds further ahead than this are dropped
+FETCH_RETRY_S = 0.05  # a fetch that found nothing is asked again after this
+AGREED_GRACE_S = 1.5  # a finished site's stay once every site holds its head
+
+
+# -- what a driver does for the core ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Train:
+    """Run the site's ClientApp on `model`; answer with `SiteCore.trained`."""
+
+    round: int
+    model: ArrayRecord
+    config: dict
+
+
+@dataclass(frozen=True)
+class Send:
+    """Deliver `message` to the site at `to` (lost if it is down)."""
+
+    to: str
+    message: PeerMessage
+
+
+@dataclass(frozen=True)
+class FetchBlock:
+    """Ask `sources` in turn for a block by hash; answer with `block_fetched`."""
+
+    block_hash: bytes
+    sources: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FetchArrays:
+    """Ask `sources` for arrays by hash; answer with `arrays_fetched`."""
+
+    digest: bytes
+    sources: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FetchBlob:
+    """Ask `sources` for a strategy state by hash; answer with `blob_fetched`."""
+
+    digest: bytes
+    sources: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FetchChain:
+    """Ask any peer for canonical blocks `start` <= height < `end`; answer
+    with `chain_fetched`: how a site that was away catches up."""
+
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Crash:
+    """The fault plan kills the site here; the core does nothing more."""
+
+    why: str
+
+
+Action = Train | Send | FetchBlock | FetchArrays | FetchBlob | FetchChain | Crash
+
+
+# -- configuration and record ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PeerConfig:
+    """How a site paces a round; the swarm-wide values come from the genesis.
+
+    The leader seals once every site's update is in, or `update_wait` seconds
+    after the round started with at least `min_peers` updates; backup `v`
+    may seal `v * round_timeout` seconds after the round started.
+    `logical_time` stamps blocks from their parent (parent + 1 s, or the
+    backup's earliest slot), so a simulation's ledger does not depend on the
+    clock; otherwise the driver's time is Unix time and stamps follow it.
+
+    `gossip_s` (None: off) is how often the driver asks a random peer for its
+    head (anti-entropy). `linger_s` is how long a finished site keeps serving
+    blocks and models while some site does not yet report its head: it
+    leaves soon after every site agrees (`agreed_grace_s`, so that each sees
+    it agree too), after `linger_s` when a majority does, and after
+    `3 * linger_s` in any case.
+    """
+
+    rounds: int
+    round_timeout: float
+    min_peers: int
+    update_wait: float
+    backups: int = 2
+    logical_time: bool = True
+    gossip_s: float | None = None
+    linger_s: float = 0.0
+    agreed_grace_s: float = AGREED_GRACE_S
+
+
+@dataclass
+class Adoption:
+    """A model this site adopted, and how it knew it was the right one."""
+
+    round: int
+    block_hash: bytes
+    model_hash: bytes
+    recomputed: bool
+
+
+@dataclass
+class PeerLog:
+    """What a site did, for tests and reports."""
+
+    adopted: list[Adoption] = field(default_factory=list)
+    sealed: list[tuple[int, int, Reason]] = field(default_factory=list)
+    refused: list[tuple[int, bytes, str]] = field(default_factory=list)
+    trained: list[int] = field(default_factory=list)
+    refused_updates: list[tuple[int, int, str]] = field(default_factory=list)
+    switched: list[str] = field(default_factory=list)  # one line per fork switch
+    failed: list[tuple[int, AppFailure]] = field(default_factory=list)  # app calls
+    fetched: list[tuple[str, bytes]] = field(default_factory=list)  # kind, hash
+
+
+@dataclass
+class _Orphan:
+    """A block waiting for its parent, and whom to ask for ancestors."""
+
+    block: bytes
+    sources: tuple[str, ...]
+    parent: bytes
+
+
+class Checks:
+    """How a site checks offers and redoes merges: on its own, every time.
+
+    Sites simulated together on one host may share one `Checks` that
+    remembers answers (`simulations.engine.shared_checks`): both checks are
+    pure functions of what they are given, so sharing the answer changes the
+    cost, never the outcome.
+    """
+
+    def offer(
+        self,
+        offer: UpdateOffer,
+        expected_index: int | None,
+        model: ArrayRecord | None,
+        model_block: bytes | None,
+        swarm_id: bytes,
+        limits: UpdateLimits,
+    ) -> tuple[bytes, str | None]:
+        """The offer's hash and why it must be refused, if it must (`offer_problem`)."""
+        return offer_problem(offer, expected_index, model, swarm_id, limits)
+
+    def known_merge(self, record: RoundRecord) -> MergeOutcome | None | bool:
+        """A verdict on the block's merge reached before: the outcome, or False
+        (refused); None when there is none, so the merge must be redone."""
+        return None
+
+    def merge(
+        self,
+        strategy: LeaderStrategy,
+        record: RoundRecord,
+        model: ArrayRecord | None,
+        state: bytes,
+        updates: Sequence[Update],
+    ) -> MergeOutcome | None:
+        """Redo a sealed round's merge (`verify_merge`)."""
+        return verify_merge(strategy, record, model, state, updates)
+
+
+# -- the core ---------------------------------------------------------------------
+
+
+class SiteCore:
+    """One site's protocol state: its identity, replica, store and strategy."""
+
+    def __init__(
+        self,
+        identity: SiteIdentity,
+        sites: Sequence[str],
+        ledger: LedgerAPI,
+        strategy: LeaderStrategy,
+        store: ModelStoreAPI,
+        config: PeerConfig,
+        initial_arrays: ArrayRecord | None = None,
+        faults: FaultPlan = NO_FAULTS,
+        checks: Checks | None = None,
+    ) -> None:
+        self.identity = identity
+        self.sites = tuple(sites)
+        self.ledger = ledger
+        self.strategy = strategy
+        self.store = store
+        self.config = config
+        self.faults = faults
+        self.checks = checks or Checks()
+        self.log = PeerLog()
+        self.chain = ServedChain(BlockRef(0, ledger.swarm_id))
+        self.chain.refresh(ledger)
+        self.done = False
+        self.crashed = False
+        self._index_of = {address: i for i, address in enumerate(self.sites)}
+        self._limits = UpdateLimits.from_params(ledger.genesis.params)
+        self._lost = faults.send_filter(identity.index)
+        self._resumed = ledger.head()
+        self._model: ArrayRecord | None = None
+        self._state = b""
+        self._model_block: bytes | None = None
+        self._model_round = -1
+        self._round_state_reset()
+        self._refused: set[bytes] = set()
+        self._orphans: list[_Orphan] = []
+        self._fetching: dict[bytes, float] = {}  # digest -> when asked
+        self._no_source: dict[bytes, float] = {}  # digest -> when found nowhere
+        self._peer_heads: dict[str, bytes] = {}
+        self._finished_at: float | None = None
+        self._agreed_at: float | None = None
+        if initial_arrays is not None:
+            self._remember_initial(initial_arrays)
+
+    def _round_state_reset(self) -> None:
+        """Forget every round above the adopted one (after a fork switch)."""
+        self._offers: dict[int, dict[str, UpdateOffer]] = {}
+        self._mine: dict[int, UpdateOffer] = {}
+        self._offered_at: dict[int, float] = {}
+        self._held: dict[int, tuple[UpdateOffer, float]] = {}  # a straggler's
+        self._started: dict[int, float] = {}
+        self._training: int | None = None
+        self._trained_round = self._model_round
+
+    # -- what drivers read -------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        return self.identity.address
+
+    @property
+    def model(self) -> ArrayRecord | None:
+        return self._model
+
+    @property
+    def limits(self) -> UpdateLimits:
+        return self._limits
+
+    @property
+    def round_in_progress(self) -> int:
+        """The round this site is working towards (its adopted round + 1)."""
+        return self._model_round + 1
+
+    @property
+    def finishing(self) -> bool:
+        """Whether the site has played every round and is serving the others."""
+        return self._finished_at is not None
+
+    def wakeup(self, now: float) -> float | None:
+        """The next time after `now` at which `tick` may have something to do
+        (a held update's release, a resend, this site's turn to seal, a fetch
+        to retry); None if only an event can move it. Drivers that poll may
+        ignore it; a simulation schedules its next tick by it."""
+        if self.crashed or self.done:
+            return None
+        times = [t for _, t in self._held.values()]
+        times += [t + self.config.round_timeout for t in self._offered_at.values()]
+        times += [t + FETCH_RETRY_S for t in self._no_source.values()]
+        round = self._model_round + 1
+        started = self._started.get(round)
+        if started is not None and round <= self.config.rounds:
+            for view, electee in enumerate(self._electees(round)):
+                if electee == self.address:
+                    times.append(started + seal_delay(view, self.config))
+        later = [t for t in times if t > now]
+        return min(later, default=None)
+
+    # -- events --------------------------------------------------------------
+
+    def start(self, now: float) -> list[Action]:
+        """Begin (or resume): ask for the blocks this replica lacks."""
+        return [FetchChain(self.ledger.head().height + 1, self.config.rounds + 1)]
+
+    def chain_fetched(self, blocks: Sequence[bytes], now: float) -> list[Action]:
+        """Import caught-up blocks in order, up to the first that does not fit."""
+        actions: list[Action] = []
+        for block in blocks:
+            fetches = self._connect(block, (), now)
+            actions += fetches
+            if fetches:
+                break
+        return actions + self.tick(now)
+
+    def tick(self, now: float) -> list[Action]:
+        """Time has passed: do whatever the protocol asks of this site now."""
+        if self.crashed or self.done:
+            return []
+        actions: list[Action] = []
+        for _ in range(self.config.rounds + 2):  # adopt, at most, every round
+            stepped, more = self._step(now)
+            actions += more
+            if not stepped or self.crashed:
+                break
+        return actions
+
+    def received(self, message: PeerMessage, now: float) -> list[Action]:
+        """An offer or a block from another site."""
+        if self.crashed:
+            return []
+        actions: list[Action] = []
+        if isinstance(message, UpdateOffer):
+            self._accept_offer(message)
+        elif isinstance(message, BlockAnnouncement):
+            actions += self._connect(message.block, (), now)
+        return actions + self.tick(now)
+
+    def trained(
+        self, round: int, result: tuple[int, ArrayRecord] | AppFailure, now: float
+    ) -> list[Action]:
+        """The site's ClientApp answered the `Train` of `round`."""
+        if self.crashed or self._training != round:
+            return []
+        self._training, self._trained_round = None, round
+        if isinstance(result, AppFailure):
+            log_failure(self.identity.name, round, result)
+            self.log.failed.append((round, result))
+            return self.tick(now)
+        self.log.trained.append(round)
+        log.info(
+            "site %s trained round %d after %.2f s",
+            self.identity.name,
+            round,
+            now - self._started.get(round, now),
+        )
+        num_examples, update = self._tamper(round, *result)
+        digest = self.store.put_arrays(update)
+        offer = sign_offer(
+            self.identity, self.ledger.swarm_id, round, num_examples, update, digest
+        )
+        self._held[round] = (offer, now + self.faults.delay(self.identity.index, round))
+        return self.tick(now)
+
+    def block_fetched(
+        self, block_hash: bytes, block: bytes | None, sources: Sequence[str], now: float
+    ) -> list[Action]:
+        """A block asked for by hash, or None if no source had it."""
+        if self.crashed:
+            return []
+        self._fetching.pop(block_hash, None)
+        if block is None:
+            log.info(
+                "site %s: no peer has block 0x%s yet",
+                self.identity.name,
+                block_hash.hex()[:12],
+            )
+            if any(o.parent == block_hash for o in self._orphans):
+                self._orphans = []  # the chain they wait on cannot be had now
+            return self.tick(now)
+        self.log.fetched.append(("block", block_hash))
+        return self._connect(block, tuple(sources), now) + self.tick(now)
+
+    def arrays_fetched(
+        self, digest: bytes, arrays: ArrayRecord | None, now: float
+    ) -> list[Action]:
+        """Arrays asked for by hash; kept only if they hash to `digest`."""
+        if self.crashed:
+            return []
+        self._fetching.pop(digest, None)
+        if self.faults.crashes_mid_fetch(self.identity.index, self.round_in_progress):
+            return self._crash(
+                f"site crash mid-fetch in round {self.round_in_progress}"
+            )
+        if arrays is not None and _hash_or_none(arrays) == digest:
+            self.store.put_arrays(arrays, digest)
+            self.log.fetched.append(("arrays", digest))
+        else:
+            self._no_source[digest] = now
+        return self.tick(now)
+
+    def blob_fetched(
+        self, digest: bytes, blob: bytes | None, now: float
+    ) -> list[Action]:
+        """A strategy state asked for by hash; kept only if it hashes to `digest`."""
+        if self.crashed:
+            return []
+        self._fetching.pop(digest, None)
+        if blob is not None and content_hash(blob) == digest:
+            self.store.put_blob(blob)
+            self.log.fetched.append(("blob", digest))
+        else:
+            self._no_source[digest] = now
+        return self.tick(now)
+
+    def head_reported(self, peer: str, head: BlockRef, now: float) -> list[Action]:
+        """A peer's head (anti-entropy): pull what this replica lacks, push this
+        site's head to a peer that holds another."""
+        if self.crashed:
+            return []
+        self._peer_heads[peer] = head.hash
+        known = (
+            head.hash == self.ledger.swarm_id
+            if head.height == 0
+            else self.ledger.knows(head.hash)
+        )
+        if not known:
+            return self._fetch_block(head.hash, (peer,), now)
+        mine = self.ledger.head()
+        if mine.height > 0 and head.hash != mine.hash:
+            return self._send(
+                peer,
+                BlockAnnouncement(mine.height, self.ledger.block_bytes(mine.height)),
+            )
+        return []
+
+    # -- the step -------------------------------------------------------------
+
+    def _step(self, now: float) -> tuple[bool, list[Action]]:
+        """One move of the round loop: (whether the site moved on: adopted or
+        sealed, so that it may move again at once; actions)."""
+        head = self.ledger.head()
+        if head.height > 0 and head.hash != self._model_block:
+            if head.hash in self._refused:
+                self._started.setdefault(head.height, now)
+                return self._sealing(head.height, now)
+            adopted, actions = self._adopt(head.height, now)
+            return adopted, actions
+        if self._model_round >= self.config.rounds:
+            self.done = self._settled(now)
+            return False, []
+        self._finished_at = None
+        round = self._model_round + 1
+        if self._trained_round < round and self._training is None:
+            return False, self._begin(round, now)
+        if self._training is not None:
+            return False, []
+        return self._sealing(round, now)
+
+    def _sealing(self, round: int, now: float) -> tuple[bool, list[Action]]:
+        sealed = len(self.log.sealed)
+        actions = self._in_round(round, now)
+        return len(self.log.sealed) > sealed, actions
+
+    def _begin(self, round: int, now: float) -> list[Action]:
+        self._started.setdefault(round, now)
+        if self.faults.crashes_before_training(self.identity.index, round):
+            return self._crash(f"site crash before training round {round}")
+        assert self._model is not None
+        self._training = round
+        return [Train(round, self._model, dict(self.strategy.train_config(round)))]
+
+    def _in_round(self, round: int, now: float) -> list[Action]:
+        """While a round is open: send a held update when its delay is over,
+        send it again if it may have been lost, and seal when it is this
+        site's turn."""
+        held = self._held.get(round)
+        if held is not None:
+            if now < held[1]:
+                return []
+            del self._held[round]
+            self._mine[round] = held[0]
+            return self._offer_to_electees(held[0], now, include_self=True)
+        actions = self._offer_again(round, now)
+        return actions + self._maybe_seal(round, now)
+
+    # -- offering -----------------------------------------------------------
+
+    def _electees(self, round: int) -> tuple[str, ...]:
+        return self.ledger.electees(
+            round, min(1 + self.config.backups, len(self.sites))
+        )
+
+    def _offer_to_electees(
+        self, offer: UpdateOffer, now: float, include_self: bool
+    ) -> list[Action]:
+        self._offered_at[offer.round] = now
+        actions: list[Action] = []
+        for electee in self._electees(offer.round):
+            if electee != self.address:
+                actions += self._send(electee, offer)
+            elif include_self:
+                self._accept_offer(offer)
+        return actions
+
+    def _offer_again(self, round: int, now: float) -> list[Action]:
+        """Send this site's update again while its round stays open: an offer
+        lost on the way must not leave every electee short of `min_peers`."""
+        offer, sent = self._mine.get(round), self._offered_at.get(round)
+        if offer is None or sent is None or now - sent < self.config.round_timeout:
+            return []
+        return self._offer_to_electees(offer, now, include_self=False)
+
+    def _tamper(
+        self, round: int, num_examples: int, update: ArrayRecord
+    ) -> tuple[int, ArrayRecord]:
+        """What a `bad-update` drill makes this site offer instead of its update."""
+        kind = self.faults.bad_update(self.identity.index, round)
+        if kind is None:
+            return num_examples, update
+        log.warning("site %s offers a %s update (drill)", self.identity.name, kind)
+        if kind == "zero-examples":
+            return 0, update
+        if kind == "huge-examples":
+            return 2**63, update
+        cast = {
+            "complex": lambda a: a.astype(np.complex64),
+            "integer": lambda a: a.astype(np.int32),
+            "huge-weights": lambda a: np.full_like(a, 1e30),
+        }[kind]
+        tampered = {k: Array(cast(a.numpy())) for k, a in update.items()}
+        return num_examples, ArrayRecord(tampered)
+
+    def _send(self, to: str, message: PeerMessage) -> list[Action]:
+        if self._lost():
+            log.info("site %s: a message to %s is lost (drill)", self.identity.name, to)
+            return []
+        return [Send(to, message)]
+
+    # -- receiving offers -------------------------------------------------------
+
+    def _accept_offer(self, offer: UpdateOffer) -> None:
+        """Keep a valid update for its round; a late one is never merged elsewhere."""
+        commitment = offer.commitment
+        if not self._model_round < offer.round <= self._model_round + LOOKAHEAD:
+            return
+        digest, reason = self.checks.offer(
+            offer,
+            self._index_of.get(commitment.site),
+            self._model,
+            self._model_block,
+            self.ledger.swarm_id,
+            self._limits,
+        )
+        if reason:
+            self._refuse_update(offer.round, offer.site_index, commitment.site, reason)
+            return
+        self.store.put_arrays(offer.arrays, digest)
+        self._offers.setdefault(offer.round, {})[commitment.site] = offer
+
+    def _refuse_update(self, round: int, site: int, address: str, why: str) -> None:
+        """Refuse one site's update, naming the site; the round goes on."""
+        log.warning(
+            "site %s: refused the round-%d update of site %d (%s): %s",
+            self.identity.name,
+            round,
+            site + 1,
+            address,
+            why,
+        )
+        self.log.refused_updates.append((round, site, why))
+
+    # -- leading -----------------------------------------------------------------
+
+    def _maybe_seal(self, round: int, now: float) -> list[Action]:
+        """Seal if this site is the proposer whose turn it is (`round_rules`)."""
+        offers = self._offers.get(round, {})
+        if len(offers) < self.config.min_peers:
+            return []
+        current = (
+            self.ledger.round(round) if self.ledger.head().height >= round else None
+        )
+        if current is not None and current.block_hash not in self._refused:
+            return []
+        for view, electee in enumerate(self._electees(round)):
+            if electee != self.address or (
+                current is not None and view <= current.view
+            ):
+                continue
+            if may_seal(
+                view,
+                updates_in=len(offers),
+                num_sites=len(self.sites),
+                elapsed=now - self._started.setdefault(round, now),
+                update_wait=self.config.update_wait,
+                round_timeout=self.config.round_timeout,
+            ):
+                return self._seal(round, view, seal_reason(view, current), now)
+            return []
+        return []
+
+    def _seal(self, round: int, view: int, reason: Reason, now: float) -> list[Action]:
+        if view == 0 and self.faults.crashes_while_leading(round):
+            return self._crash(f"leader crash in round {round}")
+        offers = sorted(self._offers[round].values(), key=lambda o: o.site_index)
+        log.info(
+            "site %s seals round %d view %d with %d updates (%s) after %.2f s",
+            self.identity.name,
+            round,
+            view,
+            len(offers),
+            reason.name,
+            now - self._started.get(round, now),
+        )
+        merge = leader_merge(
+            self.strategy,
+            round,
+            self._model,
+            self._state,
+            offers,
+            dishonest=view == 0 and self.faults.is_dishonest(round),
+        )
+        for site, why in merge.refused:
+            self._refuse_update(round, site, self.sites[site], f"merge failed: {why}")
+            del self._offers[round][self.sites[site]]
+        outcome = merge.outcome
+        if outcome is None or len(merge.merged) < self.config.min_peers:
+            return []  # too few mergeable updates yet: wait for more
+        self.store.put_arrays(outcome.arrays)
+        self.store.put_blob(outcome.state)
+        block = self.ledger.seal_round(
+            self.identity.key,
+            round,
+            arrays_hash(outcome.arrays),
+            outcome.state_hash,
+            [o.commitment for o in merge.merged],
+            view=view,
+            reason=reason,
+            timestamp=self._timestamp(round, view, now),
+        )
+        self.log.sealed.append((round, view, reason))
+        self._after_import()
+        if view == 0 and self.faults.crashes_before_announcing(round):
+            return self._crash(
+                f"leader crash after sealing round {round}, not announced"
+            )
+        announcement = BlockAnnouncement(round, block)
+        return [
+            a
+            for s in self.sites
+            if s != self.address
+            for a in self._send(s, announcement)
+        ]
+
+    def _timestamp(self, round: int, view: int, now: float) -> int:
+        parent = (
+            self.ledger.genesis.timestamp
+            if round == 1
+            else self.ledger.round(round - 1).timestamp
+        )
+        earliest = earliest_timestamp(parent, view, int(self.config.round_timeout))
+        return earliest if self.config.logical_time else max(int(now), earliest)
+
+    # -- blocks ---------------------------------------------------------------
+
+    def _connect(
+        self, block: bytes, sources: tuple[str, ...], now: float
+    ) -> list[Action]:
+        """Import `block`; if its parent is missing, keep it and ask for the
+        parent by hash (from `sources`, then every site), walking back until
+        it connects."""
+        try:
+            self.ledger.import_block(block)
+        except UnknownParent as exc:
+            if len(self._orphans) > self.config.rounds:
+                log.warning("site %s: a block never connects", self.identity.name)
+                self._orphans = []
+                return []
+            self._orphans.append(_Orphan(block, sources, exc.parent_hash))
+            everyone = (*sources, *(a for a in self.sites if a not in sources))
+            return self._fetch_block(exc.parent_hash, everyone, now)
+        except InvalidBlock as exc:
+            log.warning("site %s: refused a block: %s", self.identity.name, exc)
+            self._orphans = []
+            return []
+        self._adopt_orphans()
+        self._after_import()
+        return []
+
+    def _adopt_orphans(self) -> None:
+        """Import waiting blocks whose parents are now here, nearest ancestor first."""
+        while self._orphans:
+            orphan = self._orphans.pop()
+            try:
+                self.ledger.import_block(orphan.block)
+            except UnknownParent:
+                self._orphans.append(orphan)
+                return
+            except InvalidBlock as exc:
+                log.warning("site %s: refused a block: %s", self.identity.name, exc)
+                self._orphans = []
+                return
+
+    def _fetch_block(
+        self, block_hash: bytes, sources: tuple[str, ...], now: float
+    ) -> list[Action]:
+        if block_hash in self._fetching:
+            return []
+        self._fetching[block_hash] = now
+        return [FetchBlock(block_hash, sources)]
+
+    def _canonical(self, block: BlockRef) -> bool:
+        head = self.ledger.head()
+        return (
+            head.height >= block.height
+            and self.ledger.block_hash(block.height) == block.hash
+        )
+
+    def _after_import(self) -> None:
+        """Serve the new chain; say so once if this site's block lost a fork."""
+        self.chain.refresh(self.ledger)
+        # Where this site stands: the block it adopted, or (just restarted)
+        # the head its replica had when it came back.
+        stand = self._resumed
+        if self._model_round >= 1 and self._model_block is not None:
+            stand = BlockRef(self._model_round, self._model_block)
+        if stand.height < 1 or self._canonical(stand):
+            return
+        head = self.ledger.head()
+        switch = (
+            f"site {self.identity.name}: on a losing fork at round {stand.height} "
+            f"(block 0x{stand.hash.hex()[:12]}); switching to block "
+            f"0x{head.hash.hex()[:12]} (round {head.height}, view {head.view})"
+        )
+        if not self.log.switched or self.log.switched[-1] != switch:
+            log.info(switch)
+            self.log.switched.append(switch)
+        self._resumed = BlockRef(0, b"")
+        # Updates held for later rounds were trained on the losing model, and
+        # rounds above the new head start again when it is adopted.
+        started = {r: t for r, t in self._started.items() if r <= head.height}
+        self._round_state_reset()
+        self._started = started
+
+    # -- adopting ----------------------------------------------------------------
+
+    def _adopt(self, height: int, now: float) -> tuple[bool, list[Action]]:
+        """Verify and adopt the canonical model of round `height`, or say
+        what must be fetched first."""
+        record = self.ledger.round(height)
+        parent_is_mine = height == self._model_round + 1 and (
+            height == 1 or self.ledger.block_hash(height - 1) == self._model_block
+        )
+        if parent_is_mine:
+            outcome, actions = self._recompute(record, now)
+            if outcome is None:
+                return False, actions
+            arrays, state, recomputed = outcome.arrays, outcome.state, True
+        else:
+            found, actions = self._model_of(record, now)
+            if found is None:
+                return False, actions
+            (arrays, state), recomputed = found, False
+        self._take(record, arrays, state, recomputed)
+        return True, []
+
+    def _recompute(
+        self, record: RoundRecord, now: float
+    ) -> tuple[MergeOutcome | None, list[Action]]:
+        """The block's merge redone from the committed updates (fetching those
+        this site lacks); None, and the block refused, if it does not match."""
+        outcome = self.checks.known_merge(record)
+        if outcome is None:
+            updates, missing = self._committed_updates(record)
+            if missing:
+                return None, self._fetch_all(FetchArrays, missing, record, now)
+            outcome = self.checks.merge(
+                self.strategy, record, self._model, self._state, updates
+            )
+        if not outcome:
+            self._refuse(record, "merged model does not match the committed updates")
+            return None, []
+        return outcome, []
+
+    def _take(
+        self, record: RoundRecord, arrays: ArrayRecord, state: bytes, recomputed: bool
+    ) -> None:
+        self.store.put_arrays(arrays, record.model_hash)  # checked against it
+        self.store.put_blob(state)
+        self._model, self._state = arrays, state
+        self._model_block, self._model_round = record.block_hash, record.round
+        self.chain.adopted(BlockRef(record.round, record.block_hash, record.view))
+        later = {r: o for r, o in self._offers.items() if r > record.round}
+        mine = {r: o for r, o in self._mine.items() if r > record.round}
+        self._offers, self._mine = later, mine
+        self._held = {r: h for r, h in self._held.items() if r > record.round}
+        self._offered_at = {
+            r: t for r, t in self._offered_at.items() if r > record.round
+        }
+        self._no_source = {}
+        self._trained_round, self._training = record.round, None
+        self.log.adopted.append(
+            Adoption(record.round, record.block_hash, record.model_hash, recomputed)
+        )
+
+    def _committed_updates(
+        self, record: RoundRecord
+    ) -> tuple[list[Update], list[bytes]]:
+        """The updates behind a block's commitments (offers held, else the
+        store), each checked against its hash; and the hashes to fetch."""
+        held = self._offers.get(record.round, {})
+        stored: dict[bytes, ArrayRecord] = {}
+        missing: list[bytes] = []
+        for commitment in record.commitments:
+            offer = held.get(commitment.site)
+            if offer and offer.commitment.update_hash == commitment.update_hash:
+                continue
+            arrays = self.store.get_arrays(commitment.update_hash)
+            if arrays is None:
+                missing.append(commitment.update_hash)
+            else:
+                stored[commitment.update_hash] = arrays
+        if missing:
+            return [], missing
+        updates = committed_updates(record, held, self._index_of, stored.get)
+        if updates is None:  # a stored update no longer matches its hash
+            return [], list(stored)
+        return updates, []
+
+    def _model_of(
+        self, record: RoundRecord, now: float
+    ) -> tuple[tuple[ArrayRecord, bytes] | None, list[Action]]:
+        """A missed round's model and strategy state by their ledger hashes,
+        from the store, else fetched."""
+        arrays = self.store.get_arrays(record.model_hash)
+        if arrays is not None and _hash_or_none(arrays) != record.model_hash:
+            arrays = None
+        state = self.store.get_blob(record.state_hash)
+        if state is not None and content_hash(state) != record.state_hash:
+            state = None
+        if arrays is not None and state is not None:
+            return (arrays, state), []
+        actions: list[Action] = []
+        if arrays is None:
+            actions += self._fetch_all(FetchArrays, [record.model_hash], record, now)
+        if state is None:
+            actions += self._fetch_all(FetchBlob, [record.state_hash], record, now)
+        return None, actions
+
+    def _fetch_all(
+        self,
+        kind: type[FetchArrays] | type[FetchBlob],
+        digests: Sequence[bytes],
+        record: RoundRecord,
+        now: float,
+    ) -> list[Action]:
+        """Fetches for `digests` not already asked for, nor found nowhere just now."""
+        sources = (record.leader, *(a for a in self.sites if a != record.leader))
+        actions: list[Action] = []
+        for digest in dict.fromkeys(digests):
+            failed_at = self._no_source.get(digest)
+            if digest in self._fetching or (
+                failed_at is not None and now - failed_at < FETCH_RETRY_S
+            ):
+                continue
+            self._fetching[digest] = now
+            actions.append(kind(digest, sources))
+        return actions
+
+    def _refuse(self, record: RoundRecord, why: str) -> None:
+        """Refuse a block's model; the next backup in line redoes the round.
+
+        The ledger keeps the refused block (it is valid as a block); the redo
+        at a higher view wins the fork choice on every replica.
+        """
+        log.warning(
+            "site %s: refused round %d view %d from %s: %s",
+            self.identity.name,
+            record.round,
+            record.view,
+            record.leader,
+            why,
+        )
+        self._refused.add(record.block_hash)
+        self.log.refused.append((record.round, record.block_hash, why))
+
+    # -- finishing ---------------------------------------------------------------
+
+    def _settled(self, now: float) -> bool:
+        """Whether this finished site may stop serving (see `PeerConfig`)."""
+        if self._finished_at is None:
+            self._finished_at = now
+        lingered = now - self._finished_at
+        if lingered >= 3 * self.config.linger_s:
+            return True
+        head = self.ledger.head().hash
+        agree = 1 + sum(
+            1 for a, h in self._peer_heads.items() if h == head and a != self.address
+        )
+        if agree < len(self.sites):
+            self._agreed_at = None
+            return agree > len(self.sites) // 2 and lingered >= self.config.linger_s
+        # Everyone holds this head; stay for a few more of their head queries
+        # so that each of them sees this site agree before it goes.
+        if self._agreed_at is None:
+            self._agreed_at = now
+        return now - self._agreed_at >= self.config.agreed_grace_s
+
+    # -- bookkeeping --------------------------------------------------------------
+
+    def _remember_initial(self, arrays: ArrayRecord) -> None:
+        check_initial_model(arrays, self.ledger.genesis, f"site {self.identity.name}")
+        self.store.put_arrays(arrays)
+        self._model = arrays
+        self._state = self.strategy.initial_state(arrays)
+        self._model_round = 0
+        self._trained_round = 0
+
+    def _crash(self, why: str) -> list[Action]:
+        log.info("site %s: %s", self.identity.name, why)
+        self.crashed = True
+        return [Crash(why)]
+
+
+def seal_delay(view: int, config: PeerConfig) -> float:
+    """When, after the round began, the proposer of `view` may seal at the latest
+    wait (`round_rules`): the leader after `update_wait`, a backup after its delay."""
+    if view == 0:
+        return config.update_wait
+    return backup_delay(view, config.round_timeout)
+
+
+def _hash_or_none(arrays: ArrayRecord) -> bytes | None:
+    try:
+        return arrays_hash(arrays)
+    except Exception:  # arrays that do not decode, or have no canonical bytes
+        return None
