@@ -112,6 +112,11 @@ class SiteView(LedgerAPI):
     # -- reading ------------------------------------------------------------
 
     @property
+    def shared(self) -> SharedReplica:
+        """The replica this view reads (and every other view of it)."""
+        return self._shared
+
+    @property
     def swarm_id(self) -> bytes:
         return self._canonical[0]
 

@@ -181,6 +181,7 @@ class PeerLog:
     switched: list[str] = field(default_factory=list)  # one line per fork switch
     failed: list[tuple[int, AppFailure]] = field(default_factory=list)  # app calls
     fetched: list[tuple[str, bytes]] = field(default_factory=list)  # kind, hash
+    late: list[tuple[int, int]] = field(default_factory=list)  # (round, site)
 
 
 @dataclass
@@ -578,7 +579,17 @@ class SiteCore:
     def _accept_offer(self, offer: UpdateOffer) -> None:
         """Keep a valid update for its round; a late one is never merged elsewhere."""
         commitment = offer.commitment
-        if not self._model_round < offer.round <= self._model_round + LOOKAHEAD:
+        if offer.round <= self._model_round:
+            log.info(
+                "site %s: the round-%d update of site %d came after the round "
+                "was sealed here; not merged",
+                self.identity.name,
+                offer.round,
+                offer.site_index + 1,
+            )
+            self.log.late.append((offer.round, offer.site_index))
+            return
+        if offer.round > self._model_round + LOOKAHEAD:
             return
         digest, reason = self.checks.offer(
             offer,

@@ -165,6 +165,8 @@ def test_on_ray_a_failing_site_sits_out_and_a_failed_score_is_nan(ray_session, c
         assert math.isnan(report.site_accuracy[HUNGARY])
         assert not math.isnan(report.site_accuracy[VA])
     evaluate = "site hungary: ClientApp failed to evaluate round {}: KeyError: 'lr'"
-    assert failure_lines(caplog) == [
+    # Each failure once; a site may fail round r+1's training before every
+    # other site has adopted (and scored) round r: rounds overlap in time.
+    assert sorted(failure_lines(caplog)) == sorted(
         line.format(r) for r in range(1, rounds + 1) for line in (LINE, evaluate)
-    ]
+    )

@@ -4,25 +4,29 @@ One local Ray session serves the whole module; the runs are small (heart's
 four hospitals, a 40-site transcriptome) so that they finish in seconds.
 """
 
+import functools
+import logging
 import os
 
 import numpy as np
 import pandas as pd
 import pytest
 import ray
-from swarm_helpers import heart_swarm
+from flwr.app import ArrayRecord
+from swarm_helpers import first_epoch_leaders, heart_swarm
 from typer.testing import CliRunner
 
 from swarmflower.cli import app
+from swarmflower.codec import arrays_hash
 from swarmflower.faults import FaultPlan
 from swarmflower.identity import simulated_identities
 from swarmflower.ledger.cli import app as ledger_app
-from swarmflower.simulations.engine.ray_engine import RaySwarmResult
+from swarmflower.simulations.engine.ray_engine import RaySwarmResult, run_ray_swarm
 from swarmflower.simulations.engine.timing import Heterogeneity, SiteProfile
 from swarmflower.simulations.experiments.scenarios import Faults
 from swarmflower.simulations.experiments.swarm import run_swarm_method
 from swarmflower.strategies import build_strategy
-from swarmflower.tasks import TaskSpec
+from swarmflower.tasks import TaskSpec, initial_model, make_client_app
 
 HEART = TaskSpec(local_steps=10)
 TRANSCRIPTOME = TaskSpec(
@@ -178,3 +182,92 @@ def test_a_site_too_slow_for_the_leader_is_left_out_of_every_merge():
         assert {c.site for c in record.commitments} == set(addresses) - {addresses[2]}
     assert all(r.up == 4 and r.contributors == 3 for r in result.rounds)
     assert all(r.sim_s >= 8.0 for r in result.rounds)  # the leader waited
+
+
+# -- the in-process engine's message races, played in simulated time ----------
+
+
+def heart_on_ray(rounds: int, **options) -> RaySwarmResult:
+    """The four heart hospitals on the Ray engine, swarm settings as given."""
+    data = HEART.load()
+    initial = ArrayRecord(initial_model(HEART, data.num_features).state_dict())
+    return run_ray_swarm(
+        functools.partial(make_client_app, HEART),
+        data.num_sites,
+        initial,
+        rounds,
+        local_steps=HEART.local_steps,
+        site_names=[s.name for s in data.sites],
+        **options,
+    )
+
+
+def _converged(result: RaySwarmResult) -> None:
+    """Every site ends on the swarm's last block with its model."""
+    last = result.records[-1]
+    assert {core.ledger.head().hash for core in result.sites} == {last.block_hash}
+    finals = {arrays_hash(core.model) for core in result.sites}
+    assert finals == {last.model_hash}
+
+
+def test_a_late_update_is_refused_after_the_seal_on_ray():
+    """One hospital 1.5 s away (each way) from the others: its update reaches
+    the electees after the leader's wait (1 s), when the round is sealed."""
+    far = first_epoch_leaders()[3]  # leads round 4 only: not in this run
+    profiles = tuple(
+        SiteProfile(k + 1, latency_ms=1500.0 if k == far else 10.0) for k in range(4)
+    )
+    result = heart_on_ray(
+        3, heterogeneity=Heterogeneity(profiles), round_timeout=4, update_wait=1.0
+    )
+    address = result.sites[far].address
+    for record in result.records:
+        assert address not in record.contributors and len(record.commitments) == 3
+        assert all(c.round == record.round for c in record.commitments)
+    assert 2 in result.sites[far].log.trained  # it trained round 2, and sent it
+    late = {entry for core in result.sites for entry in core.log.late}
+    assert (2, far) in late  # which an electee refused as late
+    _converged(result)
+
+
+def test_a_site_missing_two_rounds_catches_up_by_fetching_on_ray():
+    plan = FaultPlan(site_crashes=((2, 2),), recover_after=2)
+    result = heart_on_ray(5, faults=plan, round_timeout=1)
+    switzerland = result.sites[2]
+    assert [(site, round) for site, round, _ in result.crashes] == [(2, 2)]
+    for record in result.records[1:3]:
+        assert switzerland.address not in record.contributors
+    # Back for round 4: it fetched round 3's model by its ledger hash...
+    first = switzerland.log.adopted[0]
+    assert (first.round, first.recomputed) == (3, False)
+    assert ("arrays", first.model_hash) in switzerland.log.fetched
+    # ...and contributed again.
+    assert switzerland.address in result.records[-1].contributors
+    _converged(result)
+
+
+def test_lost_blocks_are_fetched_by_hash_when_a_child_arrives_on_ray():
+    """30% of all messages lost: blocks arrive before their parents, which
+    are fetched by hash; anti-entropy heals the rest."""
+    result = heart_on_ray(5, faults=FaultPlan(drop_sends=0.3), round_timeout=1)
+    assert [r.round for r in result.records] == [1, 2, 3, 4, 5]
+    fetched = [kind for core in result.sites for kind, _ in core.log.fetched]
+    assert "block" in fetched
+    _converged(result)
+
+
+def test_an_unannounced_seal_and_a_death_mid_fetch_heal_on_ray(caplog):
+    caplog.set_level(logging.INFO, logger="swarmflower.peer")
+    plan = FaultPlan(
+        silent_seal_rounds=frozenset({2}),
+        fetch_crashes=tuple((k, 3) for k in range(4)),
+        recover_after=1,
+    )
+    result = heart_on_ray(4, faults=plan, round_timeout=1)
+    whys = [why for _, _, why in result.crashes]
+    assert any("not announced" in why for why in whys)
+    assert any("mid-fetch" in why for why in whys)
+    assert result.records[1].view == 1  # a backup sealed round 2
+    # The silent leader, back, found its block on a losing fork and switched.
+    assert "on a losing fork at round 2" in caplog.text
+    _converged(result)

@@ -48,7 +48,7 @@ from swarmflower.simulations.engine.simulated_swarm import (
 )
 from swarmflower.simulations.engine.site_host import SiteHost, Trained
 from swarmflower.simulations.engine.timing import Heterogeneity
-from swarmflower.site_core import PeerConfig, SiteCore
+from swarmflower.site_core import Checks, PeerConfig, SiteCore
 from swarmflower.strategies import LeaderStrategy
 from swarmflower.swarm_setup import SwarmSettings, SwarmSetup, set_up_swarm
 
@@ -58,6 +58,7 @@ __all__ = ["RayRound", "RaySwarmResult", "RoundLost", "run_ray_swarm"]
 
 # Every drill but a crash mid-write (simulated sites write no files).
 RAY_DRILLS = {"seal-no-announce", "crash-mid-fetch", "drop-sends", "bad-update"}
+SIM_GOSSIP_S = 2.0  # simulated seconds between a site's head queries
 LOOPBACK = "127.0.0.1"
 QUIET_RAY = {"logging_level": logging.ERROR, "log_to_driver": False}
 
@@ -92,6 +93,7 @@ class RaySwarmResult:
     crashes: list[tuple[int, int, str]] = field(default_factory=list)
     wall_s: float = 0.0
     setup_s: float = 0.0
+    sites: list[SiteCore] = field(default_factory=list)  # each site's last core
 
     @property
     def sim_s(self) -> float:
@@ -254,12 +256,15 @@ def run_ray_swarm(
         crashes=swarm.availability.crashes,
         wall_s=time.perf_counter() - started,
         setup_s=setup_s,
+        sites=[site.core for site in swarm.sites],
     )
 
 
-def sim_pacing(setup: SwarmSetup, backups: int) -> PeerConfig:
-    """How simulated sites pace rounds: logical time, no gossip (every message
-    is delivered or lost by the simulation itself), no lingering."""
+def sim_pacing(setup: SwarmSetup, backups: int, faults: FaultPlan) -> PeerConfig:
+    """How simulated sites pace rounds: logical time, no lingering, and
+    anti-entropy (a head query every 2 simulated seconds) only where the
+    fault plan loses messages or blocks: elsewhere every message arrives
+    and the queries would only cost time."""
     params = setup.params
     return PeerConfig(
         rounds=params.rounds,
@@ -267,6 +272,7 @@ def sim_pacing(setup: SwarmSetup, backups: int) -> PeerConfig:
         min_peers=params.min_peers,
         update_wait=setup.update_wait,
         backups=backups,
+        gossip_s=SIM_GOSSIP_S if faults.drills() else None,
     )
 
 
@@ -280,8 +286,12 @@ def _simulated_swarm(
     """Every site's core over its own view of the shared replica and store;
     `options` are the run's backups, fault plan, profiles and local steps."""
     backups, faults, heterogeneity, local_steps = options
-    config = sim_pacing(setup, backups)
-    checks, store = SharedChecks(), SharedStore()
+    config = sim_pacing(setup, backups, faults)
+    # Sites share their verdicts on offers and merges (the same pure checks),
+    # except in a drill that kills a site while it fetches the updates to
+    # check: there each site fetches and checks on its own, as at a hospital.
+    checks = Checks() if faults.fetch_crashes else SharedChecks()
+    store = SharedStore()
     addresses = [identity.address for identity in setup.identities]
 
     def make_core(identity: SiteIdentity, view: SiteView, own: SiteStore) -> SiteCore:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import random
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -158,6 +159,7 @@ class SimulatedSwarm:
         self._down = 0  # sites down now
         self._seen_at: dict[bytes, float] = {}  # canonical block -> first seen
         self._dropped: dict[tuple[int, int], frozenset[int]] = {}
+        self._draw = random.Random(seed)
         self.now = 0.0
 
     # -- running -------------------------------------------------------------
@@ -166,6 +168,7 @@ class SimulatedSwarm:
         """Play until every round is complete; `on_round` gets each in turn."""
         for k in range(len(self.sites)):
             self._push(0.0, k, "start")
+            self._next_gossip(k, 0.0)
         reported, wall = 0, time.perf_counter()
         limit = MAX_EVENTS_PER_SITE_ROUND * len(self.sites) * (rounds + 1)
         for _ in range(limit):
@@ -211,7 +214,12 @@ class SimulatedSwarm:
         if site.down:
             return  # a message or answer to a site that is down is lost
         core = site.core
-        if event.kind == "start":
+        if event.kind == "gossip":
+            self._gossip(k, now)
+            return
+        if event.kind == "head":
+            actions = core.head_reported(*event.payload, now)
+        elif event.kind == "start":
             actions = core.start(now)
         elif event.kind == "tick":
             if self._ticks.get(k) == now:
@@ -221,7 +229,11 @@ class SimulatedSwarm:
             self._observe(event.payload)
             actions = core.received(event.payload, now)
         elif event.kind == "trained":
-            actions = core.trained(*self._training_result(event.payload), now)
+            job, trained_by = event.payload
+            result = self._training_result(job)
+            if trained_by is not core:
+                return  # asked by the site before it went down and came back
+            actions = core.trained(job.round, result, now)
         else:
             actions = self._answer(core, event.payload, now)
         self._carry_out(k, actions, now)
@@ -272,13 +284,34 @@ class SimulatedSwarm:
         done = now + self.heterogeneity.profiles[k].compute_s(
             self.local_steps, self.heterogeneity.step_s
         )
-        self._push(done, k, "trained", job)
+        self._push(done, k, "trained", (job, site.core))
 
-    def _training_result(self, job: TrainJob):
+    def _training_result(self, job: TrainJob) -> tuple[int, ArrayRecord] | AppFailure:
+        """The job's result, all jobs asked for so far sent off first in one batch."""
         if self._pending:
             self.trainer.submit(self._pending)
             self._pending = []
-        return job.round, self.trainer.result(job)
+        return self.trainer.result(job)
+
+    # -- anti-entropy ---------------------------------------------------------
+
+    def _next_gossip(self, k: int, now: float) -> None:
+        if self.config.gossip_s:
+            jitter = self._draw.uniform(0.75, 1.25)
+            self._push(now + self.config.gossip_s * jitter, k, "gossip")
+
+    def _gossip(self, k: int, now: float) -> None:
+        """Site `k` asks a random peer for its head, as `SwarmPeer`'s gossip
+        thread does; the answer reaches its core a round trip later."""
+        if self.sites[k].core.done:
+            return
+        j = self._draw.choice([j for j in range(len(self.sites)) if j != k])
+        peer = self.sites[j]
+        if not peer.down:
+            head = peer.core.chain.adopted_head
+            at = now + self.heterogeneity.fetch_s(k, j, 0)
+            self._push(at, k, "head", (self.address_of[j], head))
+        self._next_gossip(k, now)
 
     # -- fetching -------------------------------------------------------------
 
@@ -381,6 +414,7 @@ class SimulatedSwarm:
         site.core = self.make_core(site.identity, site.view, site.store)
         self._ticks.pop(k, None)
         self._carry_out(k, site.core.start(now), now)
+        self._next_gossip(k, now)
 
     def _check_returns(self) -> None:
         """Sites waiting for the swarm to reach a height: bring back those due."""
