@@ -485,18 +485,19 @@ def test_message_limit_drops_big_offers_but_fetches_stay_chunked(pki):
 
 
 def test_swarm_over_grpc_seals_the_same_rounds_as_in_process(pki):
-    """SwarmPeer threads talking real gRPC reach the in-process swarm's models."""
+    """SwarmPeer threads talking real gRPC seal the in-process swarm's blocks:
+    same genesis, same commitments, logical timestamps, same bytes."""
     spec = TaskSpec(local_steps=5)
     data = spec.load()
     initial = ArrayRecord(initial_model(spec, data.num_features).state_dict())
     names = [s.name for s in data.sites]
     rounds = 3
-    reference = heart_reference(spec, initial, names, rounds)
-    assert len(set(reference)) == rounds
+    majority = len(names) // 2 + 1
+    reference = heart_reference(spec, initial, names, rounds, majority)
+    assert len({model for model, _ in reference}) == rounds
 
     identities = simulated_identities(names, seed=0)
     strategy = build_strategy("FedAvg")
-    majority = len(names) // 2 + 1
     genesis = make_genesis(
         identities, initial, SwarmParams(rounds, 10, majority, "FedAvg")
     )
@@ -534,7 +535,8 @@ def test_swarm_over_grpc_seals_the_same_rounds_as_in_process(pki):
         with quiet_flower(), ThreadPoolExecutor(len(peers)) as pool:
             list(pool.map(lambda peer: peer.run(), peers))
         for ledger in ledgers:
-            assert [r.model_hash for r in ledger.rounds()] == reference
+            sealed = [(r.model_hash, r.block_hash) for r in ledger.rounds()]
+            assert sealed == reference
     finally:
         for transport in transports:
             transport.disconnect()
@@ -542,11 +544,17 @@ def test_swarm_over_grpc_seals_the_same_rounds_as_in_process(pki):
             ledger.close()
 
 
-def heart_reference(spec, initial, names, rounds) -> list[bytes]:
+def heart_reference(spec, initial, names, rounds, min_peers):
+    """(model hash, block hash) of each round of the in-process swarm."""
     result = run_swarm(
-        make_client_app(spec), len(names), initial, rounds, site_names=names
+        make_client_app(spec),
+        len(names),
+        initial,
+        rounds,
+        site_names=names,
+        min_peers=min_peers,
     )
-    return [record.model_hash for record in result.rounds]
+    return [(record.model_hash, record.block_hash) for record in result.rounds]
 
 
 def test_a_call_on_a_channel_closed_by_shutdown_fails_quietly(pki):
