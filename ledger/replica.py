@@ -539,11 +539,9 @@ class Ledger(LedgerAPI, BlockSourceAPI):
                 f"the contract elected {electorate[view]}"
             )
 
-    def _check_body(
-        self, block, parent: _Node, signer: bytes, view: int, reason: Reason
-    ) -> tuple[RoundRecord, frozenset[bytes], frozenset[bytes]]:
-        header = block.header
-        round = header.block_number
+    def _check_tx(self, block, parent: _Node, signer: bytes):
+        """The block's one transaction: the proposer's next call of the swarm."""
+        round = block.header.block_number
         if len(block.transactions) != 1:
             raise BadRound(
                 f"round {round}: {len(block.transactions)} transactions, not 1"
@@ -567,12 +565,23 @@ class Ledger(LedgerAPI, BlockSourceAPI):
             raise BadRound(
                 f"round {round}: tx nonce {tx.nonce}, expected {expected_nonce}"
             )
+        return tx
+
+    def _seal_call(self, tx, round: int) -> tuple:
+        """The arguments of the transaction's `sealRound` call."""
         try:
-            args = self._evm.artifact.function("sealRound").decode_call(tx.data)
+            return self._evm.artifact.function("sealRound").decode_call(tx.data)
         except Exception as exc:  # eth-abi raises many decoding errors
             raise BadRound(
                 f"round {round}: the tx is not a sealRound call ({exc})"
             ) from exc
+
+    def _check_body(
+        self, block, parent: _Node, signer: bytes, view: int, reason: Reason
+    ) -> tuple[RoundRecord, frozenset[bytes], frozenset[bytes]]:
+        header = block.header
+        round = header.block_number
+        tx = self._check_tx(block, parent, signer)
         (
             a_round,
             a_view,
@@ -583,7 +592,7 @@ class Ledger(LedgerAPI, BlockSourceAPI):
             revived,
             new_sites,
             new_fps,
-        ) = args
+        ) = self._seal_call(tx, round)
         if (a_round, a_view, a_reason) != (round, view, int(reason)):
             raise BadRound(
                 f"round {round}: header says view {view} {reason.name}, the call says "

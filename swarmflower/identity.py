@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from eth_keys.datatypes import PrivateKey
 from eth_utils import keccak
@@ -16,8 +17,9 @@ class SiteIdentity:
     name: str
     key: PrivateKey
 
-    @property
+    @cached_property
     def address(self) -> str:
+        """Derived once: a checksum address costs a keccak and a hex pass."""
         return self.key.public_key.to_checksum_address()
 
     @property

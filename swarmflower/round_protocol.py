@@ -295,7 +295,7 @@ def committed_updates(
             arrays = offer.arrays
         else:
             arrays = fetch(commitment.update_hash) if fetch else None
-            if arrays is None or _hash_or_none(arrays) != commitment.update_hash:
+            if arrays is None or hash_or_none(arrays) != commitment.update_hash:
                 return None
         updates.append(
             Update(
@@ -307,7 +307,9 @@ def committed_updates(
     return sorted(updates, key=lambda u: u.site)
 
 
-def _hash_or_none(arrays: ArrayRecord) -> bytes | None:
+def hash_or_none(arrays: ArrayRecord) -> bytes | None:
+    """The arrays' hash, or None if they cannot be hashed (corrupt, or no
+    canonical bytes): such arrays are not had."""
     try:
         return arrays_hash(arrays)
     except Exception:  # arrays that do not decode, or have no canonical bytes

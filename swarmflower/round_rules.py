@@ -1,8 +1,8 @@
 """When a round's proposers may seal: the protocol's timing rules, in one place.
 
-Every engine and the ledger ask here: the peer (threads and real sites), the
-Ray engine's timing model and hosts, and each replica when it validates a
-block's timestamp. Pure functions of the round's facts, no clocks.
+Every site's `SiteCore` (threads, real sites and the Ray engine alike) and
+each ledger replica, when it validates a block's timestamp, ask here. Pure
+functions of the round's facts, no clocks.
 
 - The leader (view 0) seals once every site's update is in, or once
   `update_wait` seconds have passed since the round began (with at least
@@ -34,11 +34,13 @@ def backup_delay(view: int, round_timeout: float) -> float:
     return view * round_timeout
 
 
-def leader_may_seal(
-    updates_in: int, num_sites: int, elapsed: float, update_wait: float
-) -> bool:
-    """Whether the leader seals now (given at least `min_peers` updates)."""
-    return updates_in >= num_sites or elapsed >= update_wait
+def seal_deadline(view: int, update_wait: float, round_timeout: float) -> float:
+    """Seconds after the round began from which the proposer of `view` seals
+    whatever it holds (given at least `min_peers` updates): the leader when
+    its wait is over, a backup when its delay is."""
+    if view == 0:
+        return update_wait
+    return backup_delay(view, round_timeout)
 
 
 def may_seal(
@@ -50,10 +52,11 @@ def may_seal(
     update_wait: float,
     round_timeout: float,
 ) -> bool:
-    """Whether the proposer of `view` may seal after `elapsed` seconds."""
-    if view == 0:
-        return leader_may_seal(updates_in, num_sites, elapsed, update_wait)
-    return elapsed >= backup_delay(view, round_timeout)
+    """Whether the proposer of `view` may seal after `elapsed` seconds: at its
+    deadline, or (the leader) as soon as every site's update is in."""
+    if view == 0 and updates_in >= num_sites:
+        return True
+    return elapsed >= seal_deadline(view, update_wait, round_timeout)
 
 
 def seal_reason(view: int, current: object | None) -> Reason:

@@ -34,21 +34,24 @@ from swarmflower.ledger import (
     LedgerAPI,
     Reason,
     RoundRecord,
+    SwarmParams,
     UnknownParent,
 )
 from swarmflower.model_store import ModelStoreAPI
 from swarmflower.round_protocol import (
     UpdateLimits,
     committed_updates,
+    hash_or_none,
     leader_merge,
     offer_problem,
     sign_offer,
     verify_merge,
 )
 from swarmflower.round_rules import (
-    backup_delay,
+    default_update_wait,
     earliest_timestamp,
     may_seal,
+    seal_deadline,
     seal_reason,
 )
 from swarmflower.served_chain import ServedChain
@@ -157,6 +160,22 @@ class PeerConfig:
     gossip_s: float | None = None
     linger_s: float = 0.0
     agreed_grace_s: float = AGREED_GRACE_S
+
+    @classmethod
+    def of_swarm(
+        cls, params: SwarmParams, update_wait: float | None = None, **pacing
+    ) -> PeerConfig:
+        """The swarm-wide values from the genesis (`update_wait` defaulting
+        to `round_rules`'), and a driver's own pacing (`backups`, gossip...)."""
+        if update_wait is None:
+            update_wait = default_update_wait(params.round_timeout)
+        return cls(
+            rounds=params.rounds,
+            round_timeout=float(params.round_timeout),
+            min_peers=params.min_peers,
+            update_wait=update_wait,
+            **pacing,
+        )
 
 
 @dataclass
@@ -330,9 +349,13 @@ class SiteCore:
         if started is not None and round <= self.config.rounds:
             for view, electee in enumerate(self._electees(round)):
                 if electee == self.address:
-                    times.append(started + seal_delay(view, self.config))
+                    times.append(started + self._deadline(view))
         later = [t for t in times if t > now]
         return min(later, default=None)
+
+    def _deadline(self, view: int) -> float:
+        config = self.config
+        return seal_deadline(view, config.update_wait, config.round_timeout)
 
     # -- events --------------------------------------------------------------
 
@@ -429,7 +452,7 @@ class SiteCore:
             return self._crash(
                 f"site crash mid-fetch in round {self.round_in_progress}"
             )
-        if arrays is not None and _hash_or_none(arrays) == digest:
+        if arrays is not None and hash_or_none(arrays) == digest:
             self.store.put_arrays(arrays, digest)
             self.log.fetched.append(("arrays", digest))
         else:
@@ -880,7 +903,7 @@ class SiteCore:
         """A missed round's model and strategy state by their ledger hashes,
         from the store, else fetched."""
         arrays = self.store.get_arrays(record.model_hash)
-        if arrays is not None and _hash_or_none(arrays) != record.model_hash:
+        if arrays is not None and hash_or_none(arrays) != record.model_hash:
             arrays = None
         state = self.store.get_blob(record.state_hash)
         if state is not None and content_hash(state) != record.state_hash:
@@ -967,18 +990,3 @@ class SiteCore:
         log.info("site %s: %s", self.identity.name, why)
         self.crashed = True
         return [Crash(why)]
-
-
-def seal_delay(view: int, config: PeerConfig) -> float:
-    """When, after the round began, the proposer of `view` may seal at the latest
-    wait (`round_rules`): the leader after `update_wait`, a backup after its delay."""
-    if view == 0:
-        return config.update_wait
-    return backup_delay(view, config.round_timeout)
-
-
-def _hash_or_none(arrays: ArrayRecord) -> bytes | None:
-    try:
-        return arrays_hash(arrays)
-    except Exception:  # arrays that do not decode, or have no canonical bytes
-        return None

@@ -27,7 +27,6 @@ from swarmflower.logs import quiet_flower
 from swarmflower.model_store import DiskModelStore
 from swarmflower.peer import PeerConfig, SwarmPeer
 from swarmflower.pki import authorizer
-from swarmflower.round_rules import default_update_wait
 from swarmflower.site_config import SiteConfig, load_site_config
 from swarmflower.site_files import (
     check_partition,
@@ -65,11 +64,8 @@ def real_site_pacing(params: SwarmParams) -> PeerConfig:
     """How a real site paces rounds: wall-clock stamps, anti-entropy every
     2 s, and a finished site serving the others for a while (at least 10 s,
     5 round timeouts when sites are slow to agree)."""
-    return PeerConfig(
-        rounds=params.rounds,
-        round_timeout=float(params.round_timeout),
-        min_peers=params.min_peers,
-        update_wait=default_update_wait(params.round_timeout),
+    return PeerConfig.of_swarm(
+        params,
         logical_time=False,
         gossip_s=GOSSIP_S,
         linger_s=max(10.0, 5.0 * params.round_timeout),

@@ -104,11 +104,9 @@ def thread_pacing(setup: SwarmSetup, backups: int) -> PeerConfig:
     and a finished site lingering until every site holds its head (its service
     outlives it, so it needs no grace, only to see everyone agree)."""
     params = setup.params
-    return PeerConfig(
-        rounds=params.rounds,
-        round_timeout=float(params.round_timeout),
-        min_peers=params.min_peers,
-        update_wait=setup.update_wait,
+    return PeerConfig.of_swarm(
+        params,
+        setup.update_wait,
         backups=backups,
         gossip_s=GOSSIP_S,
         linger_s=2.0 * params.round_timeout,

@@ -7,8 +7,8 @@ from swarmflower.round_rules import (
     backup_delay,
     default_update_wait,
     earliest_timestamp,
-    leader_may_seal,
     may_seal,
+    seal_deadline,
     seal_reason,
 )
 
@@ -16,14 +16,15 @@ TIMING = {"num_sites": 4, "update_wait": 8.0, "round_timeout": 10.0}
 
 
 def test_the_leader_seals_when_all_are_in_or_the_wait_is_over():
-    assert leader_may_seal(4, 4, 0.1, 8.0)
-    assert not leader_may_seal(3, 4, 7.9, 8.0)
-    assert leader_may_seal(3, 4, 8.0, 8.0)
+    assert may_seal(0, updates_in=4, elapsed=0.1, **TIMING)
+    assert not may_seal(0, updates_in=3, elapsed=7.9, **TIMING)
+    assert may_seal(0, updates_in=3, elapsed=8.0, **TIMING)
     assert default_update_wait(10) == 8.0
+    assert seal_deadline(0, 8.0, 10.0) == 8.0
 
 
 def test_backup_v_waits_v_round_timeouts():
-    assert backup_delay(2, 10.0) == 20.0
+    assert backup_delay(2, 10.0) == 20.0 == seal_deadline(2, 8.0, 10.0)
     assert not may_seal(1, updates_in=4, elapsed=9.9, **TIMING)
     assert may_seal(1, updates_in=3, elapsed=10.0, **TIMING)
     assert not may_seal(2, updates_in=4, elapsed=19.0, **TIMING)

@@ -37,6 +37,7 @@ from swarmflower.simulations.engine.shared_state import (
     SharedChecks,
     SharedStore,
     SiteStore,
+    forget_rounds,
 )
 from swarmflower.simulations.engine.simulated_swarm import (
     RoundLost,
@@ -235,27 +236,36 @@ def run_ray_swarm(
                 (backups, faults, heterogeneity, local_steps),
             )
             setup_s = time.perf_counter() - started
-            reports: list[RayRound] = []
-
-            def round_done(done: SimRound) -> None:
-                reports.append(_ray_round(done, setup))
-                if progress:
-                    progress(reports[-1])
-
-            swarm.run(num_rounds, round_done)
-            records = list(swarm.observer.rounds())
-            final = swarm.observer_model(records[-1])
+            result = _play(swarm, setup, progress)
         finally:
             replica.close()
             trainer.close()
+    result.hosts, result.setup_s = len(trainer.pool), setup_s
+    result.wall_s = time.perf_counter() - started
+    return result
+
+
+def _play(
+    swarm: SimulatedSwarm,
+    setup: SwarmSetup,
+    progress: Callable[[RayRound], None] | None,
+) -> RaySwarmResult:
+    """Every round, each report handed to `progress` as the round completes."""
+    reports: list[RayRound] = []
+
+    def round_done(done: SimRound) -> None:
+        reports.append(_ray_round(done, setup))
+        if progress:
+            progress(reports[-1])
+
+    swarm.run(setup.params.rounds, round_done)
+    records = list(swarm.observer.rounds())
     return RaySwarmResult(
         rounds=reports,
         records=records,
-        final_arrays=final,
-        hosts=len(trainer.pool),
+        final_arrays=swarm.observer_model(records[-1]),
+        hosts=0,
         crashes=swarm.availability.crashes,
-        wall_s=time.perf_counter() - started,
-        setup_s=setup_s,
         sites=[site.core for site in swarm.sites],
     )
 
@@ -265,12 +275,9 @@ def sim_pacing(setup: SwarmSetup, backups: int, faults: FaultPlan) -> PeerConfig
     anti-entropy (a head query every 2 simulated seconds) only where the
     fault plan loses messages or blocks: elsewhere every message arrives
     and the queries would only cost time."""
-    params = setup.params
-    return PeerConfig(
-        rounds=params.rounds,
-        round_timeout=float(params.round_timeout),
-        min_peers=params.min_peers,
-        update_wait=setup.update_wait,
+    return PeerConfig.of_swarm(
+        setup.params,
+        setup.update_wait,
         backups=backups,
         gossip_s=SIM_GOSSIP_S if faults.drills() else None,
     )
@@ -312,7 +319,7 @@ def _simulated_swarm(
     for identity in setup.identities:
         view, own = SiteView(shared), SiteStore(store)
         sites.append(SimSite(identity, view, own, make_core(identity, view, own)))
-    return SimulatedSwarm(
+    swarm = SimulatedSwarm(
         sites,
         make_core,
         SiteView(shared),
@@ -323,6 +330,14 @@ def _simulated_swarm(
         local_steps,
         setup.seed,
     )
+    if isinstance(checks, SharedChecks):  # else sites may still fetch updates
+
+        def forget(round: int) -> None:
+            if round > 2:
+                forget_rounds(store, checks, [swarm.observer.round(round - 2)])
+
+        swarm.on_complete = forget
+    return swarm
 
 
 def _ray_round(done: SimRound, setup: SwarmSetup) -> RayRound:

@@ -110,6 +110,27 @@ class SharedChecks(Checks):
         self._merges[record.block_hash] = outcome if outcome is not None else False
         return outcome
 
-    def forget_offers(self) -> None:
-        """Drop the offer verdicts of rounds every site is done with (memory)."""
-        self._offers = {}
+    def forget_offers(self, up_to_round: int) -> None:
+        """Drop the verdicts (and the offers they hold) of rounds up to
+        `up_to_round`: an offer of those rounds is only ever late now."""
+        self._offers = {
+            key: kept
+            for key, kept in self._offers.items()
+            if kept[0].round > up_to_round
+        }
+
+
+def forget_rounds(
+    store: SharedStore, checks: Checks, records: Sequence[RoundRecord]
+) -> None:
+    """Free the updates of `records`' rounds, which every site is past.
+
+    A site adopting a round whose parent it holds needs that round's updates
+    (shared verdicts spare even that); a site further behind fetches the
+    model. So the engine forgets a round's updates two rounds after it.
+    """
+    for record in records:
+        for commitment in record.commitments:
+            store.arrays.pop(commitment.update_hash, None)
+    if isinstance(checks, SharedChecks) and records:
+        checks.forget_offers(max(r.round for r in records))

@@ -160,6 +160,8 @@ class SimulatedSwarm:
         self._seen_at: dict[bytes, float] = {}  # canonical block -> first seen
         self._dropped: dict[tuple[int, int], frozenset[int]] = {}
         self._draw = random.Random(seed)
+        # Called with each round as it completes (the engine frees memory).
+        self.on_complete: Callable[[int], None] | None = None
         self.now = 0.0
 
     # -- running -------------------------------------------------------------
@@ -175,6 +177,8 @@ class SimulatedSwarm:
             while reported < rounds and self._complete(reported + 1):
                 reported += 1
                 on_round(self._report(reported, wall))
+                if self.on_complete:
+                    self.on_complete(reported)
                 wall = time.perf_counter()
             if reported >= rounds:
                 return
