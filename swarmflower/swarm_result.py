@@ -1,0 +1,83 @@
+"""What a simulated swarm run leaves, whichever engine played it.
+
+Threads (`run_swarm`) and the Ray engine (`run_ray_swarm`) both return a
+`SwarmResult`: the ledger's rounds, the final model, each site's core (its
+log, model and replica), the crashes, and (from the Ray engine) a report per
+round with every site's score and the round's simulated time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+from flwr.app import ArrayRecord
+
+from swarmflower.ledger import RoundRecord
+from swarmflower.site_core import SiteCore
+
+
+class SiteCrash(NamedTuple):
+    """A site that died in a run: by its name, in which round, and why."""
+
+    site: str
+    round: int
+    why: str
+
+
+@dataclass(frozen=True)
+class RoundReport:
+    """One round as the engine saw it complete: who sealed it and how, how
+    many sites took part, every site's test accuracy, wall and simulated time."""
+
+    round: int
+    leader: str
+    view: int
+    reason: str
+    contributors: int
+    up: int
+    site_accuracy: tuple[float, ...]
+    wall_s: float
+    sim_s: float
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.mean(self.site_accuracy))
+
+
+@dataclass
+class SwarmResult:
+    """A finished swarm run.
+
+    `rounds` are the ledger's canonical rounds; `sites` each site's last core
+    (a crashed and restarted site's new one); `models` every round's model
+    where the engine keeps them (threads), else only the final one.
+    """
+
+    rounds: list[RoundRecord]
+    final_arrays: ArrayRecord
+    sites: list[SiteCore]
+    crashes: list[SiteCrash]
+    wall_s: float
+    reports: list[RoundReport] = field(default_factory=list)
+    models: dict[int, ArrayRecord] = field(default_factory=dict)
+    hosts: int = 0
+    setup_s: float = 0.0
+
+    def leader_names(self) -> dict[int, str]:
+        """Round -> name of the site that sealed it."""
+        names = {core.address: core.identity.name for core in self.sites}
+        return {r.round: names.get(r.leader, r.leader) for r in self.rounds}
+
+    @property
+    def sim_s(self) -> float:
+        """Simulated time at real sites (Ray engine), summed over rounds."""
+        return sum(r.sim_s for r in self.reports)
+
+    @property
+    def round_wall_s(self) -> float:
+        """Mean wall time per reported round after the first (which loads the
+        data)."""
+        later = self.reports[1:] or self.reports
+        return float(np.mean([r.wall_s for r in later])) if later else 0.0
