@@ -69,14 +69,14 @@ def main() -> None:
         app = load_flower_app(TESTS / "apps" / name)
         run = run_flower_app(app)
         ours = run.final_arrays.to_numpy_ndarrays()
-        theirs, flower_wall = flower_final(app.directory, len(run.swarm.peers))
+        theirs, flower_wall = flower_final(app.directory, len(run.swarm.sites))
         diff = max(
             float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max())
             for a, b in zip(ours, theirs, strict=True)
         )
         print(
             f"{name},{type(run.plan.strategy).__name__},"
-            f"{run.plan.strategy.fraction_train:g},{len(run.swarm.peers)},"
+            f"{run.plan.strategy.fraction_train:g},{len(run.swarm.sites)},"
             f"{run.plan.num_rounds},{diff:.2e},{run.wall_s:.1f},{flower_wall:.1f}",
             flush=True,
         )

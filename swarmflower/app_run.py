@@ -24,7 +24,8 @@ from swarmflower.flower_app import FlowerApp, ServerPlan, server_plan
 from swarmflower.flower_messages import EVALUATE, model_instruction, site_context
 from swarmflower.logs import quiet_flower
 from swarmflower.strategies import adopt_strategy
-from swarmflower.swarm import SwarmResult, run_swarm
+from swarmflower.swarm import run_swarm
+from swarmflower.swarm_result import SwarmResult
 
 DEFAULT_SITES = 2  # when neither --sites nor the project's federation says
 

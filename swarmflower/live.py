@@ -62,7 +62,7 @@ class LiveRounds:
         self.progress.update(self.bars[method], completed=done)
 
     def swarm_round(self, report) -> None:
-        """A finished round of the Ray engine (a `RayRound`)."""
+        """A finished round of the Ray engine (a `RoundReport`)."""
         self.reports.append(report)
         self.live.update(Group(self.progress, self.table()))
 

@@ -13,7 +13,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Unpack
 
@@ -25,37 +24,18 @@ from swarmflower.errors import AppFailedError
 from swarmflower.faults import NO_FAULTS, FaultPlan, PeerCrashed
 from swarmflower.flower_messages import site_context
 from swarmflower.identity import SiteIdentity
-from swarmflower.ledger import Genesis, Ledger, RoundRecord
+from swarmflower.ledger import Genesis, Ledger
 from swarmflower.logs import quiet_flower
 from swarmflower.model_store import MemoryModelStore
 from swarmflower.peer import PeerConfig, SwarmPeer
 from swarmflower.strategies import LeaderStrategy
+from swarmflower.swarm_result import SiteCrash, SwarmResult
 from swarmflower.swarm_setup import SwarmSettings, SwarmSetup, set_up_swarm
 from swarmflower.transport import InProcNetwork
 
 log = logging.getLogger("swarmflower.swarm")
 
 GOSSIP_S = 1.0  # anti-entropy between site threads: a lost announcement heals
-
-
-@dataclass
-class SwarmResult:
-    """A finished swarm: the ledger, every round's model, and who did what."""
-
-    rounds: list[RoundRecord]
-    models: dict[int, ArrayRecord]
-    peers: list[SwarmPeer]
-    crashes: list[tuple[str, str]]
-    wall_s: float
-
-    @property
-    def final_arrays(self) -> ArrayRecord:
-        return self.models[max(self.models)]
-
-    def leader_names(self) -> dict[int, str]:
-        """Round -> name of the site that sealed it."""
-        names = {p.address: p.identity.name for p in self.peers}
-        return {r.round: names.get(r.leader, r.leader) for r in self.rounds}
 
 
 def run_swarm(
@@ -147,7 +127,7 @@ class _Supervisor:
         self.peers: list[SwarmPeer] = [None] * len(identities)  # type: ignore[list-item]
         self.threads: list[threading.Thread] = [None] * len(identities)  # type: ignore[list-item]
         self.crashed_at: dict[int, int] = {}
-        self.crashes: list[tuple[str, str]] = []
+        self.crashes: list[SiteCrash] = []
         self.errors: list[BaseException] = []
 
     def _connect(self, k: int) -> None:
@@ -178,7 +158,8 @@ class _Supervisor:
         try:
             peer.run()
         except PeerCrashed as exc:
-            self.crashes.append((peer.identity.name, str(exc)))
+            crash = SiteCrash(peer.identity.name, peer.round_in_progress, str(exc))
+            self.crashes.append(crash)
             self.crashed_at[k] = self._progress()
         except BaseException as exc:  # surfaced by run() in the caller's thread
             log.exception("site %s failed", peer.identity.name)
@@ -290,8 +271,9 @@ class _Supervisor:
             )
         return SwarmResult(
             rounds=rounds,
-            models=models,
-            peers=self.peers,
+            final_arrays=models[max(models)],
+            sites=[peer.core for peer in self.peers],
             crashes=self.crashes,
             wall_s=wall_s,
+            models=models,
         )

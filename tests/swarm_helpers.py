@@ -6,7 +6,8 @@ from flwr.app import ArrayRecord
 
 from swarmflower.identity import simulated_identities
 from swarmflower.ledger import Ledger, SwarmParams
-from swarmflower.swarm import SwarmResult, run_swarm
+from swarmflower.swarm import run_swarm
+from swarmflower.swarm_result import SwarmResult
 from swarmflower.swarm_setup import make_genesis
 from swarmflower.tasks import TaskSpec, initial_model, make_client_app
 
@@ -44,4 +45,4 @@ def first_epoch_leaders(local_steps: int = 10) -> list[int]:
 
 def replica(result: SwarmResult):
     """The ledger replica of a site that finished the run (idle after it)."""
-    return next(p for p in result.peers if p.transport.alive).ledger
+    return next(core for core in result.sites if core.done).ledger

@@ -82,7 +82,7 @@ def test_a_site_whose_app_raises_sits_its_rounds_out(caplog):
         round_timeout=5,
         update_wait=0.3,
     )
-    va = result.peers[VA]
+    va = result.sites[VA]
     assert [r.round for r in result.rounds] == [1, 2, 3]
     for record in result.rounds:
         assert va.address not in record.contributors
@@ -160,11 +160,11 @@ def test_on_ray_a_failing_site_sits_out_and_a_failed_score_is_nan(ray_session, c
         factory, 4, initial(), rounds, hosts=1, site_names=NAMES, round_timeout=1
     )
     va = simulated_identities(NAMES, 0)[VA].address
-    assert [r.round for r in result.records] == [1, 2, 3]
-    for record in result.records:
+    assert [r.round for r in result.rounds] == [1, 2, 3]
+    for record in result.rounds:
         assert va not in record.contributors
         assert len(record.commitments) == 3
-    for report in result.rounds:
+    for report in result.reports:
         assert math.isnan(report.site_accuracy[HUNGARY])
         assert not math.isnan(report.site_accuracy[VA])
     evaluate = "site hungary: ClientApp failed to evaluate round {}: KeyError: 'lr'"

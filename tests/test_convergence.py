@@ -13,7 +13,7 @@ from swarmflower.strategies import arrays_hash
 
 
 def _heads(result) -> set[bytes]:
-    return {p.ledger.head().hash for p in result.peers}
+    return {p.ledger.head().hash for p in result.sites}
 
 
 def test_a_leader_dead_before_announcing_its_block_switches_to_the_backups():
@@ -21,14 +21,14 @@ def test_a_leader_dead_before_announcing_its_block_switches_to_the_backups():
     result = heart_swarm(4, faults=plan, round_timeout=1)
     second = result.rounds[1]
     assert second.view == 1 and second.reason is Reason.LEADER_TIMEOUT
-    ((crashed_name, why),) = result.crashes
+    ((crashed_name, _, why),) = result.crashes
     assert "not announced" in why
-    crashed = next(p for p in result.peers if p.identity.name == crashed_name)
+    crashed = next(p for p in result.sites if p.identity.name == crashed_name)
     # Back with the block it sealed and never announced, it said so and switched.
     (line,) = crashed.log.switched
     assert f"site {crashed_name}: on a losing fork at round 2" in line
     assert _heads(result) == {result.rounds[-1].block_hash}
-    finals = {arrays_hash(p.model) for p in result.peers}
+    finals = {arrays_hash(p.model) for p in result.sites}
     assert finals == {result.rounds[-1].model_hash}
 
 
@@ -37,7 +37,7 @@ def test_lost_announcements_and_offers_heal_by_anti_entropy():
     result = heart_swarm(5, faults=plan, round_timeout=1)
     assert [r.round for r in result.rounds] == [1, 2, 3, 4, 5]
     assert _heads(result) == {result.rounds[-1].block_hash}
-    finals = {arrays_hash(p.model) for p in result.peers}
+    finals = {arrays_hash(p.model) for p in result.sites}
     assert finals == {result.rounds[-1].model_hash}
 
 
@@ -46,8 +46,8 @@ def test_a_site_dead_mid_fetch_comes_back_and_converges():
     # is not among the round's electees) dies in the middle of that fetch.
     plan = FaultPlan(fetch_crashes=tuple((k, 2) for k in range(4)), recover_after=1)
     result = heart_swarm(4, faults=plan, round_timeout=1)
-    assert result.crashes and all("mid-fetch" in why for _, why in result.crashes)
+    assert result.crashes and all("mid-fetch" in c.why for c in result.crashes)
     assert [r.round for r in result.rounds] == [1, 2, 3, 4]
     assert _heads(result) == {result.rounds[-1].block_hash}
-    finals = {arrays_hash(p.model) for p in result.peers}
+    finals = {arrays_hash(p.model) for p in result.sites}
     assert finals == {result.rounds[-1].model_hash}

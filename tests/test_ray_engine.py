@@ -21,11 +21,12 @@ from swarmflower.codec import arrays_hash
 from swarmflower.faults import FaultPlan
 from swarmflower.identity import simulated_identities
 from swarmflower.ledger.cli import app as ledger_app
-from swarmflower.simulations.engine.ray_engine import RaySwarmResult, run_ray_swarm
+from swarmflower.simulations.engine.ray_engine import run_ray_swarm
 from swarmflower.simulations.engine.timing import Heterogeneity, SiteProfile
 from swarmflower.simulations.experiments.scenarios import Faults
 from swarmflower.simulations.experiments.swarm import run_swarm_method
 from swarmflower.strategies import build_strategy
+from swarmflower.swarm_result import SwarmResult
 from swarmflower.tasks import TaskSpec, initial_model, make_client_app
 
 HEART = TaskSpec(local_steps=10)
@@ -45,7 +46,7 @@ def ray_session():
     ray.shutdown()
 
 
-def ray_swarm(spec: TaskSpec, rounds: int, **options) -> RaySwarmResult:
+def ray_swarm(spec: TaskSpec, rounds: int, **options) -> SwarmResult:
     """The task's swarm on the Ray engine, as `compare` and `simulate` run it."""
     return run_swarm_method(spec, rounds, engine="ray", **options).details
 
@@ -55,12 +56,12 @@ def test_same_models_as_the_in_process_swarm():
     on_ray = ray_swarm(HEART, 3, hosts=2)
     in_process = heart_swarm(3)
     assert on_ray.hosts == 2
-    assert [r.model_hash for r in on_ray.records] == [
+    assert [r.model_hash for r in on_ray.rounds] == [
         r.model_hash for r in in_process.rounds
     ]
-    assert [r.leader for r in on_ray.records] == [r.leader for r in in_process.rounds]
+    assert [r.leader for r in on_ray.rounds] == [r.leader for r in in_process.rounds]
     # Same commitments in the same order, logical timestamps: the same blocks.
-    assert [r.block_hash for r in on_ray.records] == [
+    assert [r.block_hash for r in on_ray.rounds] == [
         r.block_hash for r in in_process.rounds
     ]
 
@@ -70,10 +71,10 @@ def test_a_stateful_strategy_with_options_matches_the_in_process_swarm():
     fedadam = build_strategy("FedAdam", eta=0.05)
     on_ray = ray_swarm(HEART, 3, strategy=fedadam)
     in_process = heart_swarm(3, strategy=build_strategy("FedAdam", eta=0.05))
-    assert [r.state_hash for r in on_ray.records] == [
+    assert [r.state_hash for r in on_ray.rounds] == [
         r.state_hash for r in in_process.rounds
     ]
-    assert on_ray.records[-1].model_hash == in_process.rounds[-1].model_hash
+    assert on_ray.rounds[-1].model_hash == in_process.rounds[-1].model_hash
 
 
 @pytest.fixture(scope="module")
@@ -91,16 +92,16 @@ def test_dropout_and_leader_crashes_cost_no_accuracy(fault_free):
         faults=faults.fault_plan(rounds),
         heterogeneity=faults.heterogeneity(40),
     )
-    assert [r.round for r in faulty.records] == list(range(1, rounds + 1))
-    assert 32 <= np.mean([r.up for r in faulty.rounds]) < 39  # ~4 missing a round
-    for record in faulty.rounds:
+    assert [r.round for r in faulty.rounds] == list(range(1, rounds + 1))
+    assert 32 <= np.mean([r.up for r in faulty.reports]) < 39  # ~4 missing a round
+    for record in faulty.reports:
         if record.round in (5, 10):
             assert record.view >= 1 and record.reason == "leader_timeout"
             assert record.sim_s >= 10.0  # the backup waited a round timeout
     # A leader that had dropped out of its round cannot crash in it as well.
     crashed_in = [round for _, round, _ in faulty.crashes]
     assert crashed_in and set(crashed_in) <= {5, 10}
-    gap = abs(faulty.rounds[-1].accuracy - fault_free.rounds[-1].accuracy)
+    gap = abs(faulty.reports[-1].accuracy - fault_free.reports[-1].accuracy)
     assert gap <= 0.02
     assert fault_free.sim_s < faulty.sim_s
 
@@ -109,10 +110,10 @@ def test_every_host_refuses_a_dishonest_merge_and_a_backup_redoes_it():
     result = ray_swarm(
         HEART, 3, faults=FaultPlan(dishonest_leader_rounds=frozenset({2}))
     )
-    second = result.rounds[1]
+    second = result.reports[1]
     assert (second.view, second.reason) == (1, "bad_merge")
     honest = heart_swarm(3)
-    assert result.records[-1].model_hash == honest.rounds[-1].model_hash
+    assert result.rounds[-1].model_hash == honest.rounds[-1].model_hash
 
 
 def test_simulate_on_ray_writes_the_result_files(tmp_path):
@@ -164,8 +165,8 @@ def test_engine_options_are_checked():
 def test_the_final_model_is_the_last_sealed_one(fault_free):
     from swarmflower.codec import arrays_hash
 
-    assert arrays_hash(fault_free.final_arrays) == fault_free.records[-1].model_hash
-    accuracies = [r.accuracy for r in fault_free.rounds]
+    assert arrays_hash(fault_free.final_arrays) == fault_free.rounds[-1].model_hash
+    accuracies = [r.accuracy for r in fault_free.reports]
     assert accuracies[-1] > accuracies[0]
     assert np.all(np.isfinite(accuracies))
 
@@ -178,16 +179,16 @@ def test_a_site_too_slow_for_the_leader_is_left_out_of_every_merge():
     result = ray_swarm(HEART, 2, heterogeneity=Heterogeneity(profiles))
     names = [s.name for s in HEART.load().sites]
     addresses = [i.address for i in simulated_identities(names, HEART.seed)]
-    for record in result.records:
+    for record in result.rounds:
         assert {c.site for c in record.commitments} == set(addresses) - {addresses[2]}
-    assert all(r.up == 4 and r.contributors == 3 for r in result.rounds)
-    assert all(r.sim_s >= 8.0 for r in result.rounds)  # the leader waited
+    assert all(r.up == 4 and r.contributors == 3 for r in result.reports)
+    assert all(r.sim_s >= 8.0 for r in result.reports)  # the leader waited
 
 
 # -- the in-process engine's message races, played in simulated time ----------
 
 
-def heart_on_ray(rounds: int, **options) -> RaySwarmResult:
+def heart_on_ray(rounds: int, **options) -> SwarmResult:
     """The four heart hospitals on the Ray engine, swarm settings as given."""
     data = HEART.load()
     initial = ArrayRecord(initial_model(HEART, data.num_features).state_dict())
@@ -202,9 +203,9 @@ def heart_on_ray(rounds: int, **options) -> RaySwarmResult:
     )
 
 
-def _converged(result: RaySwarmResult) -> None:
+def _converged(result: SwarmResult) -> None:
     """Every site ends on the swarm's last block with its model."""
-    last = result.records[-1]
+    last = result.rounds[-1]
     assert {core.ledger.head().hash for core in result.sites} == {last.block_hash}
     finals = {arrays_hash(core.model) for core in result.sites}
     assert finals == {last.model_hash}
@@ -221,7 +222,7 @@ def test_a_late_update_is_refused_after_the_seal_on_ray():
         3, heterogeneity=Heterogeneity(profiles), round_timeout=4, update_wait=1.0
     )
     address = result.sites[far].address
-    for record in result.records:
+    for record in result.rounds:
         assert address not in record.contributors and len(record.commitments) == 3
         assert all(c.round == record.round for c in record.commitments)
     assert 2 in result.sites[far].log.trained  # it trained round 2, and sent it
@@ -234,15 +235,15 @@ def test_a_site_missing_two_rounds_catches_up_by_fetching_on_ray():
     plan = FaultPlan(site_crashes=((2, 2),), recover_after=2)
     result = heart_on_ray(5, faults=plan, round_timeout=1)
     switzerland = result.sites[2]
-    assert [(site, round) for site, round, _ in result.crashes] == [(2, 2)]
-    for record in result.records[1:3]:
+    assert [(c.site, c.round) for c in result.crashes] == [("switzerland", 2)]
+    for record in result.rounds[1:3]:
         assert switzerland.address not in record.contributors
     # Back for round 4: it fetched round 3's model by its ledger hash...
     first = switzerland.log.adopted[0]
     assert (first.round, first.recomputed) == (3, False)
     assert ("arrays", first.model_hash) in switzerland.log.fetched
     # ...and contributed again.
-    assert switzerland.address in result.records[-1].contributors
+    assert switzerland.address in result.rounds[-1].contributors
     _converged(result)
 
 
@@ -250,7 +251,7 @@ def test_lost_blocks_are_fetched_by_hash_when_a_child_arrives_on_ray():
     """30% of all messages lost: blocks arrive before their parents, which
     are fetched by hash; anti-entropy heals the rest."""
     result = heart_on_ray(5, faults=FaultPlan(drop_sends=0.3), round_timeout=1)
-    assert [r.round for r in result.records] == [1, 2, 3, 4, 5]
+    assert [r.round for r in result.rounds] == [1, 2, 3, 4, 5]
     fetched = [kind for core in result.sites for kind, _ in core.log.fetched]
     assert "block" in fetched
     _converged(result)
@@ -267,7 +268,7 @@ def test_an_unannounced_seal_and_a_death_mid_fetch_heal_on_ray(caplog):
     whys = [why for _, _, why in result.crashes]
     assert any("not announced" in why for why in whys)
     assert any("mid-fetch" in why for why in whys)
-    assert result.records[1].view == 1  # a backup sealed round 2
+    assert result.rounds[1].view == 1  # a backup sealed round 2
     # The silent leader, back, found its block on a losing fork and switched.
     assert "on a losing fork at round 2" in caplog.text
     _converged(result)

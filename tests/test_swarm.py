@@ -54,9 +54,9 @@ def test_leadership_rotates_as_the_contract_elects():
         assert record.view == 0 and record.reason is Reason.NORMAL
         assert record.leader == ledger.electees(record.round, 1)[0]
     # Every site adopted every round, and all hold the same final model.
-    finals = {arrays_hash(p.model) for p in result.peers}
+    finals = {arrays_hash(p.model) for p in result.sites}
     assert finals == {arrays_hash(result.final_arrays)}
-    assert all(len(p.log.adopted) == 20 for p in result.peers)
+    assert all(len(p.log.adopted) == 20 for p in result.sites)
 
 
 def test_leader_killed_mid_round_is_replaced_by_its_backup():
@@ -68,8 +68,8 @@ def test_leader_killed_mid_round_is_replaced_by_its_backup():
     elected = ledger.electees(2, 2)
     assert second.view == 1 and second.reason is Reason.LEADER_TIMEOUT
     assert second.leader == elected[1]
-    crashed = [name for name, _ in result.crashes]
-    names = {p.address: p.identity.name for p in result.peers}
+    crashed = [c.site for c in result.crashes]
+    names = {p.address: p.identity.name for p in result.sites}
     assert crashed == [names[elected[0]]]
     assert [r.round for r in result.rounds] == [1, 2, 3]
 
@@ -97,14 +97,14 @@ def test_dishonest_leader_is_caught_and_its_model_never_adopted():
     ledger = replica(result)
     second = result.rounds[1]
     assert second.view == 1 and second.reason is Reason.BAD_MERGE
-    refused = {h for p in result.peers for (r, h, _) in p.log.refused if r == 2}
+    refused = {h for p in result.sites for (r, h, _) in p.log.refused if r == 2}
     assert len(refused) == 1
     (bad_block,) = refused
     redo_model = ledger.round(2).model_hash
-    adopted = {(a.round, a.block_hash) for p in result.peers for a in p.log.adopted}
+    adopted = {(a.round, a.block_hash) for p in result.sites for a in p.log.adopted}
     assert all(block != bad_block for _, block in adopted)
     # The backup that redid the round recomputed the merge and refused it.
-    redoer = next(p for p in result.peers if p.address == second.leader)
+    redoer = next(p for p in result.sites if p.address == second.leader)
     assert [h for r, h, _ in redoer.log.refused if r == 2] == [bad_block]
     # The redo is the honest merge: the swarm ends where the honest one does.
     assert all(len(r.commitments) == 4 for r in honest.rounds + result.rounds)
@@ -115,8 +115,8 @@ def test_dishonest_leader_is_caught_and_its_model_never_adopted():
 def test_a_site_that_missed_rounds_adopts_the_merged_model():
     plan = FaultPlan(site_crashes=((2, 2),), recover_after=1)
     result = heart_swarm(4, faults=plan, round_timeout=1)
-    switzerland = result.peers[2]  # the restarted site
-    assert [name for name, _ in result.crashes] == ["switzerland"]
+    switzerland = result.sites[2]  # the restarted site
+    assert [(c.site, c.round) for c in result.crashes] == [("switzerland", 2)]
     assert switzerland.address not in result.rounds[1].contributors
     # Back one round later: it fetched the merged model by its ledger hash...
     first = switzerland.log.adopted[0]
@@ -133,7 +133,7 @@ def test_a_late_update_is_never_merged_into_another_round():
     late = first_epoch_leaders()[0]
     plan = FaultPlan(stragglers=((late, 2, 1.0),))
     result = heart_swarm(6, faults=plan, round_timeout=2, update_wait=0.4)
-    straggler = result.peers[late]
+    straggler = result.sites[late]
     assert straggler.address not in result.rounds[1].contributors
     assert len(result.rounds[1].commitments) == 3
     for record in result.rounds:
@@ -166,7 +166,7 @@ def test_nan_or_misshapen_updates_are_refused_and_the_swarm_goes_on():
 
     initial = ArrayRecord(initial_model(spec, data.num_features).state_dict())
     result = run_swarm(app, 4, initial, 3, min_peers=2, round_timeout=2)
-    hungary, switzerland = result.peers[1].address, result.peers[2].address
+    hungary, switzerland = result.sites[1].address, result.sites[2].address
     for record in result.rounds:
         assert set(record.contributors).isdisjoint({hungary, switzerland})
         assert len(record.commitments) == 2

@@ -15,9 +15,9 @@ def test_three_rounds_with_the_rotating_leader(name):
         assert record.leader == ledger.electees(record.round, 1)[0]
         assert len(record.commitments) == 4
     # Every site recomputed the merge itself and reached the same model and state.
-    finals = {arrays_hash(p.model) for p in result.peers}
+    finals = {arrays_hash(p.model) for p in result.sites}
     assert finals == {result.rounds[-1].model_hash}
-    assert all(a.recomputed for p in result.peers for a in p.log.adopted)
+    assert all(a.recomputed for p in result.sites for a in p.log.adopted)
     stateful = name in {"FedAvgM", "FedAdam", "FedYogi", "FedAdagrad"}
     state_hashes = {r.state_hash for r in result.rounds}
     assert (len(state_hashes) == 3) == stateful

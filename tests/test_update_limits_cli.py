@@ -115,20 +115,20 @@ def test_run_swarm_fixes_its_limits_in_the_genesis_every_peer_holds():
     result = heart_swarm(3, max_examples=180, max_update_ratio=50.0, update_wait=0.3)
     chosen = UpdateLimits(180, 50.0)
     assert len(result.rounds) == 3
-    for peer in result.peers:
+    for peer in result.sites:
         assert UpdateLimits.from_params(peer.ledger.genesis.params) == chosen
-        assert peer._limits == chosen
-    cleveland = next(p for p in result.peers if p.identity.name == "cleveland")
+        assert peer.limits == chosen
+    cleveland = next(p for p in result.sites if p.identity.name == "cleveland")
     for record in result.rounds:
         assert cleveland.address not in {c.site for c in record.commitments}
         assert len(record.commitments) == 3
-    refused = {(r, s, why) for p in result.peers for r, s, why in p.log.refused_updates}
+    refused = {(r, s, why) for p in result.sites for r, s, why in p.log.refused_updates}
     assert {s for _, s, _ in refused} == {cleveland.identity.index}
     assert all("outside 1..max_examples (180)" in why for _, _, why in refused)
 
     # An update that moves the model further than 50 x max(||model||, 1) is
     # refused under these limits, though the default limits would take it.
-    site = result.peers[1]
+    site = result.sites[1]
     model = result.final_arrays
     moved = ArrayRecord(
         {k: Array(a + np.float32(60.0)) for k, a in record_items(model)}

@@ -17,7 +17,6 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Unpack
 
@@ -31,7 +30,7 @@ from swarmflower.app_calls import AppFailure, log_failure
 from swarmflower.errors import ConfigError
 from swarmflower.faults import NO_FAULTS, FaultPlan
 from swarmflower.identity import SiteIdentity
-from swarmflower.ledger import Ledger, RoundRecord, SharedReplica, SiteView
+from swarmflower.ledger import Ledger, SharedReplica, SiteView
 from swarmflower.simulations.engine.availability import Availability
 from swarmflower.simulations.engine.shared_state import (
     SharedChecks,
@@ -51,60 +50,18 @@ from swarmflower.simulations.engine.site_host import SiteHost, Trained
 from swarmflower.simulations.engine.timing import Heterogeneity
 from swarmflower.site_core import Checks, PeerConfig, SiteCore
 from swarmflower.strategies import LeaderStrategy
+from swarmflower.swarm_result import RoundReport, SiteCrash, SwarmResult
 from swarmflower.swarm_setup import SwarmSettings, SwarmSetup, set_up_swarm
 
 log = logging.getLogger("swarmflower.ray_engine")
 
-__all__ = ["RayRound", "RaySwarmResult", "RoundLost", "run_ray_swarm"]
+__all__ = ["RoundLost", "run_ray_swarm"]
 
 # Every drill but a crash mid-write (simulated sites write no files).
 RAY_DRILLS = {"seal-no-announce", "crash-mid-fetch", "drop-sends", "bad-update"}
 SIM_GOSSIP_S = 2.0  # simulated seconds between a site's head queries
 LOOPBACK = "127.0.0.1"
 QUIET_RAY = {"logging_level": logging.ERROR, "log_to_driver": False}
-
-
-@dataclass(frozen=True)
-class RayRound:
-    """One round as the Ray engine saw it."""
-
-    round: int
-    leader: str
-    view: int
-    reason: str
-    contributors: int
-    up: int
-    site_accuracy: tuple[float, ...]
-    wall_s: float
-    sim_s: float
-
-    @property
-    def accuracy(self) -> float:
-        return float(np.mean(self.site_accuracy))
-
-
-@dataclass
-class RaySwarmResult:
-    """A finished Ray swarm: per-round reports, the ledger's rounds, the model."""
-
-    rounds: list[RayRound]
-    records: list[RoundRecord]
-    final_arrays: ArrayRecord
-    hosts: int
-    crashes: list[tuple[int, int, str]] = field(default_factory=list)
-    wall_s: float = 0.0
-    setup_s: float = 0.0
-    sites: list[SiteCore] = field(default_factory=list)  # each site's last core
-
-    @property
-    def sim_s(self) -> float:
-        return sum(r.sim_s for r in self.rounds)
-
-    @property
-    def round_wall_s(self) -> float:
-        """Mean wall time per round after the first (which loads the data)."""
-        later = self.rounds[1:] or self.rounds
-        return float(np.mean([r.wall_s for r in later]))
 
 
 def local_ray_init_args(num_cpus: int | None = None) -> dict[str, Any]:
@@ -196,11 +153,11 @@ def run_ray_swarm(
     heterogeneity: Heterogeneity | None = None,
     hosts: int | None = None,
     ray_address: str | None = None,
-    progress: Callable[[RayRound], None] | None = None,
+    progress: Callable[[RoundReport], None] | None = None,
     ledger_dir: Path | None = None,
     run_config: Mapping[str, bool | float | int | str] | None = None,
     **settings: Unpack[SwarmSettings],
-) -> RaySwarmResult:
+) -> SwarmResult:
     """Run `num_rounds` swarm rounds of `num_sites` simulated sites on Ray.
 
     `app_factory` builds the sites' ClientApp inside each actor (it must
@@ -248,10 +205,10 @@ def run_ray_swarm(
 def _play(
     swarm: SimulatedSwarm,
     setup: SwarmSetup,
-    progress: Callable[[RayRound], None] | None,
-) -> RaySwarmResult:
+    progress: Callable[[RoundReport], None] | None,
+) -> SwarmResult:
     """Every round, each report handed to `progress` as the round completes."""
-    reports: list[RayRound] = []
+    reports: list[RoundReport] = []
 
     def round_done(done: SimRound) -> None:
         reports.append(_ray_round(done, setup))
@@ -260,13 +217,16 @@ def _play(
 
     swarm.run(setup.params.rounds, round_done)
     records = list(swarm.observer.rounds())
-    return RaySwarmResult(
-        rounds=reports,
-        records=records,
+    return SwarmResult(
+        rounds=records,
         final_arrays=swarm.observer_model(records[-1]),
-        hosts=0,
-        crashes=swarm.availability.crashes,
         sites=[site.core for site in swarm.sites],
+        crashes=[
+            SiteCrash(setup.names[k], round, why)
+            for k, round, why in swarm.availability.crashes
+        ],
+        wall_s=0.0,
+        reports=reports,
     )
 
 
@@ -340,13 +300,13 @@ def _simulated_swarm(
     return swarm
 
 
-def _ray_round(done: SimRound, setup: SwarmSetup) -> RayRound:
+def _ray_round(done: SimRound, setup: SwarmSetup) -> RoundReport:
     """A round's report, sites named as the user named them."""
     record = done.record
     for k, failure in done.failed_scores:
         log_failure(setup.names[k], record.round, failure, "evaluate")
     name_of = {i.address: n for i, n in zip(setup.identities, setup.names, strict=True)}
-    return RayRound(
+    return RoundReport(
         round=record.round,
         leader=name_of[record.leader],
         view=record.view,

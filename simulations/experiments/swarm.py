@@ -23,7 +23,7 @@ from swarmflower.datasets import FederatedDataset
 from swarmflower.errors import ConfigError
 from swarmflower.faults import NO_FAULTS, FaultPlan
 from swarmflower.flower_messages import site_context
-from swarmflower.simulations.engine.ray_engine import RayRound, run_ray_swarm
+from swarmflower.simulations.engine.ray_engine import run_ray_swarm
 from swarmflower.simulations.engine.timing import Heterogeneity
 from swarmflower.simulations.experiments.results import (
     MethodResult,
@@ -31,7 +31,8 @@ from swarmflower.simulations.experiments.results import (
     RoundScore,
     round_record,
 )
-from swarmflower.swarm import SwarmResult, run_swarm
+from swarmflower.swarm import run_swarm
+from swarmflower.swarm_result import RoundReport, SwarmResult
 from swarmflower.swarm_setup import SwarmSettings
 from swarmflower.tasks import TaskSpec, initial_model, make_client_app
 
@@ -50,7 +51,7 @@ def run_swarm_method(
     heterogeneity: Heterogeneity | None = None,
     ray_address: str | None = None,
     hosts: int | None = None,
-    on_round: Callable[[RayRound], None] | None = None,
+    on_round: Callable[[RoundReport], None] | None = None,
 ) -> MethodResult:
     """Run the swarm and report it like the baselines.
 
@@ -145,7 +146,7 @@ def _run_on_ray(
     rounds: int,
     progress: Callable[[int], None] | None,
     *,
-    on_round: Callable[[RayRound], None] | None,
+    on_round: Callable[[RoundReport], None] | None,
     **options,
 ) -> MethodResult:
     """The swarm on the Ray engine; its hosts score each round as they adopt."""
@@ -153,7 +154,7 @@ def _run_on_ray(
     data = spec.load()
     initial = ArrayRecord(initial_model(spec, data.num_features).state_dict())
 
-    def round_done(report: RayRound) -> None:
+    def round_done(report: RoundReport) -> None:
         if on_round:
             on_round(report)
         if progress:
@@ -182,7 +183,7 @@ def _run_on_ray(
             wall_s=r.wall_s,
             sim_s=r.sim_s,
         )
-        for r in result.rounds
+        for r in result.reports
     ]
     extra = [
         Metric("sim_s", result.sim_s),
