@@ -36,13 +36,9 @@ def test_crashed_sites_come_back_when_the_plan_says():
     plan = FaultPlan(
         site_crashes=((1, 2), (2, 2)), recover_after=2, site_recoveries=((2, 5),)
     )
-    availability = Availability(plan, Heterogeneity.uniform(4), 4, seed=0)
-    seen = {}
-    for round in range(1, 7):
-        availability.begin(round)
-        seen[round] = availability.up(round)
-    assert seen[1] == [0, 1, 2, 3]
-    assert seen[2] == seen[3] == [0, 3]
-    assert seen[4] == [0, 1, 3]  # recover_after: back two rounds later
-    assert seen[5] == seen[6] == [0, 1, 2, 3]  # its own recovery round
-    assert [c[:2] for c in availability.crashes] == [(1, 2), (2, 2)]
+    availability = Availability(plan)
+    assert availability.crash(1, 2, "site crash") == 4  # recover_after rounds on
+    assert availability.crash(2, 2, "site crash") == 5  # its own recovery round
+    assert availability.crash(2, 6, "again") == 8  # past it: recover_after again
+    assert [c[:2] for c in availability.crashes] == [(1, 2), (2, 2), (2, 6)]
+    assert Availability(FaultPlan()).crash(0, 3, "for good") is None

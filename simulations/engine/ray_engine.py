@@ -285,7 +285,7 @@ def _simulated_swarm(
         SiteView(shared),
         trainer,
         heterogeneity,
-        Availability(faults, heterogeneity, len(sites), setup.seed),
+        Availability(faults),
         config,
         local_steps,
         setup.seed,

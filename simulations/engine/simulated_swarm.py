@@ -391,8 +391,7 @@ class SimulatedSwarm:
 
     def _go_down(self, k: int, round: int, why: str, now: float) -> None:
         """A crash from the fault plan: down until the plan brings it back."""
-        self.availability.crash(k, round, why)
-        back = self.availability.down_until.get(k)
+        back = self.availability.crash(k, round, why)
         self._set_down(self.sites[k], None if back is None else back - 1, None)
         self._check_returns()
 
@@ -414,7 +413,6 @@ class SimulatedSwarm:
             return
         site.down, site.back_after, site.back_at_s = False, None, None
         self._down -= 1
-        self.availability.down_until.pop(k, None)
         site.core = self.make_core(site.identity, site.view, site.store)
         self._ticks.pop(k, None)
         self._carry_out(k, site.core.start(now), now)
