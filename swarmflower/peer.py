@@ -26,7 +26,7 @@ from swarmflower.identity import SiteIdentity
 from swarmflower.ledger import BlockRef, LedgerAPI
 from swarmflower.model_store import ModelStoreAPI
 from swarmflower.round_protocol import train_site
-from swarmflower.site_core import (
+from swarmflower.site_actions import (
     Action,
     Adoption,
     Crash,
@@ -37,9 +37,9 @@ from swarmflower.site_core import (
     PeerConfig,
     PeerLog,
     Send,
-    SiteCore,
     Train,
 )
+from swarmflower.site_core import SiteCore
 from swarmflower.strategies import LeaderStrategy
 from swarmflower.transport.base import PeerServiceAPI, TransportAPI
 

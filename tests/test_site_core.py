@@ -10,7 +10,7 @@ from swarmflower.faults import FaultPlan
 from swarmflower.identity import simulated_identities
 from swarmflower.ledger import Ledger, Reason, SwarmParams
 from swarmflower.model_store import MemoryModelStore
-from swarmflower.site_core import (
+from swarmflower.site_actions import (
     Crash,
     FetchArrays,
     FetchBlob,
@@ -18,9 +18,9 @@ from swarmflower.site_core import (
     FetchChain,
     PeerConfig,
     Send,
-    SiteCore,
     Train,
 )
+from swarmflower.site_core import SiteCore
 from swarmflower.strategies import leader_strategy
 from swarmflower.swarm_setup import make_genesis
 from swarmflower.transport.base import BlockAnnouncement, UpdateOffer

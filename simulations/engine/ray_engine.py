@@ -48,7 +48,8 @@ from swarmflower.simulations.engine.simulated_swarm import (
 )
 from swarmflower.simulations.engine.site_host import SiteHost, Trained
 from swarmflower.simulations.engine.timing import Heterogeneity
-from swarmflower.site_core import Checks, PeerConfig, SiteCore
+from swarmflower.site_actions import PeerConfig
+from swarmflower.site_core import Checks, SiteCore
 from swarmflower.strategies import LeaderStrategy
 from swarmflower.swarm_result import RoundReport, SiteCrash, SwarmResult
 from swarmflower.swarm_setup import SwarmSettings, SwarmSetup, set_up_swarm

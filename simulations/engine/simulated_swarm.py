@@ -35,7 +35,7 @@ from swarmflower.ledger import InvalidBlock, RoundRecord, SiteView
 from swarmflower.simulations.engine.availability import Availability
 from swarmflower.simulations.engine.shared_state import SiteStore
 from swarmflower.simulations.engine.timing import Heterogeneity
-from swarmflower.site_core import (
+from swarmflower.site_actions import (
     Action,
     Crash,
     FetchArrays,
@@ -44,9 +44,9 @@ from swarmflower.site_core import (
     FetchChain,
     PeerConfig,
     Send,
-    SiteCore,
     Train,
 )
+from swarmflower.site_core import SiteCore
 from swarmflower.transport.base import BlockAnnouncement, UpdateOffer
 
 log = logging.getLogger("swarmflower.simulated_swarm")
