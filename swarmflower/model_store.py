@@ -149,8 +149,9 @@ class DiskModelStore(ModelStoreAPI):
     A file is written to a temporary name in the same folder, fsynced, renamed
     over the real name and the folder fsynced, so a process killed mid-write
     leaves either the whole file or none. The bytes are checked against the
-    name on read, so a file damaged at rest is deleted and reported missing
-    (the caller fetches it again from a peer by hash), never used. The folder
+    name on read, so a file damaged at rest is moved aside into `damaged/`
+    (kept for inspection, never used) and reported missing: the caller
+    fetches it again from a peer by hash. The folder
     belongs to one process: opening it removes temporary files left by a kill.
     """
 
@@ -215,7 +216,7 @@ class DiskModelStore(ModelStoreAPI):
             os.close(fd)
 
     def _read(self, path: Path, digest: bytes) -> _StoredFile | None:
-        """The file's bytes if they hash to `digest`; a damaged file is deleted."""
+        """The file's bytes if they hash to `digest`; a damaged file is moved aside."""
         try:
             with open(path, "rb") as handle:
                 data = handle.read()
@@ -229,7 +230,9 @@ class DiskModelStore(ModelStoreAPI):
         return stored
 
     def _discard(self, path: Path, stored: _StoredFile, reason: str) -> None:
-        """Delete the damaged file that was read, unless it was replaced since."""
+        """Move the damaged file that was read into `damaged/` (replacing an
+        older copy of the same name), unless it was replaced since."""
+        aside = self.folder / "damaged" / path.name
         with self._rename_lock:
             try:
                 stat = os.stat(path)
@@ -237,8 +240,9 @@ class DiskModelStore(ModelStoreAPI):
                 return
             if (stat.st_dev, stat.st_ino) != stored.file_id:
                 return
-            path.unlink(missing_ok=True)
-        log.warning("Deleted damaged file %s: %s", path, reason)
+            aside.parent.mkdir(mode=0o700, exist_ok=True)
+            os.replace(path, aside)
+        log.warning("Moved damaged file %s to %s: %s", path, aside.parent, reason)
 
     def put_arrays(self, arrays: ArrayRecord, digest: bytes | None = None) -> bytes:
         data = encode_arrays(arrays)

@@ -83,14 +83,16 @@ def test_disk_store_tightens_an_existing_folder(tmp_path):
     assert _mode(folder) == 0o700
 
 
-def test_damaged_model_is_deleted_on_read_then_filed_again(tmp_path, caplog):
+def test_damaged_model_is_moved_aside_on_read_then_filed_again(tmp_path, caplog):
     digest = DiskModelStore(tmp_path).put_arrays(_model(0.75))
     path = tmp_path / f"{digest.hex()}.model"
     _flip_middle_byte(path)
+    damaged = path.read_bytes()
     reopened = DiskModelStore(tmp_path)
     with caplog.at_level(logging.WARNING, logger="swarmflower.model_store"):
         assert reopened.get_arrays(digest) is None
     assert not path.exists()
+    assert (tmp_path / "damaged" / path.name).read_bytes() == damaged  # kept
     warnings = [r for r in caplog.records if r.name == "swarmflower.model_store"]
     assert len(warnings) == 1 and path.name in warnings[0].getMessage()
     assert reopened.put_arrays(_model(0.75)) == digest
@@ -107,7 +109,7 @@ def test_put_rewrites_a_damaged_file_it_finds(tmp_path):
     assert path.read_bytes() == arrays_to_bytes(_model(2.5))
 
 
-def test_undecodable_model_is_deleted_on_read(tmp_path, caplog):
+def test_undecodable_model_is_moved_aside_on_read(tmp_path, caplog):
     data = b"hashes to its name but is no model"
     path = tmp_path / f"{keccak(data).hex()}.model"
     DiskModelStore(tmp_path)
@@ -115,10 +117,11 @@ def test_undecodable_model_is_deleted_on_read(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="swarmflower.model_store"):
         assert DiskModelStore(tmp_path).get_arrays(keccak(data)) is None
     assert not path.exists()
+    assert (tmp_path / "damaged" / path.name).read_bytes() == data
     assert any(path.name in r.getMessage() for r in caplog.records)
 
 
-def test_truncated_state_is_deleted_on_read_then_filed_again(tmp_path, caplog):
+def test_truncated_state_is_moved_aside_on_read_then_filed_again(tmp_path, caplog):
     blob = b"optimizer moments " * 64
     digest = DiskModelStore(tmp_path).put_blob(blob)
     path = tmp_path / f"{digest.hex()}.state"

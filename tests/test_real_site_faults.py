@@ -156,7 +156,8 @@ def test_a_damaged_replica_and_model_files_are_repaired_from_peers(tmp_path, rea
     assert [code for code, _ in results] == [0, 0, 0], results
     _, repaired = results[1]
     assert "damaged replica" in repaired and "rebuilding from genesis" in repaired
-    assert "Deleted damaged file" in repaired
+    assert "Moved damaged file" in repaired
+    assert list((sites[1] / "models" / "damaged").iterdir()), "kept for a look"
     assert list(sites[1].glob("ledger.damaged-*")), "the damaged replica is kept"
     outcomes = [outcome(output) for _, output in results]
     assert {o[:2] for o in outcomes} == {("finished", 4)}
