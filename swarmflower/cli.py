@@ -697,6 +697,14 @@ def peer(
             "this site kills itself with SIGKILL there (README: Fault drills)."
         ),
     ] = "",
+    repair: Annotated[
+        bool,
+        typer.Option(
+            help="Move a damaged ledger replica or damaged model files aside "
+            "(kept for inspection) and rebuild them from the genesis and the "
+            "peers; without it such damage stops the site with one line."
+        ),
+    ] = False,
 ) -> None:
     """Run one real site until the swarm's rounds are done, then exit 0.
 
@@ -710,6 +718,7 @@ def peer(
         config,
         report=lambda line: console.print(line, highlight=False),
         faults=FaultPlan.parse(faults, num_sites=10_000),
+        repair=repair,
     )
     state = "finished" if outcome.finished else "stopped"
     model = outcome.model_hash.hex() if outcome.model_hash else "none"

@@ -229,10 +229,31 @@ class DiskModelStore(ModelStoreAPI):
             return None
         return stored
 
+    def damaged_files(self) -> list[tuple[Path, str]]:
+        """Every stored file whose bytes do not hash to its name, and why."""
+        damaged = []
+        for path in sorted(self.folder.glob("*.model")) + sorted(
+            self.folder.glob("*.state")
+        ):
+            try:
+                digest = bytes.fromhex(path.stem)
+            except ValueError:
+                damaged.append((path, "its name is not a hash"))
+                continue
+            if content_hash(path.read_bytes()) != digest:
+                damaged.append((path, "its bytes do not hash to its name"))
+        return damaged
+
+    def move_aside(self, path: Path, reason: str) -> None:
+        """Move a damaged file into `damaged/` (a warning names it)."""
+        aside = self.folder / "damaged" / path.name
+        aside.parent.mkdir(mode=0o700, exist_ok=True)
+        os.replace(path, aside)
+        log.warning("Moved damaged file %s to %s: %s", path, aside.parent, reason)
+
     def _discard(self, path: Path, stored: _StoredFile, reason: str) -> None:
         """Move the damaged file that was read into `damaged/` (replacing an
         older copy of the same name), unless it was replaced since."""
-        aside = self.folder / "damaged" / path.name
         with self._rename_lock:
             try:
                 stat = os.stat(path)
@@ -240,9 +261,7 @@ class DiskModelStore(ModelStoreAPI):
                 return
             if (stat.st_dev, stat.st_ino) != stored.file_id:
                 return
-            aside.parent.mkdir(mode=0o700, exist_ok=True)
-            os.replace(path, aside)
-        log.warning("Moved damaged file %s to %s: %s", path, aside.parent, reason)
+            self.move_aside(path, reason)
 
     def put_arrays(self, arrays: ArrayRecord, digest: bytes | None = None) -> bytes:
         data = encode_arrays(arrays)

@@ -94,13 +94,15 @@ def load_genesis(config: SiteConfig) -> Genesis:
     return genesis
 
 
-def open_replica(config: SiteConfig, genesis: Genesis) -> Ledger:
+def open_replica(config: SiteConfig, genesis: Genesis, repair: bool = False) -> Ledger:
     """The site's replica on disk: created on first start, reopened (and fully
     re-validated) after a stop or a crash.
 
     A damaged replica (sqlite damage, a block failing its checksum or its
-    re-validation) is moved aside, kept for inspection, and replaced by a
-    fresh one: the peer then syncs every block again from its peers and
+    re-validation) stops the site with one line naming it, the replica left
+    as it is: damage on disk may be a failing disk, which an operator should
+    see. With `repair`, it is moved aside, kept for inspection, and replaced
+    by a fresh one: the peer then syncs every block again from its peers and
     validates each on import. A replica of another swarm is never touched.
     """
     folder = config.path("ledger")
@@ -115,15 +117,46 @@ def open_replica(config: SiteConfig, genesis: Genesis) -> Ledger:
         if isinstance(exc.__cause__ or exc, sqlite3.OperationalError):
             # Locked, unreadable, disk full: the file may be fine; keep it.
             raise ConfigError(f"{folder}: cannot open the replica ({exc})") from None
+        problem = " ".join(str(exc).split())
+        if not repair:
+            raise ConfigError(
+                f"{folder}: damaged replica ({problem}); left as it is. "
+                f"`swarmflower peer --repair` moves it aside and rebuilds it "
+                f"from the genesis and the peers"
+            ) from None
         moved = _move_aside(folder)
         log.warning(
             "%s: damaged replica (%s); moved to %s; rebuilding from genesis and peers",
             folder,
-            " ".join(str(exc).split()),
+            problem,
             moved,
         )
         return Ledger.create(genesis, folder)
     return ledger
+
+
+def open_model_store(config: SiteConfig, repair: bool = False, **options):
+    """The site's model store, every file checked against its name first.
+
+    A damaged file stops the site with one line naming it (left as it is),
+    as a damaged replica does; with `repair` each is moved into the store's
+    `damaged/` folder and fetched again by hash when needed.
+    """
+    from swarmflower.model_store import DiskModelStore
+
+    store = DiskModelStore(config.folder / "models", **options)
+    damaged = store.damaged_files()
+    if damaged and not repair:
+        path, problem = damaged[0]
+        more = f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else ""
+        raise ConfigError(
+            f"{path}: damaged model file{more}: {problem}; left as it is. "
+            f"`swarmflower peer --repair` moves damaged files aside and fetches "
+            f"them again from the peers"
+        )
+    for path, problem in damaged:
+        store.move_aside(path, problem)
+    return store
 
 
 def _refuse_other_swarm(config: SiteConfig, genesis: Genesis) -> None:

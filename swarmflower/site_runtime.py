@@ -24,7 +24,6 @@ from swarmflower.flower_messages import site_context
 from swarmflower.identity import SiteIdentity
 from swarmflower.ledger import Ledger, SwarmParams
 from swarmflower.logs import quiet_flower
-from swarmflower.model_store import DiskModelStore
 from swarmflower.peer import PeerConfig, SwarmPeer
 from swarmflower.pki import authorizer
 from swarmflower.site_config import SiteConfig, load_site_config
@@ -34,6 +33,7 @@ from swarmflower.site_files import (
     load_genesis,
     load_identity,
     load_initial_model,
+    open_model_store,
     open_replica,
 )
 from swarmflower.strategies import build_strategy
@@ -87,12 +87,13 @@ def _write_crash(
 
 
 def build_site(
-    config: SiteConfig, faults: FaultPlan = NO_FAULTS
+    config: SiteConfig, faults: FaultPlan = NO_FAULTS, repair: bool = False
 ) -> tuple[SwarmPeer, Ledger]:
     """Everything one site runs, from its folder.
 
     Every file is checked before anything starts (a bad one is one
-    `ConfigError` naming it); the replica is opened last, and the network
+    `ConfigError` naming it, damaged models and replica included unless
+    `repair` moves them aside); the replica is opened last, and the network
     only once everything else holds.
     """
     genesis = load_genesis(config)
@@ -103,9 +104,14 @@ def build_site(
     initial_arrays = load_initial_model(config, genesis)
     params = genesis.params
     strategy = build_strategy(params.strategy)
-    ledger = open_replica(config, genesis)
+    ledger = open_replica(config, genesis, repair)
     playing: list[SwarmPeer] = []  # the peer, once built, for the write drill
     try:
+        store = open_model_store(
+            config,
+            repair,
+            on_partial_write=_write_crash(faults, identity.index, playing),
+        )
         transport = GrpcTransport(
             identity.address,
             config.listen_address,
@@ -124,10 +130,7 @@ def build_site(
             context=site_context(config.task.partition_id, len(genesis.sites)),
             strategy=strategy,
             transport=transport,
-            store=DiskModelStore(
-                config.folder / "models",
-                on_partial_write=_write_crash(faults, identity.index, playing),
-            ),
+            store=store,
             config=real_site_pacing(params),
             initial_arrays=initial_arrays,
             faults=faults,
@@ -141,15 +144,19 @@ def build_site(
 
 
 def run_site(
-    config_path: str | Path, report=print, faults: FaultPlan = NO_FAULTS
+    config_path: str | Path,
+    report=print,
+    faults: FaultPlan = NO_FAULTS,
+    repair: bool = False,
 ) -> SiteOutcome:
     """Run one site until the swarm's last round is adopted (or SIGTERM).
 
     `faults` is for fault drills: a crash it names kills this process with
-    SIGKILL at that moment of the round.
+    SIGKILL at that moment of the round. `repair` moves a damaged replica
+    and damaged model files aside (else they stop the site).
     """
     config = load_site_config(config_path)
-    peer, ledger = build_site(config, faults)
+    peer, ledger = build_site(config, faults, repair)
     stop = threading.Event()
 
     def on_sigterm(signum, frame) -> None:

@@ -150,7 +150,16 @@ def test_a_damaged_replica_and_model_files_are_repaired_from_peers(tmp_path, rea
         damaged[-8:] = bytes(b ^ 0xFF for b in damaged[-8:])
         model.write_bytes(bytes(damaged))
 
-    peers[1] = Watched(start_peer(sites[1]))
+    # Without --repair the damage stops it at once, naming the replica, and
+    # leaves every file as it was...
+    before = {p: p.read_bytes() for p in [database, *models]}
+    code, refused = finish(start_peer(sites[1]), timeout=60)
+    assert code == 1, refused
+    assert f"{database.parent}: damaged replica" in refused and "--repair" in refused
+    assert len(refused.strip().splitlines()) == 1, refused
+    assert {p: p.read_bytes() for p in before} == before
+    # ...and with it, the site moves what is damaged aside and rebuilds.
+    peers[1] = Watched(start_peer(sites[1], "--repair"))
     reaped.append(peers[1].process)
     results = [p.finish() for p in peers]
     assert [code for code, _ in results] == [0, 0, 0], results

@@ -29,7 +29,7 @@ from swarmflower.ledger import Ledger
 from swarmflower.ledger.store import FILENAME
 from swarmflower.pki import load_eth_key
 from swarmflower.site_config import load_site_config
-from swarmflower.site_files import load_genesis, open_replica
+from swarmflower.site_files import load_genesis, open_model_store, open_replica
 
 SITE = "site-1"
 CASE_SECONDS = 60  # generous: a case either fails fast or has hung
@@ -385,7 +385,7 @@ def test_open_replica_moves_a_damaged_replica_aside_and_starts_afresh(
     REPLICA_DAMAGE[case](site / "ledger" / FILENAME)
     damaged = (site / "ledger" / FILENAME).read_bytes()
     with caplog.at_level(logging.WARNING, logger="swarmflower.site"):
-        ledger = open_replica(config, genesis)
+        ledger = open_replica(config, genesis, repair=True)
     try:
         assert ledger.head().height == 0
         assert ledger.genesis.digest() == genesis.digest()
@@ -401,6 +401,43 @@ def test_open_replica_moves_a_damaged_replica_aside_and_starts_afresh(
     again = Ledger.open(site / "ledger")  # a real replica on disk
     assert again.head().height == 0
     again.close()
+
+
+@pytest.mark.parametrize("case", REPLICA_DAMAGE)
+def test_peer_stops_on_a_damaged_replica_in_one_line_and_leaves_it(
+    case, site, swarm, monkeypatch, capsys
+):
+    _site_replica(site, swarm, 2)
+    REPLICA_DAMAGE[case](site / "ledger" / FILENAME)
+    before = {p: p.read_bytes() for p in (site / "ledger").iterdir()}
+    code, stderr = run_main(
+        monkeypatch, capsys, "peer", "--config", str(site / "site.toml")
+    )
+    line = assert_one_line(code, stderr, site / "ledger")
+    assert "damaged replica" in line and "--repair" in line
+    assert {p: p.read_bytes() for p in (site / "ledger").iterdir()} == before
+    assert not list(site.glob("ledger.damaged-*"))
+
+
+def test_peer_stops_on_a_damaged_model_file_in_one_line_and_leaves_it(
+    site, monkeypatch, capsys
+):
+    from swarmflower.model_store import DiskModelStore
+
+    store = DiskModelStore(site / "models")
+    digest = store.put_blob(b"a strategy state " * 50)
+    path = site / "models" / f"{digest.hex()}.state"
+    path.write_bytes(b"not what the name says")
+    code, stderr = run_main(
+        monkeypatch, capsys, "peer", "--config", str(site / "site.toml")
+    )
+    line = assert_one_line(code, stderr, path)
+    assert "damaged model file" in line and "--repair" in line
+    assert path.read_bytes() == b"not what the name says"  # left as it was
+    config = load_site_config(site)
+    repaired = open_model_store(config, repair=True)
+    assert not path.exists() and repaired.get_blob(digest) is None
+    assert (site / "models" / "damaged" / path.name).exists()
 
 
 def test_open_replica_refuses_a_replica_of_another_swarm(site, monkeypatch, capsys):
