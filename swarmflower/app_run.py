@@ -11,6 +11,7 @@ the app's metric names come out as they are.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,10 +21,10 @@ from flwr.app import ArrayRecord, Context, Message, MetricRecord
 
 from swarmflower.app_calls import ERROR_REPLY, AppFailure, call_app, log_failure
 from swarmflower.errors import ConfigError
-from swarmflower.flower_app import FlowerApp, ServerPlan, server_plan
+from swarmflower.flower_app import FlowerApp, ServerPlan, client_app_of, server_plan
 from swarmflower.flower_messages import EVALUATE, model_instruction, site_context
 from swarmflower.logs import quiet_flower
-from swarmflower.strategies import adopt_strategy
+from swarmflower.strategies import LeaderStrategy, adopt_strategy
 from swarmflower.swarm import run_swarm
 from swarmflower.swarm_result import SwarmResult
 
@@ -79,26 +80,31 @@ def run_flower_app(
     progress: Callable[[int], None] | None = None,
     round_timeout: int = 10,
     seed: int = 0,
+    engine: str = "inproc",
 ) -> AppRun:
     """Play the app's plan (default: `server_plan(app)`) as a swarm of
-    `sites` in-process sites."""
+    `sites` sites: in-process threads, or simulated sites on Ray actors
+    (`engine="ray"`, each actor loading the app itself)."""
     started = time.perf_counter()
     plan = plan or server_plan(app)
     count = sites_for(app, sites)
     contexts = [site_context(k, count, run_config=app.run_config) for k in range(count)]
     client_app = app.client_app()
     leader = adopt_strategy(plan.strategy, plan.train_config)
-    swarm = run_swarm(
-        client_app,
-        count,
-        plan.initial_arrays,
-        plan.num_rounds,
-        leader,
-        contexts=contexts,
-        progress=progress,
-        round_timeout=round_timeout,
-        seed=seed,
-    )
+    common = {"round_timeout": round_timeout, "seed": seed}
+    if engine == "ray":
+        swarm = _on_ray(app, count, plan, leader, progress, common)
+    else:
+        swarm = run_swarm(
+            client_app,
+            count,
+            plan.initial_arrays,
+            plan.num_rounds,
+            leader,
+            contexts=contexts,
+            progress=progress,
+            **common,
+        )
     metrics = {
         record.round: evaluate_round(
             plan, client_app, contexts, record.round, swarm.models[record.round]
@@ -106,6 +112,31 @@ def run_flower_app(
         for record in swarm.rounds
     }
     return AppRun(app, plan, swarm, metrics, time.perf_counter() - started)
+
+
+def _on_ray(
+    app: FlowerApp,
+    count: int,
+    plan: ServerPlan,
+    leader: LeaderStrategy,
+    progress: Callable[[int], None] | None,
+    common: dict[str, int],
+) -> SwarmResult:
+    """The app's swarm on the Ray engine; the app's own evaluate runs here
+    afterwards, on every round's model, as for threads."""
+    from swarmflower.simulations.engine.ray_engine import run_ray_swarm
+
+    return run_ray_swarm(
+        functools.partial(client_app_of, str(app.directory), app.clientapp),
+        count,
+        plan.initial_arrays,
+        plan.num_rounds,
+        leader,
+        run_config=app.run_config,
+        progress=(lambda report: progress(report.round)) if progress else None,
+        score_sites=False,
+        **common,
+    )
 
 
 def evaluate_round(

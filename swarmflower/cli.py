@@ -333,8 +333,6 @@ def run_app(
     from swarmflower.reports import app_rounds_table, write_app_results
 
     _check_engine(engine)
-    if engine != "inproc":
-        raise ConfigError("run: only --engine inproc plays a Flower app so far")
     flower_app = load_flower_app(app_dir, run_config)
     count = sites_for(flower_app, sites)
     plan = server_plan(flower_app)
@@ -357,6 +355,7 @@ def run_app(
             progress=lambda r: live.advance("swarm", r),
             round_timeout=round_timeout,
             seed=seed,
+            engine=engine,
         ),
     )
     console.print(app_rounds_table(result))

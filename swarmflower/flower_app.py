@@ -45,7 +45,7 @@ class FlowerApp:
     num_supernodes: int | None = None  # the local simulation federation's size
 
     def client_app(self) -> ClientApp:
-        return _load(self.clientapp, ClientApp, self.directory)
+        return client_app_of(str(self.directory), self.clientapp)
 
     def server_app(self) -> ServerApp:
         return _load(self.serverapp, ServerApp, self.directory)
@@ -94,6 +94,13 @@ def _federation_size(project: Mapping[str, Any]) -> int | None:
     default = federations.get(federations.get("default", ""), {})
     size = default.get("options", {}).get("num-supernodes")
     return int(size) if isinstance(size, int) else None
+
+
+def client_app_of(directory: str, reference: str) -> ClientApp:
+    """The project's ClientApp by its reference: a module-level function, so
+    `functools.partial(client_app_of, ...)` pickles for Ray actors, which
+    load the app themselves."""
+    return _load(reference, ClientApp, Path(directory))
 
 
 def _load(reference: str, kind: type, directory: Path) -> Any:

@@ -46,6 +46,25 @@ def test_run_plays_the_apps_plan_with_its_own_metric_names(numpy_run):
     assert (out / "final_model.npz").is_file()
 
 
+def test_run_on_ray_plays_the_same_app_to_the_same_model(numpy_run, tmp_path):
+    """The app's ClientApp loaded by each Ray actor from the project folder,
+    its own metrics, and the in-process engine's model, to the bit."""
+    threads, _ = numpy_run
+    result = run_cli(
+        "run", str(APPS / "numpy_app"), "--engine", "ray", "--out", str(tmp_path)
+    )
+    assert result.returncode == 0, result.stderr
+    on_ray = pd.read_csv(tmp_path / "rounds.csv")
+    in_process = pd.read_csv(threads / "rounds.csv")
+    same = ["round", "leader", "view", "contributors", "eval_loss", "eval_acc"]
+    pd.testing.assert_frame_equal(on_ray[same], in_process[same])
+    final = np.load(tmp_path / "final_model.npz")
+    reference = np.load(threads / "final_model.npz")
+    assert final.files == reference.files
+    for key in final.files:
+        np.testing.assert_array_equal(final[key], reference[key])
+
+
 def _flower_final(app: str, folder: Path) -> list[np.ndarray]:
     """The final model the app's ServerApp saved under Flower's own simulation."""
     flower = subprocess.run(

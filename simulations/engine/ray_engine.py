@@ -13,6 +13,7 @@ store through per-site views, so each still sees only what reached it.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -157,6 +158,7 @@ def run_ray_swarm(
     progress: Callable[[RoundReport], None] | None = None,
     ledger_dir: Path | None = None,
     run_config: Mapping[str, bool | float | int | str] | None = None,
+    score_sites: bool = True,
     **settings: Unpack[SwarmSettings],
 ) -> SwarmResult:
     """Run `num_rounds` swarm rounds of `num_sites` simulated sites on Ray.
@@ -169,7 +171,9 @@ def run_ray_swarm(
     of the cluster. With `ledger_dir`, the shared replica (every block any
     site saw) is kept there on disk. `run_config` is every site's
     `context.run_config` (a Flower app's), `settings` are the swarm's, as for
-    `run_swarm`.
+    `run_swarm`. `score_sites=False` skips scoring each round's model at every
+    site (the reports' accuracies are NaN), for apps that report their own
+    metrics rather than an `accuracy`; the result keeps every round's model.
     """
     faults.refuse_drills("ray", RAY_DRILLS)
     setup = set_up_swarm(num_sites, initial_arrays, num_rounds, strategy, **settings)
@@ -180,7 +184,7 @@ def run_ray_swarm(
         )
     with ray_cluster(ray_address):
         started = time.perf_counter()
-        trainer = RayTrainer(app_factory, num_sites, hosts, run_config)
+        trainer = RayTrainer(app_factory, num_sites, hosts, run_config, score_sites)
         replica = Ledger.create(
             setup.genesis,
             None if ledger_dir is None else ledger_dir / "observer" / "ledger",
@@ -218,9 +222,11 @@ def _play(
 
     swarm.run(setup.params.rounds, round_done)
     records = list(swarm.observer.rounds())
+    models = {r.round: swarm.observer_model(r) for r in records}
     return SwarmResult(
         rounds=records,
-        final_arrays=swarm.observer_model(records[-1]),
+        final_arrays=models[records[-1].round],
+        models=models,
         sites=[site.core for site in swarm.sites],
         crashes=[
             SiteCrash(setup.names[k], round, why)
@@ -329,7 +335,9 @@ class RayTrainer(Trainer):
         num_sites: int,
         hosts: int | None,
         run_config: Mapping[str, bool | float | int | str] | None,
+        score_sites: bool = True,
     ) -> None:
+        self.num_sites, self.score_sites = num_sites, score_sites
         cpus = max(1.0, ray.cluster_resources().get("CPU", 1.0))
         self.blocks = deal_sites(num_sites, min(hosts or int(cpus), num_sites))
         self.host_of = {k: h for h, block in enumerate(self.blocks) for k in block}
@@ -371,6 +379,8 @@ class RayTrainer(Trainer):
     def score(
         self, model: ArrayRecord, round: int
     ) -> tuple[dict[int, float], dict[int, AppFailure]]:
+        if not self.score_sites:
+            return {k: math.nan for k in range(self.num_sites)}, {}
         shared = ray.put(model)
         scores, failed = {}, {}
         for host_scores, host_failed in ray.get(
