@@ -60,9 +60,12 @@ class SwarmParams:
     max_examples: int = DEFAULT_MAX_EXAMPLES  # largest num_examples of an update
     # ||update - model|| may be at most this times max(||model||, 1)
     max_update_ratio: float = DEFAULT_MAX_UPDATE_RATIO
+    # sites drawn to train each round (0: every site), as Flower's
+    # fraction_train samples nodes; see round_rules.drawn_sites
+    train_sites: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("rounds", "round_timeout", "min_peers"):
+        for name in ("rounds", "round_timeout", "min_peers", "train_sites"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"SwarmParams.{name} must be a non-negative int")
@@ -85,9 +88,9 @@ class SwarmParams:
     def to_dict(self) -> dict[str, int | float | str]:
         """The canonical form in the genesis JSON.
 
-        The update limits appear only when they differ from the defaults, so
-        a swarm founded before they existed keeps its swarm id; other values
-        are in the JSON, hence in the id.
+        The update limits and `train_sites` appear only when they differ from
+        the defaults, so a swarm founded before they existed keeps its swarm
+        id; other values are in the JSON, hence in the id.
         """
         data: dict[str, int | float | str] = {
             "rounds": self.rounds,
@@ -99,6 +102,8 @@ class SwarmParams:
             data["max_examples"] = self.max_examples
         if self.max_update_ratio != DEFAULT_MAX_UPDATE_RATIO:
             data["max_update_ratio"] = self.max_update_ratio
+        if self.train_sites:
+            data["train_sites"] = self.train_sites
         return data
 
 

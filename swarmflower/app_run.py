@@ -24,6 +24,7 @@ from swarmflower.errors import ConfigError
 from swarmflower.flower_app import FlowerApp, ServerPlan, client_app_of, server_plan
 from swarmflower.flower_messages import EVALUATE, model_instruction, site_context
 from swarmflower.logs import quiet_flower
+from swarmflower.round_rules import train_count
 from swarmflower.strategies import LeaderStrategy, adopt_strategy
 from swarmflower.swarm import run_swarm
 from swarmflower.swarm_result import SwarmResult
@@ -49,11 +50,11 @@ class AppRun:
 def plan_notices(plan: ServerPlan) -> list[str]:
     """What of the app's ServerApp the swarm does not honour yet, said aloud."""
     notes = []
-    fraction = getattr(plan.strategy, "fraction_train", 1.0)
+    fraction = getattr(plan.strategy, "fraction_evaluate", 1.0)
     if fraction < 1.0:
         notes.append(
-            f"fraction_train={fraction:g}: the swarm trains every site every round "
-            "(sampling sites is not supported yet)"
+            f"fraction_evaluate={fraction:g}: every site evaluates every round "
+            "(sampling the evaluating sites is not supported yet)"
         )
     if plan.evaluate_fn is not None:
         notes.append("the ServerApp's evaluate_fn (central evaluation) is not run yet")
@@ -62,6 +63,18 @@ def plan_notices(plan: ServerPlan) -> list[str]:
         "does not run: the swarm's final model is saved as final_model.npz"
     )
     return notes
+
+
+def drawn_per_round(plan: ServerPlan, sites: int) -> int:
+    """Sites drawn to train each round (0: all): the strategy's
+    `fraction_train` of the sites, at least its `min_train_nodes`, as Flower
+    samples them."""
+    strategy = plan.strategy
+    return train_count(
+        sites,
+        getattr(strategy, "fraction_train", 1.0),
+        getattr(strategy, "min_train_nodes", 0),
+    )
 
 
 def sites_for(app: FlowerApp, sites: int | None) -> int:
@@ -91,7 +104,11 @@ def run_flower_app(
     contexts = [site_context(k, count, run_config=app.run_config) for k in range(count)]
     client_app = app.client_app()
     leader = adopt_strategy(plan.strategy, plan.train_config)
-    common = {"round_timeout": round_timeout, "seed": seed}
+    common = {
+        "round_timeout": round_timeout,
+        "seed": seed,
+        "train_sites": drawn_per_round(plan, count),
+    }
     if engine == "ray":
         swarm = _on_ray(app, count, plan, leader, progress, common)
     else:

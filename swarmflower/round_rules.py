@@ -16,6 +16,8 @@ functions of the round's facts, no clocks.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the ledger imports these rules: no import back at load time
@@ -73,3 +75,31 @@ def seal_reason(view: int, current: object | None) -> Reason:
 def earliest_timestamp(parent_timestamp: int, view: int, round_timeout: int) -> int:
     """The earliest timestamp a block of `view` may carry after its parent's."""
     return parent_timestamp + max(1, int(backup_delay(view, round_timeout)))
+
+
+def drawn_sites(
+    parent_hash: bytes, round: int, sites: Sequence[str], count: int
+) -> frozenset[str] | None:
+    """The sites drawn to train `round` (None: every site, `count` 0 or all).
+
+    Drawn from the hash of the round's parent block, which nobody knows before
+    that block is sealed, so every site draws the same sites and none can
+    steer the draw to itself; as Flower's `fraction_train` draws nodes.
+    """
+    if count <= 0 or count >= len(sites):
+        return None
+
+    def lot(address: str) -> bytes:
+        text = f"{round}/{address.lower()}".encode()
+        return hashlib.sha256(parent_hash + text).digest()
+
+    return frozenset(sorted(sites, key=lot)[:count])
+
+
+def train_count(num_sites: int, fraction: float, min_nodes: int) -> int:
+    """How many sites Flower's strategies sample for training: `fraction` of
+    the nodes, rounded down, but at least `min_nodes` (0: every site)."""
+    if fraction >= 1.0:
+        return 0
+    count = max(int(num_sites * fraction), min_nodes, 1)
+    return 0 if count >= num_sites else count

@@ -156,3 +156,4 @@ class PeerLog:
     failed: list[tuple[int, AppFailure]] = field(default_factory=list)  # app calls
     fetched: list[tuple[str, bytes]] = field(default_factory=list)  # kind, hash
     late: list[tuple[int, int]] = field(default_factory=list)  # (round, site)
+    sat_out: list[int] = field(default_factory=list)  # rounds it was not drawn

@@ -47,6 +47,7 @@ from swarmflower.round_protocol import (
     verify_merge,
 )
 from swarmflower.round_rules import (
+    drawn_sites,
     earliest_timestamp,
     may_seal,
     seal_deadline,
@@ -168,6 +169,7 @@ class SiteCore:
         self._fetching: dict[bytes, float] = {}  # digest -> when asked
         self._no_source: dict[bytes, float] = {}  # digest -> when found nowhere
         self._peer_heads: dict[str, bytes] = {}
+        self._draw: tuple[bytes, frozenset[str] | None] | None = None
         self._finished_at: float | None = None
         self._agreed_at: float | None = None
         if initial_arrays is not None:
@@ -399,6 +401,12 @@ class SiteCore:
         self._started.setdefault(round, now)
         if self.faults.crashes_before_training(self.identity.index, round):
             return self._crash(f"site crash before training round {round}")
+        drawn = self._drawn(round)
+        if drawn is not None and self.address not in drawn:
+            log.info("site %s: not drawn to train round %d", self.identity.name, round)
+            self.log.sat_out.append(round)
+            self._trained_round = round
+            return []
         assert self._model is not None
         self._training = round
         return [Train(round, self._model, dict(self.strategy.train_config(round)))]
@@ -423,6 +431,17 @@ class SiteCore:
         return self.ledger.electees(
             round, min(1 + self.config.backups, len(self.sites))
         )
+
+    def _drawn(self, round: int) -> frozenset[str] | None:
+        """The sites drawn to train `round` (None: all), from the hash of the
+        round's parent on this replica (`round_rules.drawn_sites`)."""
+        count = self.ledger.genesis.params.train_sites
+        if not count or self.ledger.head().height < round - 1:
+            return None
+        parent = self.ledger.block_hash(round - 1)
+        if self._draw is None or self._draw[0] != parent:
+            self._draw = (parent, drawn_sites(parent, round, self.sites, count))
+        return self._draw[1]
 
     def _offer_to_electees(
         self, offer: UpdateOffer, now: float, include_self: bool
@@ -487,6 +506,13 @@ class SiteCore:
             return
         if offer.round > self._model_round + LOOKAHEAD:
             return
+        drawn = (
+            self._drawn(offer.round) if offer.round == self.round_in_progress else None
+        )
+        if drawn is not None and commitment.site not in drawn:
+            why = f"site not drawn to train round {offer.round}"
+            self._refuse_update(offer.round, offer.site_index, commitment.site, why)
+            return
         digest, reason = self.checks.offer(
             offer,
             self._index_of.get(commitment.site),
@@ -517,7 +543,7 @@ class SiteCore:
 
     def _maybe_seal(self, round: int, now: float) -> list[Action]:
         """Seal if this site is the proposer whose turn it is (`round_rules`)."""
-        offers = self._offers.get(round, {})
+        offers = self._drawn_offers(round)
         if len(offers) < self.config.min_peers:
             return []
         current = (
@@ -533,7 +559,7 @@ class SiteCore:
             if may_seal(
                 view,
                 updates_in=len(offers),
-                num_sites=len(self.sites),
+                num_sites=len(self._drawn(round) or self.sites),
                 elapsed=now - self._started.setdefault(round, now),
                 update_wait=self.config.update_wait,
                 round_timeout=self.config.round_timeout,
@@ -542,10 +568,19 @@ class SiteCore:
             return []
         return []
 
+    def _drawn_offers(self, round: int) -> dict[str, UpdateOffer]:
+        """The round's offers held here from sites drawn to train it (offers
+        held ahead of the draw are sorted out now)."""
+        offers = self._offers.get(round, {})
+        drawn = self._drawn(round)
+        if drawn is None:
+            return offers
+        return {site: offer for site, offer in offers.items() if site in drawn}
+
     def _seal(self, round: int, view: int, reason: Reason, now: float) -> list[Action]:
         if view == 0 and self.faults.crashes_while_leading(round):
             return self._crash(f"leader crash in round {round}")
-        offers = sorted(self._offers[round].values(), key=lambda o: o.site_index)
+        offers = sorted(self._drawn_offers(round).values(), key=lambda o: o.site_index)
         log.info(
             "site %s seals round %d view %d with %d updates (%s) after %.2f s",
             self.identity.name,
@@ -712,6 +747,10 @@ class SiteCore:
     ) -> tuple[MergeOutcome | None, list[Action]]:
         """The block's merge redone from the committed updates (fetching those
         this site lacks); None, and the block refused, if it does not match."""
+        drawn = self._drawn(record.round)
+        if drawn is not None and not set(record.contributors) <= drawn:
+            self._refuse(record, "it merges a site not drawn to train the round")
+            return None, []
         outcome = self.checks.known_merge(record)
         if outcome is None:
             updates, missing = self._committed_updates(record)

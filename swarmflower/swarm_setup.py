@@ -33,8 +33,10 @@ def swarm_params(
     *,
     max_examples: int = DEFAULT_MAX_EXAMPLES,
     max_update_ratio: float = DEFAULT_MAX_UPDATE_RATIO,
+    train_sites: int = 0,
 ) -> SwarmParams:
-    """Checked swarm-wide parameters; `min_peers` defaults to a majority.
+    """Checked swarm-wide parameters; `min_peers` defaults to a majority (of
+    the `train_sites` drawn each round, when only some are).
 
     `max_examples` and `max_update_ratio` are the update limits every site
     applies to every offered update (`round_protocol.update_problem`).
@@ -45,15 +47,27 @@ def swarm_params(
         raise ConfigError(f"rounds must be at least 1, got {rounds}")
     if round_timeout < 1:
         raise ConfigError(f"round timeout must be at least 1 s, got {round_timeout}")
-    min_peers = num_sites // 2 + 1 if min_peers is None else min_peers
-    if not 1 <= min_peers <= num_sites:
+    if not 0 <= train_sites <= num_sites:
         raise ConfigError(
-            f"min_peers must be between 1 and {num_sites}, got {min_peers}"
+            f"train_sites must be between 0 (all) and {num_sites}, got {train_sites}"
+        )
+    training = train_sites or num_sites
+    min_peers = training // 2 + 1 if min_peers is None else min_peers
+    if not 1 <= min_peers <= training:
+        raise ConfigError(
+            f"min_peers must be between 1 and {training} (the sites that train "
+            f"each round), got {min_peers}"
         )
     strategy = build_strategy(strategy).name  # refuses an unknown name
     try:  # SwarmParams checks the limits; say which value was refused
         return SwarmParams(
-            rounds, round_timeout, min_peers, strategy, max_examples, max_update_ratio
+            rounds,
+            round_timeout,
+            min_peers,
+            strategy,
+            max_examples,
+            max_update_ratio,
+            train_sites,
         )
     except ValueError as exc:
         given = {"max_examples": max_examples, "max_update_ratio": max_update_ratio}
@@ -89,7 +103,8 @@ class SwarmSettings(TypedDict, total=False):
     the leader waits `update_wait` seconds (default: `default_update_wait`)
     for stragglers; `site_names` default to `site-1..N`; `seed` derives the
     sites' keys; `max_examples` and `max_update_ratio` are the genesis's
-    update limits (`round_protocol.update_problem`).
+    update limits (`round_protocol.update_problem`); `train_sites` how many
+    sites are drawn to train each round (default 0: all).
     """
 
     min_peers: int | None
@@ -98,6 +113,7 @@ class SwarmSettings(TypedDict, total=False):
     site_names: Sequence[str] | None
     seed: int
     max_examples: int
+    train_sites: int
     max_update_ratio: float
 
 
@@ -143,6 +159,7 @@ def set_up_swarm(
         chosen.name,
         max_examples=settings.get("max_examples", DEFAULT_MAX_EXAMPLES),
         max_update_ratio=settings.get("max_update_ratio", DEFAULT_MAX_UPDATE_RATIO),
+        train_sites=settings.get("train_sites", 0),
     )
     seed = settings.get("seed", 0)
     identities = simulated_identities(names, seed)

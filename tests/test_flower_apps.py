@@ -65,6 +65,27 @@ def test_run_on_ray_plays_the_same_app_to_the_same_model(numpy_run, tmp_path):
         np.testing.assert_array_equal(final[key], reference[key])
 
 
+def test_fraction_train_draws_as_many_sites_as_flower_samples():
+    """FedAvg(fraction_train=0.5, min_train_nodes=2) over 5 nodes: Flower
+    samples max(int(5 x 0.5), 2) = 2 a round; the swarm draws 2 from the
+    ledger, the others sit the round out, and every site still evaluates."""
+    app = load_flower_app(
+        APPS / "numpy_app", "fraction-train=0.5 min-available-nodes=2"
+    )
+    run = run_flower_app(app)
+    records = run.swarm.rounds
+    assert [len(r.commitments) for r in records] == [2, 2, 2]
+    assert len({r.contributors for r in records}) > 1  # a new draw each round
+    for record in records:
+        sat_out = {
+            core.address for core in run.swarm.sites if record.round in core.log.sat_out
+        }
+        assert sat_out == {c.address for c in run.swarm.sites} - set(
+            record.contributors
+        )
+    assert all("eval_acc" in m for m in run.evaluate_metrics.values())
+
+
 def _flower_final(app: str, folder: Path) -> list[np.ndarray]:
     """The final model the app's ServerApp saved under Flower's own simulation."""
     flower = subprocess.run(

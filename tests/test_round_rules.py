@@ -6,10 +6,12 @@ from swarmflower.ledger import Reason
 from swarmflower.round_rules import (
     backup_delay,
     default_update_wait,
+    drawn_sites,
     earliest_timestamp,
     may_seal,
     seal_deadline,
     seal_reason,
+    train_count,
 )
 
 TIMING = {"num_sites": 4, "update_wait": 8.0, "round_timeout": 10.0}
@@ -51,3 +53,22 @@ def test_the_rules_import_first_without_a_cycle():
             [sys.executable, "-c", f"import {module}"], capture_output=True, text=True
         )
         assert done.returncode == 0, done.stderr[-500:]
+
+
+def test_sites_drawn_to_train_follow_the_parent_block_only():
+    sites = [f"0x{k:040x}" for k in range(10)]
+    first = drawn_sites(b"\x01" * 32, 3, sites, 4)
+    assert first is not None and len(first) == 4 and first <= set(sites)
+    assert drawn_sites(b"\x01" * 32, 3, list(reversed(sites)), 4) == first
+    others = {drawn_sites(bytes([k]) * 32, 3, sites, 4) for k in range(2, 12)}
+    assert len(others) > 5  # another parent, another draw
+    assert drawn_sites(b"\x01" * 32, 3, sites, 0) is None  # every site
+    assert drawn_sites(b"\x01" * 32, 3, sites, 10) is None
+
+
+def test_train_count_is_flowers_sample_size():
+    assert train_count(5, 0.5, 2) == 2  # int(2.5) = 2
+    assert train_count(10, 0.3, 2) == 3
+    assert train_count(10, 0.1, 2) == 2  # at least min_train_nodes
+    assert train_count(5, 0.5, 5) == 0  # every site: no draw
+    assert train_count(5, 1.0, 2) == 0

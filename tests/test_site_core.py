@@ -32,11 +32,15 @@ class Swarm:
     """Four cores and a hand-driven network: sends wait in `outbox` until the
     test delivers them; fetches and training are answered at once."""
 
-    def __init__(self, strategy="FedAvg", faults=None, rounds=3, backups=2):
+    def __init__(
+        self, strategy="FedAvg", faults=None, rounds=3, backups=2, train_sites=0
+    ):
         self.initial = ArrayRecord({"w": Array(np.zeros(3, dtype=np.float32))})
         identities = simulated_identities(NAMES, 0)
         self.genesis = make_genesis(
-            identities, self.initial, SwarmParams(rounds, 10, 2, "FedAvg")
+            identities,
+            self.initial,
+            SwarmParams(rounds, 10, 2, "FedAvg", train_sites=train_sites),
         )
         self.addresses = [i.address for i in identities]
         self.config = PeerConfig(
@@ -313,3 +317,47 @@ def test_an_update_the_merge_fails_on_is_refused_and_the_rest_sealed():
     assert "merge failed" in core.log.refused_updates[0][2]
     committed = set(core.ledger.round(1).contributors)
     assert committed == {a for k, a in enumerate(swarm.addresses) if k != victim}
+
+
+def _offer_of(swarm: Swarm, k: int, round: int) -> UpdateOffer:
+    """Site k's signed update for `round`, as its core would make it."""
+    from swarmflower.round_protocol import sign_offer
+
+    update = ArrayRecord({"w": Array(np.full(3, k + round, dtype=np.float32))})
+    swarm_id = swarm.cores[k].ledger.swarm_id
+    return sign_offer(swarm.identities[k], swarm_id, round, 10, update)
+
+
+def test_sites_not_drawn_sit_out_and_their_updates_are_refused():
+    swarm = Swarm(train_sites=2)
+    swarm.start()
+    drawn = [k for k in range(4) if swarm.cores[k].log.trained == [1]]
+    idle = [k for k in range(4) if swarm.cores[k].log.sat_out == [1]]
+    assert len(drawn) == 2 and sorted(drawn + idle) == [0, 1, 2, 3]
+    leader = swarm.leader(1)
+    swarm.run(
+        leader, swarm.cores[leader].received(_offer_of(swarm, idle[0], 1), 0.5), 0.5
+    )
+    (refused,) = swarm.cores[leader].log.refused_updates
+    assert refused == (1, idle[0], "site not drawn to train round 1")
+    swarm.deliver(1.0)  # the two drawn are in: all the leader waits for
+    record = swarm.cores[leader].ledger.round(1)
+    assert set(record.contributors) == {swarm.addresses[k] for k in drawn}
+
+
+def test_a_block_merging_a_site_not_drawn_is_refused():
+    swarm = Swarm(train_sites=2)
+    leader = swarm.leader(1)
+    rogue = swarm.cores[leader]
+    rogue._drawn = lambda round: None  # a leader that ignores the draw
+    swarm.start()
+    idle = [k for k in range(4) if swarm.cores[k].log.sat_out == [1]]
+    for k in idle:  # the rogue takes their updates (its own too, if idle)
+        swarm.run(leader, rogue.received(_offer_of(swarm, k, 1), 0.5), 0.5)
+    swarm.deliver(1.0)
+    swarm.deliver(1.1)  # its block, with updates of sites not drawn
+    assert len(rogue.ledger.round(1).commitments) > 2
+    for k in range(4):
+        if k != leader:
+            (entry,) = swarm.cores[k].log.refused
+            assert entry[2] == "it merges a site not drawn to train the round"
