@@ -12,9 +12,10 @@ the app's metric names come out as they are.
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from flwr.app import ArrayRecord, Context, Message, MetricRecord
@@ -29,6 +30,8 @@ from swarmflower.strategies import LeaderStrategy, adopt_strategy
 from swarmflower.swarm import run_swarm
 from swarmflower.swarm_result import SwarmResult
 
+log = logging.getLogger("swarmflower.app_run")
+
 DEFAULT_SITES = 2  # when neither --sites nor the project's federation says
 
 
@@ -41,6 +44,8 @@ class AppRun:
     swarm: SwarmResult
     evaluate_metrics: dict[int, dict[str, float]]  # round -> the app's metrics
     wall_s: float
+    # round -> the ServerApp's evaluate_fn metrics (central evaluation)
+    central_metrics: dict[int, dict[str, float]] = field(default_factory=dict)
 
     @property
     def final_arrays(self) -> ArrayRecord:
@@ -56,8 +61,6 @@ def plan_notices(plan: ServerPlan) -> list[str]:
             f"fraction_evaluate={fraction:g}: every site evaluates every round "
             "(sampling the evaluating sites is not supported yet)"
         )
-    if plan.evaluate_fn is not None:
-        notes.append("the ServerApp's evaluate_fn (central evaluation) is not run yet")
     notes.append(
         "what the ServerApp does after strategy.start (e.g. saving the model) "
         "does not run: the swarm's final model is saved as final_model.npz"
@@ -128,7 +131,31 @@ def run_flower_app(
         )
         for record in swarm.rounds
     }
-    return AppRun(app, plan, swarm, metrics, time.perf_counter() - started)
+    central = {
+        record.round: central_round(plan, record.round, swarm.models[record.round])
+        for record in swarm.rounds
+    }
+    return AppRun(app, plan, swarm, metrics, time.perf_counter() - started, central)
+
+
+def central_round(
+    plan: ServerPlan, server_round: int, arrays: ArrayRecord
+) -> dict[str, float]:
+    """The ServerApp's own `evaluate_fn` on the round's model, run by the
+    process that plays the simulation (as Flower's ServerApp process would);
+    a failure is one line and leaves the round's central metrics empty."""
+    if plan.evaluate_fn is None:
+        return {}
+    try:
+        with quiet_flower():
+            return _plain(plan.evaluate_fn(server_round, arrays))
+    except Exception as exc:  # the app's own code: anything may come out
+        log.warning(
+            "the ServerApp's evaluate_fn failed in round %d: %s",
+            server_round,
+            AppFailure.of(exc),
+        )
+        return {}
 
 
 def _on_ray(

@@ -431,10 +431,24 @@ def app_rounds_frame(run: AppRun) -> pd.DataFrame:
                 "view": record.view,
                 "reason": record.reason.name.lower(),
                 "contributors": len(record.commitments),
-                **run.evaluate_metrics.get(record.round, {}),
+                **_with_central(
+                    run.evaluate_metrics.get(record.round, {}),
+                    run.central_metrics.get(record.round, {}),
+                ),
             }
         )
     return pd.DataFrame(rows)
+
+
+def _with_central(
+    sites: dict[str, float], central: dict[str, float]
+) -> dict[str, float]:
+    """The sites' aggregated metrics and the ServerApp's evaluate_fn metrics,
+    each under its own name (`server_<name>` where both use one name)."""
+    merged = dict(sites)
+    for name, value in central.items():
+        merged[f"server_{name}" if name in sites else name] = value
+    return merged
 
 
 def app_rounds_table(run: AppRun) -> Table:
@@ -455,7 +469,10 @@ def write_app_results(run: AppRun, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     rounds_path, summary_path = out / "rounds.csv", out / "summary.csv"
     app_rounds_frame(run).to_csv(rounds_path, index=False)
-    last = run.evaluate_metrics.get(max(run.evaluate_metrics, default=0), {})
+    final = max(run.evaluate_metrics, default=0)
+    last = _with_central(
+        run.evaluate_metrics.get(final, {}), run.central_metrics.get(final, {})
+    )
     rows = [("swarm", name, value) for name, value in last.items()]
     rows.append(("swarm", "wall_s", run.wall_s))
     pd.DataFrame(rows, columns=["method", "metric", "value"]).to_csv(

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import torch
 from cli_helpers import run_cli
+from flwr.app import ArrayRecord
 
 from swarmflower.app_run import run_flower_app
 from swarmflower.errors import ConfigError
@@ -42,8 +43,25 @@ def test_run_plays_the_apps_plan_with_its_own_metric_names(numpy_run):
     assert (rounds.contributors == 5).all()  # num-supernodes = 5
     assert rounds.eval_acc.iloc[-1] > 0.6
     assert "5 sites, 3 rounds of FedAvg" in result.stdout
-    assert "evaluate_fn (central evaluation) is not run yet" in result.stdout
     assert (out / "final_model.npz").is_file()
+
+
+def test_run_plays_the_serverapps_evaluate_fn_on_each_round(numpy_run):
+    """The ServerApp's central evaluation, under its own metric names, on the
+    very model of each round (checked on the final one)."""
+    out, _ = numpy_run
+    rounds = pd.read_csv(out / "rounds.csv")
+    assert {"central_loss", "central_acc"} <= set(rounds.columns)
+    sys.path.insert(0, str(APPS / "numpy_app"))
+    try:
+        from numpyexample.server_app import global_evaluate
+    finally:
+        sys.path.remove(str(APPS / "numpy_app"))
+    final = np.load(out / "final_model.npz")
+    arrays = ArrayRecord([final["0"], final["1"]])
+    expected = global_evaluate(3, arrays)
+    assert rounds.central_acc.iloc[-1] == pytest.approx(expected["central_acc"])
+    assert rounds.central_loss.iloc[-1] == pytest.approx(expected["central_loss"])
 
 
 def test_run_on_ray_plays_the_same_app_to_the_same_model(numpy_run, tmp_path):
