@@ -262,8 +262,8 @@ FaultDrills = Annotated[
     str,
     typer.Option(
         help="Faults to inject, e.g. 'leader-crash-every:4,recover-after:1', "
-        "'leader-crash:3', 'dishonest-leader:2', 'site-crash:1@5'; inproc "
-        "also plays the drills 'seal-no-announce:R', 'crash-mid-fetch:S@R', "
+        "'leader-crash:3', 'dishonest-leader:2', 'site-crash:1@5'; both "
+        "engines also play the drills 'seal-no-announce:R', 'crash-mid-fetch:S@R', "
         "'drop-sends:PERCENT', 'bad-update:S@R:KIND' (README: Fault drills)."
     ),
 ]
