@@ -222,7 +222,9 @@ def _play(
 
     swarm.run(setup.params.rounds, round_done)
     records = list(swarm.observer.rounds())
-    models = {r.round: swarm.observer_model(r) for r in records}
+    shared = swarm.sites[0].store.shared  # every site filed the initial model
+    models = {0: shared.arrays[setup.genesis.initial_model_hash]}
+    models.update({r.round: swarm.observer_model(r) for r in records})
     return SwarmResult(
         rounds=records,
         final_arrays=models[records[-1].round],
