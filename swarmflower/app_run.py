@@ -24,8 +24,9 @@ from swarmflower.app_calls import ERROR_REPLY, AppFailure, call_app, log_failure
 from swarmflower.errors import ConfigError
 from swarmflower.flower_app import FlowerApp, ServerPlan, client_app_of, server_plan
 from swarmflower.flower_messages import EVALUATE, model_instruction, site_context
+from swarmflower.ledger import RoundRecord
 from swarmflower.logs import quiet_flower
-from swarmflower.round_rules import train_count
+from swarmflower.round_rules import drawn_sites, train_count
 from swarmflower.strategies import LeaderStrategy, adopt_strategy
 from swarmflower.swarm import run_swarm
 from swarmflower.swarm_result import SwarmResult
@@ -55,12 +56,6 @@ class AppRun:
 def plan_notices(plan: ServerPlan) -> list[str]:
     """What of the app's ServerApp the swarm does not honour yet, said aloud."""
     notes = []
-    fraction = getattr(plan.strategy, "fraction_evaluate", 1.0)
-    if fraction < 1.0:
-        notes.append(
-            f"fraction_evaluate={fraction:g}: every site evaluates every round "
-            "(sampling the evaluating sites is not supported yet)"
-        )
     notes.append(
         "what the ServerApp does after strategy.start (e.g. saving the model) "
         "does not run: the swarm's final model is saved as final_model.npz"
@@ -127,7 +122,11 @@ def run_flower_app(
         )
     metrics = {
         record.round: evaluate_round(
-            plan, client_app, contexts, record.round, swarm.models[record.round]
+            plan,
+            client_app,
+            _evaluating(plan, contexts, record, swarm),
+            record.round,
+            swarm.models[record.round],
         )
         for record in swarm.rounds
     }
@@ -183,19 +182,41 @@ def _on_ray(
     )
 
 
+def _evaluating(
+    plan: ServerPlan, contexts: list[Context], record: RoundRecord, swarm: SwarmResult
+) -> dict[int, Context]:
+    """The sites that evaluate a round's model: as many as Flower samples for
+    `fraction_evaluate` (at least `min_evaluate_nodes`), drawn from the hash
+    of the round's own block as `round_rules.drawn_sites` draws trainers."""
+    strategy = plan.strategy
+    count = train_count(
+        len(contexts),
+        getattr(strategy, "fraction_evaluate", 1.0),
+        getattr(strategy, "min_evaluate_nodes", 0),
+    )
+    addresses = [core.address for core in swarm.sites]
+    drawn = drawn_sites(record.block_hash, record.round, addresses, count)
+    return {
+        k: context
+        for k, context in enumerate(contexts)
+        if drawn is None or addresses[k] in drawn
+    }
+
+
 def evaluate_round(
     plan: ServerPlan,
     client_app,
-    contexts: list[Context],
+    contexts: dict[int, Context],
     server_round: int,
     arrays: ArrayRecord,
 ) -> dict[str, float]:
-    """Every site's `@app.evaluate` on the round's model, aggregated by the
-    app's own strategy (`aggregate_evaluate`), as Flower's server would."""
+    """The `@app.evaluate` of the sites in `contexts` (site -> its Context) on
+    the round's model, aggregated by the app's own strategy
+    (`aggregate_evaluate`), as Flower's server would."""
     replies: list[Message] = []
     config = dict(plan.evaluate_config)
     with quiet_flower():
-        for site, context in enumerate(contexts):
+        for site, context in contexts.items():
             message = model_instruction(
                 arrays, EVALUATE, server_round, dst_node_id=site + 1, config=config
             )

@@ -104,6 +104,30 @@ def test_fraction_train_draws_as_many_sites_as_flower_samples():
     assert all("eval_acc" in m for m in run.evaluate_metrics.values())
 
 
+def test_fraction_evaluate_draws_as_many_evaluating_sites_as_flower_samples():
+    """fraction_evaluate=0.4 of 5 nodes, min_evaluate_nodes 2 (FedAvg's
+    default): 2 sites evaluate each round, drawn from the round's block."""
+    from swarmflower.app_run import evaluate_round
+    from swarmflower.flower_messages import site_context
+    from swarmflower.round_rules import drawn_sites
+
+    app = load_flower_app(APPS / "numpy_app", "fraction-evaluate=0.4")
+    run = run_flower_app(app)
+    addresses = [core.address for core in run.swarm.sites]
+    contexts = [site_context(k, 5, run_config=app.run_config) for k in range(5)]
+    client_app = app.client_app()
+    for record in run.swarm.rounds:
+        drawn = drawn_sites(record.block_hash, record.round, addresses, 2)
+        assert drawn is not None and len(drawn) == 2
+        chosen = {k: c for k, c in enumerate(contexts) if addresses[k] in drawn}
+        model = run.swarm.models[record.round]
+        expected = evaluate_round(run.plan, client_app, chosen, record.round, model)
+        everyone = evaluate_round(
+            run.plan, client_app, dict(enumerate(contexts)), record.round, model
+        )
+        assert run.evaluate_metrics[record.round] == expected != everyone
+
+
 def _flower_final(app: str, folder: Path) -> list[np.ndarray]:
     """The final model the app's ServerApp saved under Flower's own simulation."""
     flower = subprocess.run(
