@@ -74,6 +74,7 @@ from swarmflower.transport.base import BlockAnnouncement, PeerMessage, UpdateOff
 log = logging.getLogger("swarmflower.peer")
 
 LOOKAHEAD = 2  # updates for rounds further ahead than this are dropped
+DRAWS_KEPT = 4  # draws of trainers remembered (by parent block): recent rounds
 FETCH_RETRY_S = 0.05  # a fetch that found nothing is asked again after this
 
 
@@ -169,7 +170,7 @@ class SiteCore:
         self._fetching: dict[bytes, float] = {}  # digest -> when asked
         self._no_source: dict[bytes, float] = {}  # digest -> when found nowhere
         self._peer_heads: dict[str, bytes] = {}
-        self._draw: tuple[bytes, frozenset[str] | None] | None = None
+        self._draws: dict[bytes, frozenset[str] | None] = {}  # by parent hash
         self._finished_at: float | None = None
         self._agreed_at: float | None = None
         if initial_arrays is not None:
@@ -439,9 +440,11 @@ class SiteCore:
         if not count or self.ledger.head().height < round - 1:
             return None
         parent = self.ledger.block_hash(round - 1)
-        if self._draw is None or self._draw[0] != parent:
-            self._draw = (parent, drawn_sites(parent, round, self.sites, count))
-        return self._draw[1]
+        if parent not in self._draws:
+            if len(self._draws) >= DRAWS_KEPT:
+                self._draws.pop(next(iter(self._draws)))
+            self._draws[parent] = drawn_sites(parent, round, self.sites, count)
+        return self._draws[parent]
 
     def _offer_to_electees(
         self, offer: UpdateOffer, now: float, include_self: bool

@@ -57,9 +57,6 @@ class SiteStore(ModelStoreAPI):
     def get_blob(self, digest: bytes) -> bytes | None:
         return self.shared.blobs.get(digest) if digest in self.held else None
 
-    def holds(self, digest: bytes) -> bool:
-        return digest in self.held
-
 
 class SharedChecks(Checks):
     """Offer checks and merge verdicts, computed once for every site.

@@ -97,7 +97,6 @@ class SimRound:
     failed_scores: tuple[tuple[int, AppFailure], ...]
     wall_s: float
     sim_s: float
-    at_s: float  # simulated time at which the round was complete
 
 
 @dataclass
@@ -475,7 +474,6 @@ class SimulatedSwarm:
             failed_scores=tuple(sorted(failed.items())),
             wall_s=time.perf_counter() - wall,
             sim_s=self._seen_at[record.block_hash] - before,
-            at_s=self.now,
         )
 
     def observer_model(self, record: RoundRecord) -> ArrayRecord:
