@@ -5,7 +5,9 @@ from __future__ import annotations
 import enum
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from eth_utils import keccak, to_checksum_address
 
@@ -115,19 +117,22 @@ class Genesis:
     initial_model_hash: bytes
     params: SwarmParams
     timestamp: int = 0
+    # A Flower app project's plan (strategy options, per-round configs, run
+    # config, a hash of its files) as plain JSON values; in the JSON, hence
+    # in the swarm id, only when the swarm plays such an app.
+    app: Mapping[str, Any] | None = field(default=None, hash=False)
 
     def to_json(self) -> str:
         """Canonical JSON: the same genesis always gives the same bytes."""
-        return json.dumps(
-            {
-                "sites": [[s.address, s.cert_fingerprint.hex()] for s in self.sites],
-                "initial_model_hash": self.initial_model_hash.hex(),
-                "params": self.params.to_dict(),
-                "timestamp": self.timestamp,
-            },
-            sort_keys=True,
-            separators=(",", ":"),
-        )
+        data: dict[str, Any] = {
+            "sites": [[s.address, s.cert_fingerprint.hex()] for s in self.sites],
+            "initial_model_hash": self.initial_model_hash.hex(),
+            "params": self.params.to_dict(),
+            "timestamp": self.timestamp,
+        }
+        if self.app is not None:
+            data["app"] = self.app
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> Genesis:
@@ -140,6 +145,7 @@ class Genesis:
             initial_model_hash=bytes.fromhex(data["initial_model_hash"]),
             params=SwarmParams(**data["params"]),
             timestamp=data["timestamp"],
+            app=data.get("app"),
         )
 
     def digest(self) -> bytes:

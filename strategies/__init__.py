@@ -12,6 +12,7 @@ from swarmflower.strategies.registry import (
     adopt_strategy,
     build_strategy,
     leader_strategy,
+    strategy_options,
 )
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "arrays_hash",
     "build_strategy",
     "leader_strategy",
+    "strategy_options",
 ]

@@ -83,17 +83,10 @@ def build_strategy(name: str = DEFAULT_STRATEGY, **options: Any) -> FlowerStrate
     )
 
 
-def adopt_strategy(
-    strategy: Strategy, train_config: Mapping[str, Any] | None = None
-) -> FlowerStrategy:
-    """The leader adapter for a strategy a user's ServerApp built.
-
-    Its constructor options are read back from the object (Flower's
-    strategies keep each option as an attribute of the same name); Flower's
-    node minimums give way to the swarm's (`SWARM_DEFAULTS`), and
-    `train_config` (what the ServerApp passes to `strategy.start`) goes into
-    every round's train instructions.
-    """
+def strategy_options(strategy: Strategy) -> dict[str, Any]:
+    """The constructor options of a strategy a user's ServerApp built, read
+    back from the object (Flower's strategies keep each option as an
+    attribute of the same name); refused for a strategy no swarm can lead."""
     kind = type(strategy)
     spec = SPECS.get(kind.__name__)
     if spec is None or spec.flower_class is not kind:
@@ -108,8 +101,21 @@ def adopt_strategy(
             f"cannot read the ServerApp's {kind.__name__} option(s) "
             f"{', '.join(unread)} back from the strategy object"
         )
-    options = {key: getattr(strategy, key) for key in names}
-    leader = build_strategy(kind.__name__, **{**options, **SWARM_DEFAULTS})
+    return {key: getattr(strategy, key) for key in names}
+
+
+def adopt_strategy(
+    strategy: Strategy, train_config: Mapping[str, Any] | None = None
+) -> FlowerStrategy:
+    """The leader adapter for a strategy a user's ServerApp built.
+
+    Its constructor options are read back from the object
+    (`strategy_options`); Flower's node minimums give way to the swarm's (`SWARM_DEFAULTS`), and
+    `train_config` (what the ServerApp passes to `strategy.start`) goes into
+    every round's train instructions.
+    """
+    options = strategy_options(strategy)
+    leader = build_strategy(type(strategy).__name__, **{**options, **SWARM_DEFAULTS})
     leader.base_train_config = dict(train_config or {})
     return leader
 

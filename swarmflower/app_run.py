@@ -6,7 +6,8 @@ at every site with the `Context` Flower's simulation engine would give it
 (the project's run config, `partition-id`, `num-partitions`, a state kept
 across rounds), and after each round every site evaluates the adopted model
 with the app's own `@app.evaluate`, aggregated by the app's own strategy, so
-the app's metric names come out as they are.
+the app's metric names come out as they are. Then the ServerApp's own ending
+(its code after `strategy.start`) runs on the swarm's `Result`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from flwr.app import ArrayRecord, Context, Message, MetricRecord
+from flwr.serverapp.strategy import Result
 
 from swarmflower.app_calls import ERROR_REPLY, AppFailure, call_app, log_failure
 from swarmflower.errors import ConfigError
@@ -52,15 +54,18 @@ class AppRun:
     def final_arrays(self) -> ArrayRecord:
         return self.swarm.final_arrays
 
+    def flower_result(self) -> Result:
+        """The run as Flower's `Result`, for the ServerApp's ending."""
+        return Result(
+            arrays=self.final_arrays,
+            evaluate_metrics_clientapp=metric_records(self.evaluate_metrics),
+            evaluate_metrics_serverapp=metric_records(self.central_metrics),
+        )
 
-def plan_notices(plan: ServerPlan) -> list[str]:
-    """What of the app's ServerApp the swarm does not honour yet, said aloud."""
-    notes = []
-    notes.append(
-        "what the ServerApp does after strategy.start (e.g. saving the model) "
-        "does not run: the swarm's final model is saved as final_model.npz"
-    )
-    return notes
+
+def metric_records(metrics: dict[int, dict[str, float]]) -> dict[int, MetricRecord]:
+    """Per-round metrics as Flower's history holds them (empty rounds left out)."""
+    return {round: MetricRecord(values) for round, values in metrics.items() if values}
 
 
 def drawn_per_round(plan: ServerPlan, sites: int) -> int:

@@ -27,8 +27,10 @@ from swarmflower.cli_options import (
     FtSteps,
     FtThreshold,
     Hosts,
+    InitApp,
     InitialModel,
     InitOut,
+    InitRounds,
     InitSites,
     InitTask,
     MaxExamples,
@@ -328,8 +330,13 @@ def run_app(
     config); every round's model is evaluated by the app's own evaluate and
     aggregated by its own strategy.
     """
-    from swarmflower.app_run import plan_notices, run_flower_app, sites_for
-    from swarmflower.flower_app import load_flower_app, server_plan
+    from swarmflower.app_run import run_flower_app, sites_for
+    from swarmflower.flower_app import (
+        APP_OUTPUT,
+        finish_server_app,
+        load_flower_app,
+        server_plan,
+    )
     from swarmflower.reports import app_rounds_table, write_app_results
 
     _check_engine(engine)
@@ -343,8 +350,6 @@ def run_app(
         soft_wrap=True,
         highlight=False,
     )
-    for notice in plan_notices(plan):
-        console.print(f"[yellow]note[/]: {notice}", soft_wrap=True, highlight=False)
     result = _run_live(
         ["swarm"],
         plan.num_rounds,
@@ -360,6 +365,7 @@ def run_app(
     )
     console.print(app_rounds_table(result))
     written = write_app_results(result, out)
+    written += finish_server_app(flower_app, result.flower_result(), out / APP_OUTPUT)
     console.print("wrote " + ", ".join(str(p) for p in written), soft_wrap=True)
 
 
@@ -560,36 +566,62 @@ def _print_times(result) -> None:
 @task_options(task=InitTask, sites=(InitSites, None))
 def init(
     out: InitOut,
-    rounds: Rounds,
+    rounds: InitRounds = None,
     round_timeout: RoundTimeout = 10,
     min_peers: MinPeers = None,
     strategy: Strategy = "FedAvg",
     base_port: BasePort = 47100,
     initial_model: InitialModel = None,
+    app_dir: InitApp = None,
+    run_config: RunConfigOption = "",
     *,
     task_args: TaskArgs,
     max_examples: MaxExamples = DEFAULT_MAX_EXAMPLES,
     max_update_ratio: MaxUpdateRatio = DEFAULT_MAX_UPDATE_RATIO,
 ) -> None:
-    """Create a new swarm: its CA, each site's keys and certificate, the genesis."""
-    from swarmflower.provision import init_swarm
+    """Create a new swarm: its CA, each site's keys and certificate, the genesis.
+
+    With --app, the swarm plays a Flower app project: its ServerApp's
+    strategy, options, rounds and initial model go into the genesis and
+    every site folder gets a copy of the project.
+    """
+    from swarmflower.provision import init_app_swarm, init_swarm
     from swarmflower.site_config import TaskConfig
 
     _check_update_limits(max_examples, max_update_ratio)
-    spec = replace(task_args, sites=task_args.sites or 4).spec()
-    layout = init_swarm(
-        out,
-        TaskConfig(spec, 0),
-        num_sites=task_args.sites,
-        rounds=rounds,
-        round_timeout=round_timeout,
-        min_peers=min_peers,
-        strategy=strategy,
-        base_port=base_port,
-        initial_model=initial_model,
-        max_examples=max_examples,
-        max_update_ratio=max_update_ratio,
-    )
+    founding = {
+        "round_timeout": round_timeout,
+        "min_peers": min_peers,
+        "base_port": base_port,
+        "max_examples": max_examples,
+        "max_update_ratio": max_update_ratio,
+    }
+    if app_dir is not None:
+        from swarmflower.flower_app import load_flower_app
+
+        if rounds is not None or initial_model is not None:
+            raise ConfigError(
+                "--app takes the rounds and the initial model from the app's "
+                "ServerApp: drop --rounds/--initial-model (set the rounds in the "
+                "app's run config, e.g. --run-config num-server-rounds=5)"
+            )
+        flower_app = load_flower_app(app_dir, run_config)
+        layout = init_app_swarm(out, flower_app, num_sites=task_args.sites, **founding)
+    else:
+        if rounds is None:
+            raise ConfigError("--rounds is required (or --app APP_DIR)")
+        if run_config:
+            raise ConfigError("--run-config is for a Flower app: add --app APP_DIR")
+        spec = replace(task_args, sites=task_args.sites or 4).spec()
+        layout = init_swarm(
+            out,
+            TaskConfig(spec, 0),
+            num_sites=task_args.sites,
+            rounds=rounds,
+            strategy=strategy,
+            initial_model=initial_model,
+            **founding,
+        )
     _print_swarm(layout, out)
     _print_next_steps(layout, out)
 

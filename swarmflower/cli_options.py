@@ -294,6 +294,20 @@ InitSites = Annotated[
     int | None,
     typer.Option(help="Number of sites (default: all of the task's sites)."),
 ]
+InitRounds = Annotated[
+    int | None,
+    typer.Option(help="Training rounds (required, except with --app)."),
+]
+InitApp = Annotated[
+    Path | None,
+    typer.Option(
+        "--app",
+        help="A Flower app project: the swarm plays its ServerApp's strategy, "
+        "options, rounds and initial model (fixed in the genesis) with its "
+        "ClientApp at every site (the task options other than --sites do not "
+        "apply).",
+    ),
+]
 BasePort = Annotated[int, typer.Option(help="Site K listens on 127.0.0.1:BASE+K.")]
 InitialModel = Annotated[
     str | None,

@@ -10,13 +10,15 @@ There is no server in a swarm, so the app's `ServerApp` is not run as a
 server: its `main` runs once, up to the moment it hands its strategy to
 `strategy.start(...)`, and what it passes there (the strategy with its
 options, the initial model, the number of rounds, the train config) is what
-every site's swarm then plays. Anything `main` does after `start` returns
-(saving the final model, say) does not run.
+every site's swarm then plays. Once the swarm is done, `main` runs once more
+with `start` returning the swarm's `Result` at once, so that what it does
+after `start` (saving the final model, say) runs too (`finish_server_app`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,11 +27,14 @@ from typing import Any
 from flwr.app import ArrayRecord, ConfigRecord, Context, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
-from flwr.serverapp.strategy import Strategy
+from flwr.serverapp.strategy import Result, Strategy
 
 from swarmflower.errors import ConfigError
 
+log = logging.getLogger("swarmflower.app")
+
 PYPROJECT = "pyproject.toml"
+APP_OUTPUT = "app_output"  # the folder the ServerApp's ending runs (writes) in
 RunConfig = dict[str, bool | float | int | str]
 
 
@@ -231,3 +236,30 @@ def server_plan(app: FlowerApp) -> ServerPlan:
             "strategy.start(...): the swarm needs the strategy it starts"
         )
     return plans[0]
+
+
+def finish_server_app(app: FlowerApp, result: Result, folder: Path) -> list[Path]:
+    """Run the app's `ServerApp.main` with `strategy.start` returning the
+    swarm's `result` at once, in `folder`, so that its code after `start`
+    (saving the final model, printing the history) runs as under Flower.
+    Returns the files it wrote there; a failure is one warning, since the
+    swarm's own results are already written."""
+
+    def start(original: Callable[..., Any]) -> Callable[..., Any]:
+        def finished(self, *args: Any, **kwargs: Any) -> Result:
+            return result
+
+        return finished
+
+    folder.mkdir(parents=True, exist_ok=True)
+    before = set(folder.rglob("*"))
+    with strategy_start_as(start), contextlib.chdir(folder):
+        try:
+            app.server_app()(grid=_NoServerGrid(), context=server_context(app))
+        except Exception as exc:  # the app's own code: anything may come out
+            log.warning(
+                "the ServerApp %s failed after strategy.start: %s",
+                app.serverapp,
+                _one_line(exc),
+            )
+    return sorted(p for p in set(folder.rglob("*")) - before if p.is_file())

@@ -69,6 +69,7 @@ class SwarmPeer(PeerServiceAPI):
         initial_arrays: ArrayRecord | None = None,
         faults: FaultPlan = NO_FAULTS,
         on_crash: Callable[[str], None] | None = None,
+        on_adopted: Callable[[Adoption], None] | None = None,
     ) -> None:
         self.core = SiteCore(
             identity, sites, ledger, strategy, store, config, initial_arrays, faults
@@ -83,6 +84,10 @@ class SwarmPeer(PeerServiceAPI):
         self.store = store
         self.config = config
         self.on_crash = on_crash
+        # Called in the loop for each adopted model, between the core's
+        # events (a real site's evaluation, as Flower's between rounds).
+        self.on_adopted = on_adopted
+        self._seen_adoptions = 0
         self._reports: queue.SimpleQueue[tuple[str, BlockRef]] = queue.SimpleQueue()
         # Real sites stamp blocks with the wall clock; simulations need only
         # a clock that never goes back.
@@ -149,6 +154,8 @@ class SwarmPeer(PeerServiceAPI):
                     self._carry_out(self.core.received(message, self._clock()))
                 self._reconcile()
                 self._carry_out(self.core.tick(self._clock()))
+                self._announce_adoptions()
+            self._announce_adoptions()
             return self.log
         finally:
             stop.set()
@@ -198,6 +205,14 @@ class SwarmPeer(PeerServiceAPI):
             case Crash(why):
                 self._crash(why)
         raise TypeError(f"unknown action {action!r}")
+
+    def _announce_adoptions(self) -> None:
+        if self.on_adopted is None:
+            return
+        adopted = self.log.adopted
+        while self._seen_adoptions < len(adopted):
+            self._seen_adoptions += 1
+            self.on_adopted(adopted[self._seen_adoptions - 1])
 
     # -- anti-entropy ----------------------------------------------------------
 

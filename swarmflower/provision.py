@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flwr.app import ArrayRecord
 
@@ -34,6 +34,7 @@ from swarmflower.ledger.records import DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_UPDATE_
 from swarmflower.site_config import (
     DEFAULT_BASE_PORT,
     SITE_FILE,
+    AppConfig,
     PeerEntry,
     SiteConfig,
     SiteFiles,
@@ -46,6 +47,8 @@ from swarmflower.swarm_setup import swarm_params
 if TYPE_CHECKING:
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric import ec
+
+    from swarmflower.flower_app import FlowerApp
 
 CA_DIR = "ca"
 CA_CERT = "ca.pem"
@@ -178,12 +181,8 @@ def init_swarm(
     round_timeout: int = 10,
     min_peers: int | None = None,
     strategy: str = "FedAvg",
-    base_port: int = DEFAULT_BASE_PORT,
-    host: str = "127.0.0.1",
     initial_model: str | None = None,
-    ca_name: str = "swarmflower swarm CA",
-    max_examples: int = DEFAULT_MAX_EXAMPLES,
-    max_update_ratio: float = DEFAULT_MAX_UPDATE_RATIO,
+    **founding: Any,
 ) -> SwarmLayout:
     """Create a new swarm in the empty folder `out`; returns what was written.
 
@@ -195,18 +194,87 @@ def init_swarm(
     out = Path(out)
     _check_empty(out)
     names, arrays = task_sites(template, num_sites, initial_model)
-    count = len(names)
     params = swarm_params(
-        count,
+        len(names),
         rounds,
         round_timeout,
         min_peers,
         strategy,
-        max_examples=max_examples,
-        max_update_ratio=max_update_ratio,
+        max_examples=founding.pop("max_examples", DEFAULT_MAX_EXAMPLES),
+        max_update_ratio=founding.pop("max_update_ratio", DEFAULT_MAX_UPDATE_RATIO),
     )
-    _check_base_port(base_port, count)
+    return _found_swarm(out, names, arrays, params, template, **founding)
 
+
+def init_app_swarm(
+    out: Path,
+    app: FlowerApp,
+    *,
+    num_sites: int | None = None,
+    round_timeout: int = 10,
+    min_peers: int | None = None,
+    **founding: Any,
+) -> SwarmLayout:
+    """A new swarm that plays the Flower app project `app` at real sites.
+
+    The app's `ServerApp.main` gives the strategy, its options, the rounds
+    and the initial model, all fixed in the genesis (`app_plan`); each site
+    folder gets a copy of the project (`app/`) and a `site.toml` with the
+    run config and its own node config (`partition-id`, `num-partitions`).
+    """
+    from swarmflower.app_plan import APP_FOLDER, plan_record
+    from swarmflower.app_run import drawn_per_round, sites_for
+    from swarmflower.flower_app import server_plan
+    from swarmflower.strategies import adopt_strategy
+
+    out = Path(out)
+    _check_empty(out)
+    count = sites_for(app, num_sites)
+    plan = server_plan(app)
+    adopt_strategy(plan.strategy, plan.train_config)  # refuses what no swarm leads
+    params = swarm_params(
+        count,
+        plan.num_rounds,
+        round_timeout,
+        min_peers,
+        type(plan.strategy).__name__,
+        max_examples=founding.pop("max_examples", DEFAULT_MAX_EXAMPLES),
+        max_update_ratio=founding.pop("max_update_ratio", DEFAULT_MAX_UPDATE_RATIO),
+        train_sites=drawn_per_round(plan, count),
+    )
+    template = AppConfig(
+        APP_FOLDER,
+        run_config=dict(app.run_config),
+        node_config={"partition-id": 0, "num-partitions": count},
+    )
+    names = [f"site-{k}" for k in range(1, count + 1)]
+    return _found_swarm(
+        out,
+        names,
+        plan.initial_arrays,
+        params,
+        template,
+        app=(plan_record(app, plan), app.directory),
+        **founding,
+    )
+
+
+def _found_swarm(
+    out: Path,
+    names: Sequence[str],
+    arrays: ArrayRecord,
+    params: SwarmParams,
+    template: TaskConfig | AppConfig,
+    *,
+    base_port: int = DEFAULT_BASE_PORT,
+    host: str = "127.0.0.1",
+    ca_name: str = "swarmflower swarm CA",
+    app: tuple[dict[str, Any], Path] | None = None,
+) -> SwarmLayout:
+    """The CA, every founding site's keys and folder, and the genesis (with
+    the app's plan, and the app copied into every site, when `app` is given)."""
+    count = len(names)
+    _check_base_port(base_port, count)
     ca_key, ca_cert = pki.create_ca(ca_name)
     creds = [
         pki.issue_site(ca_key, ca_cert, name, pki.new_eth_key(), _hosts(host))
@@ -217,6 +285,7 @@ def init_swarm(
         initial_model_hash=arrays_hash(arrays),
         params=params,
         timestamp=int(time.time()),
+        app=app[0] if app else None,
     )
     files = _FoundingFiles(
         pki.cert_pem(ca_cert), genesis.to_json(), encode_arrays(arrays)
@@ -225,6 +294,11 @@ def init_swarm(
     configs = _write_founding_sites(
         out, creds, files, template, params, host, base_port
     )
+    if app is not None:
+        from swarmflower.app_plan import copy_app
+
+        for config in configs:
+            copy_app(app[1], config.app_directory())
     return SwarmLayout(out, genesis, tuple(configs))
 
 
@@ -250,7 +324,7 @@ def _write_founding_sites(
     out: Path,
     creds: Sequence,
     files: _FoundingFiles,
-    template: TaskConfig,
+    template: TaskConfig | AppConfig,
     params: SwarmParams,
     host: str,
     base_port: int,
@@ -393,6 +467,10 @@ def enroll_site(
         peers=tuple(PeerEntry(c.name, c.listen_address, _address(c)) for c in members),
         folder=folder,
     )
+    if config.app is not None:  # the swarm's app, as the members hold it
+        from swarmflower.app_plan import copy_app
+
+        copy_app(first.app_directory(), config.app_directory())
     write_site_config(config)
     enrollment = Enrollment(creds.address, creds.fingerprint)
     enrollment_path = folder / ENROLLMENT_FILE
@@ -449,7 +527,7 @@ def _newcomer_task(members: Sequence[SiteConfig], partition_id: int | None):
     if partition_id is None:
         partition_id = max(c.task.partition_id for c in members) + 1
     task = members[0].task.with_partition(partition_id)
-    if not task.is_user_app:
+    if isinstance(task, TaskConfig) and not task.is_user_app:
         available = task.spec.load().num_sites
         if not 0 <= partition_id < available:
             raise ConfigError(

@@ -1,5 +1,8 @@
 """One site's `site.toml`: who it is, whom it talks to, what it trains.
 
+What it trains is a built-in task (`[task]`), or a Flower app project
+(`[app]` with the shared run config, `[node_config]` with the site's own).
+
 Written by `swarmflower init` / `enroll` and read by the peer. Every value is
 checked on load, and a bad one is reported with the file and the dotted key
 (`site.toml: 'site.port' must be an integer`), because a site operator edits
@@ -68,6 +71,39 @@ class TaskConfig:
         return {**spec, "partition_id": self.partition_id}
 
 
+NodeValue = bool | float | int | str
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """What a site of a Flower app project's swarm runs (`init --app`).
+
+    `directory` is the site's copy of the project (relative to the site's
+    folder, or absolute); `run_config` the run config every site shares (the
+    genesis holds it too); `node_config` this site's own keys, as Flower's
+    `--node-config`: `partition-id`, `num-partitions`, and whatever the site
+    adds (a data path, say) for its ClientApp to read.
+    """
+
+    directory: str
+    run_config: Mapping[str, NodeValue]
+    node_config: Mapping[str, NodeValue]
+
+    @property
+    def partition_id(self) -> int:
+        return int(self.node_config.get("partition-id", 0))
+
+    def with_partition(self, partition_id: int, **_: Any) -> AppConfig:
+        node_config = {**self.node_config, "partition-id": partition_id}
+        return replace(self, node_config=node_config)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "app": {"dir": self.directory, "run_config": dict(self.run_config)},
+            "node_config": dict(self.node_config),
+        }
+
+
 @dataclass(frozen=True)
 class SiteFiles:
     """The site's files, as written in `site.toml` (relative to its folder)."""
@@ -89,7 +125,7 @@ class SiteConfig:
     index: int
     host: str
     port: int
-    task: TaskConfig
+    task: TaskConfig | AppConfig  # a built-in task or module:app; or a project
     swarm: SwarmParams  # as fixed in the genesis
     files: SiteFiles = field(default_factory=SiteFiles)
     peers: tuple[PeerEntry, ...] = ()
@@ -119,6 +155,16 @@ class SiteConfig:
             key=self.path("tls_key").read_bytes(),
         )
 
+    @property
+    def app(self) -> AppConfig | None:
+        """The Flower app project this site runs, if it runs one."""
+        return self.task if isinstance(self.task, AppConfig) else None
+
+    def app_directory(self) -> Path:
+        """Where the site's copy of the app project is."""
+        assert self.app is not None
+        return self.folder / self.app.directory
+
     def with_peers(self, peers: tuple[PeerEntry, ...]) -> SiteConfig:
         return replace(self, peers=peers)
 
@@ -132,7 +178,11 @@ class SiteConfig:
             },
             "files": dict(vars(self.files)),
             "swarm": dict(vars(self.swarm)),
-            "task": self.task.to_dict(),
+            **(
+                self.task.to_dict()
+                if isinstance(self.task, AppConfig)
+                else {"task": self.task.to_dict()}
+            ),
             "peers": [dict(vars(p)) for p in self.peers],
         }
 
@@ -220,6 +270,32 @@ def _task(table: _Table) -> TaskConfig:
     return TaskConfig(spec, table.positive("partition_id", minimum=0))
 
 
+def _app(root: _Table) -> AppConfig:
+    """The [app] and [node_config] tables of a Flower app project's site."""
+    app = root.table("app")
+    node_config = _flat_values(root.table("node_config"))
+    for key in ("partition-id", "num-partitions"):
+        value = node_config.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise root._fail(
+                f"node_config.{key}", f"must be a non-negative integer, got {value!r}"
+            )
+    return AppConfig(
+        directory=_non_empty(app, "dir"),
+        run_config=_flat_values(app.table("run_config")),
+        node_config=node_config,
+    )
+
+
+def _flat_values(table: _Table) -> dict[str, NodeValue]:
+    """A table of Flower config values: strings, numbers and booleans."""
+    for key, value in table.data.items():
+        if not isinstance(value, bool | float | int | str):
+            problem = f"must be a string, number or boolean, got {value!r}"
+            raise table._fail(key, problem)
+    return dict(table.data)
+
+
 def load_site_config(path: Path | str) -> SiteConfig:
     """Read and check a `site.toml` (or the `site.toml` in a site folder)."""
     path = Path(path)
@@ -234,9 +310,8 @@ def load_site_config(path: Path | str) -> SiteConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     root = _Table(data, path, "")
-    site, files, swarm, task = (
-        root.table(k) for k in ("site", "files", "swarm", "task")
-    )
+    site, files, swarm = (root.table(k) for k in ("site", "files", "swarm"))
+    task = _app(root) if "app" in data else _task(root.table("task"))
     defaults = SiteFiles()
     peers = []
     raw_peers = root.get("peers", list, [])
@@ -256,7 +331,7 @@ def load_site_config(path: Path | str) -> SiteConfig:
         index=site.positive("index"),
         host=_non_empty(site, "host"),
         port=site.port("port"),
-        task=_task(task),
+        task=task,
         swarm=_swarm(swarm),
         files=SiteFiles(
             **{k: _non_empty(files, k, getattr(defaults, k)) for k in vars(defaults)}
@@ -293,6 +368,7 @@ def _swarm(table: _Table) -> SwarmParams:
             max_update_ratio=table.get(
                 "max_update_ratio", float, DEFAULT_MAX_UPDATE_RATIO
             ),
+            train_sites=table.positive("train_sites", 0, minimum=0),
         )
     except ValueError as exc:
         raise ConfigError(f"{table.path}: [swarm] {exc}") from None

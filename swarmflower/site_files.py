@@ -14,9 +14,9 @@ import json
 import logging
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -40,6 +40,9 @@ from swarmflower.pki import (
 )
 from swarmflower.site_config import SiteConfig
 from swarmflower.strategies import arrays_hash
+
+if TYPE_CHECKING:
+    from swarmflower.flower_app import FlowerApp, ServerPlan
 
 log = logging.getLogger("swarmflower.site")
 
@@ -231,6 +234,32 @@ def load_initial_model(config: SiteConfig, genesis: Genesis) -> ArrayRecord:
     return arrays
 
 
+def load_site_app(config: SiteConfig, genesis: Genesis) -> tuple[FlowerApp, ServerPlan]:
+    """The site's copy of the swarm's Flower app project, with the plan its
+    ServerApp gives, checked against the plan the genesis fixed."""
+    from swarmflower.app_plan import check_plan, plan_record
+    from swarmflower.flower_app import load_flower_app, server_plan
+
+    genesis_path = config.path("genesis")
+    if config.app is None or genesis.app is None:
+        has, lacks = (config.config_file, genesis_path)
+        if config.app is None:
+            has, lacks = lacks, has
+        raise ConfigError(
+            f"{has} is for a Flower app project's swarm, {lacks} is not "
+            "(the site folder mixes two swarms)"
+        )
+    if not isinstance(genesis.app, dict):
+        raise ConfigError(f"{genesis_path}: not a swarm genesis ('app' not a table)")
+    app = replace(
+        load_flower_app(config.app_directory()),
+        run_config=dict(config.app.run_config),
+    )
+    plan = server_plan(app)
+    check_plan(genesis.app, plan_record(app, plan), str(config.config_file))
+    return app, plan
+
+
 def load_client_app(config: SiteConfig):
     """The site's Flower ClientApp: a built-in task's, or the user's `module:app`."""
     if config.task.is_user_app:
@@ -247,7 +276,7 @@ def load_client_app(config: SiteConfig):
 
 def check_partition(config: SiteConfig) -> None:
     """A built-in task's `partition_id` must name one of its sites' data."""
-    if config.task.is_user_app:
+    if config.app is not None or config.task.is_user_app:
         return
     try:
         available = config.task.spec.load().num_sites

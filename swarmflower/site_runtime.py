@@ -19,24 +19,37 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from flwr.app import ArrayRecord, Context
+from flwr.clientapp import ClientApp
+from flwr.serverapp.strategy import Result
+
+from swarmflower.app_run import metric_records
 from swarmflower.faults import NO_FAULTS, FaultPlan, PeerCrashed
+from swarmflower.flower_app import (
+    APP_OUTPUT,
+    FlowerApp,
+    ServerPlan,
+    finish_server_app,
+)
 from swarmflower.flower_messages import site_context
 from swarmflower.identity import SiteIdentity
-from swarmflower.ledger import Ledger, SwarmParams
+from swarmflower.ledger import Genesis, Ledger, SwarmParams
 from swarmflower.logs import quiet_flower
-from swarmflower.peer import PeerConfig, SwarmPeer
+from swarmflower.peer import Adoption, PeerConfig, SwarmPeer
 from swarmflower.pki import authorizer
 from swarmflower.site_config import SiteConfig, load_site_config
+from swarmflower.site_evaluation import METRICS_FILE, SiteEvaluation
 from swarmflower.site_files import (
     check_partition,
     load_client_app,
     load_genesis,
     load_identity,
     load_initial_model,
+    load_site_app,
     open_model_store,
     open_replica,
 )
-from swarmflower.strategies import build_strategy
+from swarmflower.strategies import LeaderStrategy, adopt_strategy, build_strategy
 from swarmflower.transport import GrpcTransport
 
 log = logging.getLogger("swarmflower.site")
@@ -86,9 +99,86 @@ def _write_crash(
     return crash
 
 
+@dataclass
+class _Workload:
+    """What the site trains with: its ClientApp, Context and strategy; for a
+    Flower app project also the app and its plan, which the site's
+    evaluation and the ServerApp's ending follow."""
+
+    client_app: ClientApp
+    context: Context
+    strategy: LeaderStrategy
+    app: FlowerApp | None = None
+    plan: ServerPlan | None = None
+    report: Callable[[str], None] = print
+    evaluator: SiteEvaluation | None = None
+
+    def evaluation(
+        self, identity: SiteIdentity, sites: list[str], store, folder: Path
+    ) -> Callable[[Adoption], None] | None:
+        """A Flower app's evaluation of every adopted model (none for tasks)."""
+        if self.plan is None:
+            return None
+        self.evaluator = SiteEvaluation(
+            self.plan,
+            self.client_app,
+            self.context,
+            (identity.index, identity.address),
+            sites,
+            store,
+            folder / METRICS_FILE,
+            lambda line: self.report(f"{identity.name}: {line}"),
+        )
+        return self.evaluator
+
+    def finish(self, model: ArrayRecord | None, folder: Path) -> None:
+        """A Flower app's ServerApp ending (its code after `strategy.start`),
+        given the swarm's final model and this site's metrics, in
+        `folder/app_output`."""
+        if self.app is None or self.evaluator is None or model is None:
+            return
+        result = Result(
+            arrays=model,
+            evaluate_metrics_clientapp=metric_records(self.evaluator.evaluated),
+            evaluate_metrics_serverapp=metric_records(self.evaluator.central),
+        )
+        written = finish_server_app(self.app, result, folder / APP_OUTPUT)
+        if written:
+            names = ", ".join(str(p.relative_to(folder)) for p in written)
+            self.report(f"the ServerApp's ending wrote {names}")
+
+
+def _workload(
+    config: SiteConfig, genesis: Genesis, report: Callable[[str], None]
+) -> _Workload:
+    """A built-in task's (or a `module:app`'s) workload, or a Flower app
+    project's, whose plan must be the genesis's."""
+    count = len(genesis.sites)
+    if config.app is None and genesis.app is None:
+        check_partition(config)
+        return _Workload(
+            load_client_app(config),
+            site_context(config.task.partition_id, count),
+            build_strategy(genesis.params.strategy),
+        )
+    app, plan = load_site_app(config, genesis)
+    assert config.app is not None  # load_site_app refuses a mixed folder
+    context = site_context(
+        config.app.partition_id,
+        count,
+        run_config=app.run_config,
+        node_config=config.app.node_config,
+    )
+    strategy = adopt_strategy(plan.strategy, plan.train_config)
+    return _Workload(app.client_app(), context, strategy, app, plan, report)
+
+
 def build_site(
-    config: SiteConfig, faults: FaultPlan = NO_FAULTS, repair: bool = False
-) -> tuple[SwarmPeer, Ledger]:
+    config: SiteConfig,
+    faults: FaultPlan = NO_FAULTS,
+    repair: bool = False,
+    report: Callable[[str], None] = print,
+) -> tuple[SwarmPeer, Ledger, _Workload]:
     """Everything one site runs, from its folder.
 
     Every file is checked before anything starts (a bad one is one
@@ -99,11 +189,9 @@ def build_site(
     genesis = load_genesis(config)
     own = load_identity(config, genesis)
     identity = SiteIdentity(own.index, config.name, own.key)
-    check_partition(config)
-    client_app = load_client_app(config)
+    workload = _workload(config, genesis, report)
     initial_arrays = load_initial_model(config, genesis)
     params = genesis.params
-    strategy = build_strategy(params.strategy)
     ledger = open_replica(config, genesis, repair)
     playing: list[SwarmPeer] = []  # the peer, once built, for the write drill
     try:
@@ -122,25 +210,27 @@ def build_site(
                 is_member=lambda address, fp: (address, fp) in own.members,
             ),
         )
+        sites = [s.address for s in genesis.sites]
         peer = SwarmPeer(
             identity=identity,
-            sites=[s.address for s in genesis.sites],
+            sites=sites,
             ledger=ledger,
-            client_app=client_app,
-            context=site_context(config.task.partition_id, len(genesis.sites)),
-            strategy=strategy,
+            client_app=workload.client_app,
+            context=workload.context,
+            strategy=workload.strategy,
             transport=transport,
             store=store,
             config=real_site_pacing(params),
             initial_arrays=initial_arrays,
             faults=faults,
             on_crash=_kill_self,
+            on_adopted=workload.evaluation(identity, sites, store, config.folder),
         )
         playing.append(peer)
     except BaseException:
         ledger.close()
         raise
-    return peer, ledger
+    return peer, ledger, workload
 
 
 def run_site(
@@ -156,7 +246,7 @@ def run_site(
     and damaged model files aside (else they stop the site).
     """
     config = load_site_config(config_path)
-    peer, ledger = build_site(config, faults, repair)
+    peer, ledger, workload = build_site(config, faults, repair, report)
     stop = threading.Event()
 
     def on_sigterm(signum, frame) -> None:
@@ -184,6 +274,8 @@ def run_site(
             peer.transport.close()
         head = ledger.head()
         ledger.close()
+    if finished:
+        workload.finish(peer.model, config.folder)
     model_hash = peer.log.adopted[-1].model_hash if peer.log.adopted else None
     return SiteOutcome(finished, head.height, head.hash, model_hash)
 
