@@ -43,6 +43,7 @@ from swarmflower.cli_options import (
     RunConfigOption,
     Seed,
     Seeds,
+    SimulateApp,
     SimulateOut,
     SimulateScenario,
     Strategy,
@@ -330,6 +331,19 @@ def run_app(
     config); every round's model is evaluated by the app's own evaluate and
     aggregated by its own strategy.
     """
+    _play_app(app_dir, sites, run_config, engine, round_timeout, seed, out)
+
+
+def _play_app(
+    app_dir: Path,
+    sites: int | None,
+    run_config: str,
+    engine: str,
+    round_timeout: int,
+    seed: int,
+    out: Path,
+) -> None:
+    """`run` (and `simulate --app`): the app's swarm, its table and files."""
     from swarmflower.app_run import run_flower_app, sites_for
     from swarmflower.flower_app import (
         APP_OUTPUT,
@@ -423,6 +437,8 @@ def simulate(
     round_timeout: RoundTimeout = 10,
     min_peers: MinPeers = None,
     out: SimulateOut = Path("swarmflower-results/simulate"),
+    app_dir: SimulateApp = None,
+    run_config: RunConfigOption = "",
     *,
     task_args: TaskArgs,
 ) -> None:
@@ -430,8 +446,20 @@ def simulate(
 
     With --engine ray the sites are virtual peers on a pool of Ray actors;
     the report gives wall time and the time the rounds would take at real
-    sites (simulated from their speeds, links and the round timeout).
+    sites (simulated from their speeds, links and the round timeout). With
+    --app, a Flower app project plays instead of a task, as `run` plays it.
     """
+    if app_dir is not None:
+        if scenario is not None or faults or dropout or min_peers is not None:
+            raise ConfigError(
+                "--app plays the app's own plan: --scenario, --faults, "
+                "--dropout and --min-peers do not apply to it yet"
+            )
+        sites, seed = task_args.sites, task_args.seed
+        _play_app(app_dir, sites, run_config, engine, round_timeout, seed, out)
+        return
+    if run_config:
+        raise ConfigError("--run-config is for a Flower app: add --app APP_DIR")
     _check_engine(engine)
     ray_options = _ray_options(engine, ray_address, hosts)
     _check_dropout(dropout, engine)

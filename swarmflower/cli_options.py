@@ -294,6 +294,14 @@ InitSites = Annotated[
     int | None,
     typer.Option(help="Number of sites (default: all of the task's sites)."),
 ]
+SimulateApp = Annotated[
+    Path | None,
+    typer.Option(
+        "--app",
+        help="A Flower app project to simulate as `swarmflower run` does (its "
+        "ServerApp's plan; the task options other than --sites do not apply).",
+    ),
+]
 InitRounds = Annotated[
     int | None,
     typer.Option(help="Training rounds (required, except with --app)."),

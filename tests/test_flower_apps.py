@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from cli_helpers import run_cli
+from cli_helpers import assert_one_line_error, run_cli
 from flwr.app import ArrayRecord
 
 from swarmflower.app_run import run_flower_app
@@ -44,6 +44,30 @@ def test_run_plays_the_apps_plan_with_its_own_metric_names(numpy_run):
     assert rounds.eval_acc.iloc[-1] > 0.6
     assert "5 sites, 3 rounds of FedAvg" in result.stdout
     assert (out / "final_model.npz").is_file()
+
+
+def test_run_then_plays_the_serverapps_own_ending_on_the_swarms_model(numpy_run):
+    """What `main` does after `strategy.start` (here: np.savez) runs, in
+    app_output/, on the swarm's final model."""
+    out, result = numpy_run
+    ours = np.load(out / "final_model.npz")
+    saved = np.load(out / "app_output" / "final_model.npz")
+    np.testing.assert_array_equal(saved["weights"], ours["0"])
+    np.testing.assert_array_equal(saved["bias"], ours["1"])
+    assert "Saving final model to disk" in result.stdout
+
+
+def test_simulate_app_plays_the_app_and_refuses_what_does_not_apply(tmp_path):
+    out = tmp_path / "sim"
+    app = str(APPS / "sklearn_app")
+    result = run_cli("simulate", "--app", app, "--sites", "4", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    rounds = pd.read_csv(out / "rounds.csv")
+    assert rounds["round"].tolist() == [1, 2, 3]
+    assert (rounds.contributors == 2).all()  # fraction-train 0.5 of 4 sites
+    assert (out / "app_output" / "final_model.npz").is_file()
+    refused = run_cli("simulate", "--app", app, "--faults", "leader-crash:2")
+    assert_one_line_error(refused, "--app plays the app's own plan", "--faults")
 
 
 def test_run_plays_the_serverapps_evaluate_fn_on_each_round(numpy_run):
