@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from flwr.app import MetricRecord
 from flwr.serverapp.strategy import Result
 
 from swarmflower.app_run import AppRun, run_flower_app
@@ -43,10 +44,18 @@ class FlowerRun:
 
     def evaluate_metrics(self) -> dict[int, dict[str, float]]:
         """Round -> the app's aggregated evaluate metrics, as Flower kept them."""
-        return {
-            r: {k: float(np.mean(v)) for k, v in record.items()}
-            for r, record in self.result.evaluate_metrics_clientapp.items()
-        }
+        return _by_round(self.result.evaluate_metrics_clientapp)
+
+    def train_metrics(self) -> dict[int, dict[str, float]]:
+        """Round -> the app's aggregated train metrics, as Flower kept them."""
+        return _by_round(self.result.train_metrics_clientapp)
+
+
+def _by_round(history: dict[int, MetricRecord]) -> dict[int, dict[str, float]]:
+    return {
+        r: {k: float(np.mean(v)) for k, v in record.items()}
+        for r, record in history.items()
+    }
 
 
 @dataclass

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from flwr.app import ArrayRecord, Context, Message, MetricRecord
+from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.serverapp.strategy import Result
 
 from swarmflower.app_calls import ERROR_REPLY, AppFailure, call_app, log_failure
@@ -49,6 +49,9 @@ class AppRun:
     wall_s: float
     # round -> the ServerApp's evaluate_fn metrics (central evaluation)
     central_metrics: dict[int, dict[str, float]] = field(default_factory=dict)
+    # round -> the contributors' train metrics, aggregated as the strategy's
+    # aggregate_train aggregates them
+    train_metrics: dict[int, dict[str, float]] = field(default_factory=dict)
 
     @property
     def final_arrays(self) -> ArrayRecord:
@@ -58,6 +61,7 @@ class AppRun:
         """The run as Flower's `Result`, for the ServerApp's ending."""
         return Result(
             arrays=self.final_arrays,
+            train_metrics_clientapp=metric_records(self.train_metrics),
             evaluate_metrics_clientapp=metric_records(self.evaluate_metrics),
             evaluate_metrics_serverapp=metric_records(self.central_metrics),
         )
@@ -139,7 +143,38 @@ def run_flower_app(
         record.round: central_round(plan, record.round, swarm.models[record.round])
         for record in swarm.rounds
     }
-    return AppRun(app, plan, swarm, metrics, time.perf_counter() - started, central)
+    trained = {r.round: train_round(plan, r, swarm) for r in swarm.rounds}
+    wall_s = time.perf_counter() - started
+    return AppRun(app, plan, swarm, metrics, wall_s, central, trained)
+
+
+def train_round(
+    plan: ServerPlan, record: RoundRecord, swarm: SwarmResult
+) -> dict[str, float]:
+    """The train metrics of the round's contributors (the updates its block
+    merged), aggregated by the strategy's own `train_metrics_aggr_fn` as its
+    `aggregate_train` would. Each is a site's report of its own training."""
+    by_address = {core.address: core for core in swarm.sites}
+    records = [
+        RecordDict({"metrics": MetricRecord(metrics)})
+        for address in record.contributors
+        if address in by_address
+        and (metrics := by_address[address].log.train_metrics.get(record.round))
+    ]
+    aggregate = getattr(plan.strategy, "train_metrics_aggr_fn", None)
+    if not records or aggregate is None:
+        return {}
+    weighted_by = getattr(plan.strategy, "weighted_by_key", "num-examples")
+    with quiet_flower():
+        try:
+            return _plain(aggregate(records, weighted_by))
+        except Exception as exc:  # the app's own function, or missing keys
+            log.warning(
+                "train metrics of round %d not aggregated: %s",
+                record.round,
+                AppFailure.of(exc),
+            )
+            return {}
 
 
 def central_round(

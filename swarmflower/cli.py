@@ -775,7 +775,7 @@ def peer(
 
     outcome = run_site(
         config,
-        report=lambda line: console.print(line, highlight=False),
+        report=lambda line: console.print(line, highlight=False, soft_wrap=True),
         faults=FaultPlan.parse(faults, num_sites=10_000),
         repair=repair,
     )

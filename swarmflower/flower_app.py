@@ -252,7 +252,7 @@ def finish_server_app(app: FlowerApp, result: Result, folder: Path) -> list[Path
         return finished
 
     folder.mkdir(parents=True, exist_ok=True)
-    before = set(folder.rglob("*"))
+    before = _files(folder)
     with strategy_start_as(start), contextlib.chdir(folder):
         try:
             app.server_app()(grid=_NoServerGrid(), context=server_context(app))
@@ -262,4 +262,10 @@ def finish_server_app(app: FlowerApp, result: Result, folder: Path) -> list[Path
                 app.serverapp,
                 _one_line(exc),
             )
-    return sorted(p for p in set(folder.rglob("*")) - before if p.is_file())
+    after = _files(folder)
+    return sorted(p for p, stamp in after.items() if before.get(p) != stamp)
+
+
+def _files(folder: Path) -> dict[Path, int]:
+    """Each file under `folder` with its modification time (ns)."""
+    return {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}

@@ -431,23 +431,29 @@ def app_rounds_frame(run: AppRun) -> pd.DataFrame:
                 "view": record.view,
                 "reason": record.reason.name.lower(),
                 "contributors": len(record.commitments),
-                **_with_central(
-                    run.evaluate_metrics.get(record.round, {}),
-                    run.central_metrics.get(record.round, {}),
-                ),
+                **_app_metrics(run, record.round),
             }
         )
     return pd.DataFrame(rows)
 
 
-def _with_central(
-    sites: dict[str, float], central: dict[str, float]
-) -> dict[str, float]:
-    """The sites' aggregated metrics and the ServerApp's evaluate_fn metrics,
-    each under its own name (`server_<name>` where both use one name)."""
-    merged = dict(sites)
-    for name, value in central.items():
-        merged[f"server_{name}" if name in sites else name] = value
+def _app_metrics(run: AppRun, round: int) -> dict[str, float]:
+    """A round's metrics under the app's own names: the sites' aggregated
+    train metrics, their aggregated evaluate metrics and the ServerApp's
+    evaluate_fn metrics (`train_<name>` or `server_<name>` where a name is
+    already taken; `num-examples` counts, which Flower sums, are left out)."""
+    merged = {
+        k: v
+        for k, v in run.evaluate_metrics.get(round, {}).items()
+        if k != "num-examples"
+    }
+    for prefix, metrics in (
+        ("train_", run.train_metrics.get(round, {})),
+        ("server_", run.central_metrics.get(round, {})),
+    ):
+        for name, value in metrics.items():
+            if name != "num-examples":
+                merged[f"{prefix}{name}" if name in merged else name] = value
     return merged
 
 
@@ -469,10 +475,8 @@ def write_app_results(run: AppRun, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     rounds_path, summary_path = out / "rounds.csv", out / "summary.csv"
     app_rounds_frame(run).to_csv(rounds_path, index=False)
-    final = max(run.evaluate_metrics, default=0)
-    last = _with_central(
-        run.evaluate_metrics.get(final, {}), run.central_metrics.get(final, {})
-    )
+    final = max((record.round for record in run.swarm.rounds), default=0)
+    last = _app_metrics(run, final)
     rows = [("swarm", name, value) for name, value in last.items()]
     rows.append(("swarm", "wall_s", run.wall_s))
     pd.DataFrame(rows, columns=["method", "metric", "value"]).to_csv(
@@ -487,15 +491,19 @@ def write_app_results(run: AppRun, out: Path) -> list[Path]:
 
 
 def app_comparison_frame(comparison: AppComparison) -> pd.DataFrame:
-    """Per round, the app's own evaluate metrics as a swarm and under Flower."""
-    rows = [
-        {"method": method, "round": r, **metrics}
-        for method, by_round in (
-            ("swarm", comparison.swarm.evaluate_metrics),
-            ("flower", comparison.flower.evaluate_metrics()),
-        )
-        for r, metrics in sorted(by_round.items())
-    ]
+    """Per round, the app's own train and evaluate metrics as a swarm and
+    under Flower (a train metric named like an evaluate one as `train_<name>`)."""
+    swarm, flower = comparison.swarm, comparison.flower
+    rows = []
+    for method, evaluated, trained in (
+        ("swarm", swarm.evaluate_metrics, swarm.train_metrics),
+        ("flower", flower.evaluate_metrics(), flower.train_metrics()),
+    ):
+        for r in sorted(set(evaluated) | set(trained)):
+            row = {"method": method, "round": r, **evaluated.get(r, {})}
+            for name, value in trained.get(r, {}).items():
+                row[f"train_{name}" if name in row else name] = value
+            rows.append(row)
     return pd.DataFrame(rows)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, Context
@@ -55,6 +56,16 @@ class LeaderMerge:
     refused: tuple[tuple[int, str], ...]  # (site index, reason), by site
 
 
+class LocalUpdate(NamedTuple):
+    """What one site's training gives: its size, its arrays, and the train
+    metrics its ClientApp replied with (numbers only; the app's own names).
+    The metrics are the site's report, not part of the signed commitment."""
+
+    num_examples: int
+    arrays: ArrayRecord
+    metrics: Mapping[str, float] | None = None
+
+
 def train_site(
     client_app,
     context: Context,
@@ -62,8 +73,8 @@ def train_site(
     round: int,
     site_index: int,
     train_config: Mapping[str, object],
-) -> tuple[int, ArrayRecord] | None:
-    """One site's local training through its ClientApp: (examples, arrays).
+) -> LocalUpdate | None:
+    """One site's local training through its ClientApp.
 
     The arrays come in the model's dtypes (see `in_dtypes_of`). None when the
     app replies with an error (the site then sits the round out).
@@ -77,7 +88,14 @@ def train_site(
     content = reply.content
     metrics = next(iter(content.metric_records.values()))
     arrays = next(iter(content.array_records.values()))
-    return int(metrics["num-examples"]), in_dtypes_of(model, arrays)
+    numbers = {
+        name: float(value)
+        for name, value in metrics.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
+    return LocalUpdate(
+        int(metrics["num-examples"]), in_dtypes_of(model, arrays), numbers
+    )
 
 
 def sign_offer(

@@ -154,6 +154,8 @@ class PeerLog:
     refused_updates: list[tuple[int, int, str]] = field(default_factory=list)
     switched: list[str] = field(default_factory=list)  # one line per fork switch
     failed: list[tuple[int, AppFailure]] = field(default_factory=list)  # app calls
+    # round -> the train metrics this site's ClientApp replied with
+    train_metrics: dict[int, dict[str, float]] = field(default_factory=dict)
     fetched: list[tuple[str, bytes]] = field(default_factory=list)  # kind, hash
     late: list[tuple[int, int]] = field(default_factory=list)  # (round, site)
     sat_out: list[int] = field(default_factory=list)  # rounds it was not drawn

@@ -38,6 +38,7 @@ from swarmflower.ledger import (
 )
 from swarmflower.model_store import ModelStoreAPI
 from swarmflower.round_protocol import (
+    LocalUpdate,
     UpdateLimits,
     committed_updates,
     hash_or_none,
@@ -273,9 +274,13 @@ class SiteCore:
         return actions + self.tick(now)
 
     def trained(
-        self, round: int, result: tuple[int, ArrayRecord] | AppFailure, now: float
+        self,
+        round: int,
+        result: LocalUpdate | tuple[int, ArrayRecord] | AppFailure,
+        now: float,
     ) -> list[Action]:
-        """The site's ClientApp answered the `Train` of `round`."""
+        """The site's ClientApp answered the `Train` of `round`: its update
+        (examples, arrays and, optionally, train metrics) or its failure."""
         if self.crashed or self._training != round:
             return []
         self._training, self._trained_round = None, round
@@ -290,7 +295,9 @@ class SiteCore:
             round,
             now - self._started.get(round, now),
         )
-        num_examples, update = self._tamper(round, *result)
+        trained = LocalUpdate(*result)
+        self.log.train_metrics[round] = dict(trained.metrics or {})
+        num_examples, update = self._tamper(round, trained.num_examples, trained.arrays)
         digest = self.store.put_arrays(update)
         offer = sign_offer(
             self.identity, self.ledger.swarm_id, round, num_examples, update, digest

@@ -1,13 +1,14 @@
 """A real site's evaluation of every adopted model, as Flower would run it there.
 
-After each round's adoption the site runs the app's `@app.evaluate` on the
-adopted model, if the round's draw picks it (the strategy's
+After each round's adoption the site writes down its own train metrics of
+that round (what its ClientApp replied when it trained), runs the app's
+`@app.evaluate` on the adopted model if the round's draw picks it (the strategy's
 `fraction_evaluate`, drawn from the round's block hash, so every site agrees
 who evaluates), and the ServerApp's central `evaluate_fn` if the app has
 one. Metrics keep the app's own names and go to the site's `metrics.csv`
-(round, source, metric, value) and its progress lines. Aggregating the sites'
-evaluate metrics across the swarm is left to the simulations for now: each
-real site reports its own.
+(round, source, metric, value; source `train`, `evaluate` or `central`) and
+its progress lines. Aggregating the sites' train and evaluate metrics across
+the swarm is left to the simulations for now: each real site reports its own.
 """
 
 from __future__ import annotations
@@ -42,12 +43,15 @@ class SiteEvaluation:
         store: ModelStoreAPI,
         metrics_path: Path,
         report: Callable[[str], None] = print,
+        own_training: Callable[[int], dict[str, float] | None] = lambda round: None,
     ) -> None:
         self.plan, self.client_app, self.context = plan, client_app, context
         self.index, self.address = site
         self.sites, self.store = list(sites), store
         self.metrics_path, self.report = metrics_path, report
+        self.own_training = own_training  # round -> this site's train metrics
         # round -> metrics, for the ServerApp's ending (Flower's Result)
+        self.trained: dict[int, dict[str, float]] = {}
         self.evaluated: dict[int, dict[str, float]] = {}
         self.central: dict[int, dict[str, float]] = {}
         strategy = plan.strategy
@@ -69,6 +73,7 @@ class SiteEvaluation:
         if arrays is None:  # adopted models are stored before adoption
             return
         rows: list[tuple[str, dict[str, float]]] = []
+        rows.append(("train", self.own_training(adoption.round) or {}))
         if self.evaluates(adoption):
             own = {self.index - 1: self.context}
             metrics = evaluate_round(
@@ -78,8 +83,8 @@ class SiteEvaluation:
         rows.append(("central", central_round(self.plan, adoption.round, arrays)))
         rows = [(source, metrics) for source, metrics in rows if metrics]
         for source, metrics in rows:
-            kept = self.evaluated if source == "evaluate" else self.central
-            kept[adoption.round] = metrics
+            kept = {"train": self.trained, "evaluate": self.evaluated}
+            kept.get(source, self.central)[adoption.round] = metrics
         if rows:
             self._write(adoption.round, rows)
             shown = "; ".join(

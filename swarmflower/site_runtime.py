@@ -114,7 +114,12 @@ class _Workload:
     evaluator: SiteEvaluation | None = None
 
     def evaluation(
-        self, identity: SiteIdentity, sites: list[str], store, folder: Path
+        self,
+        identity: SiteIdentity,
+        sites: list[str],
+        store,
+        folder: Path,
+        own_training: Callable[[int], dict[str, float] | None],
     ) -> Callable[[Adoption], None] | None:
         """A Flower app's evaluation of every adopted model (none for tasks)."""
         if self.plan is None:
@@ -128,6 +133,7 @@ class _Workload:
             store,
             folder / METRICS_FILE,
             lambda line: self.report(f"{identity.name}: {line}"),
+            own_training,
         )
         return self.evaluator
 
@@ -139,6 +145,7 @@ class _Workload:
             return
         result = Result(
             arrays=model,
+            train_metrics_clientapp=metric_records(self.evaluator.trained),
             evaluate_metrics_clientapp=metric_records(self.evaluator.evaluated),
             evaluate_metrics_serverapp=metric_records(self.evaluator.central),
         )
@@ -224,7 +231,13 @@ def build_site(
             initial_arrays=initial_arrays,
             faults=faults,
             on_crash=_kill_self,
-            on_adopted=workload.evaluation(identity, sites, store, config.folder),
+            on_adopted=workload.evaluation(
+                identity,
+                sites,
+                store,
+                config.folder,
+                lambda round: playing[0].log.train_metrics.get(round),
+            ),
         )
         playing.append(peer)
     except BaseException:

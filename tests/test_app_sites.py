@@ -9,6 +9,7 @@ ServerApp's ending (its model saving) themselves.
 from __future__ import annotations
 
 import csv
+import re
 import tomllib
 from pathlib import Path
 
@@ -56,7 +57,9 @@ def play(out: Path, sites: int) -> list[tuple[int, str]]:
 @pytest.fixture(scope="module")
 def numpy_sites(tmp_path_factory) -> tuple[Path, list[tuple[int, str]]]:
     out = tmp_path_factory.mktemp("app_sites") / "swarm"
-    init_app(out, NUMPY_APP, 3)
+    # Every round merges all three updates (as in process) however loaded
+    # the machine: a straggler is waited for, not left out.
+    init_app(out, NUMPY_APP, 3, "--min-peers", "3")
     return out, play(out, 3)
 
 
@@ -95,6 +98,7 @@ def test_each_site_writes_the_apps_own_metrics_every_round(numpy_sites):
             rows = list(csv.DictReader(handle))
         seen = {(int(r["round"]), r["source"], r["metric"]) for r in rows}
         for round in (1, 2, 3):
+            assert (round, "train", "train_loss") in seen  # its own training
             assert (round, "evaluate", "eval_acc") in seen
             assert (round, "central", "central_acc") in seen
         central = {
@@ -103,7 +107,7 @@ def test_each_site_writes_the_apps_own_metrics_every_round(numpy_sites):
             if r["metric"] == "central_acc"
         }
         assert all(0.5 < acc <= 1.0 for acc in central.values()), central
-        assert f"site-{k}: round 3 metrics: evaluate eval_loss" in finished[k - 1][1]
+        assert f"site-{k}: round 3 metrics: train train_loss" in finished[k - 1][1]
 
 
 def test_the_genesis_fixes_the_apps_plan_and_the_sites_get_its_run_config(
@@ -253,4 +257,4 @@ def test_a_site_whose_clientapp_raises_sits_out_and_the_others_finish(tmp_path):
     assert "Traceback" not in broken
     for _, output in finished[:2]:
         assert "ClientApp failed" not in output
-        assert "round 2 metrics: evaluate mse" in output
+        assert re.search(r"round 2 metrics: .*evaluate mse", output), output

@@ -39,7 +39,9 @@ def test_run_plays_the_apps_plan_with_its_own_metric_names(numpy_run):
     out, result = numpy_run
     rounds = pd.read_csv(out / "rounds.csv")
     assert rounds["round"].tolist() == [1, 2, 3]  # num-server-rounds = 3
-    assert {"eval_acc", "eval_loss", "leader", "contributors"} <= set(rounds.columns)
+    assert {"eval_acc", "eval_loss", "train_loss", "leader", "contributors"} <= set(
+        rounds.columns
+    )
     assert (rounds.contributors == 5).all()  # num-supernodes = 5
     assert rounds.eval_acc.iloc[-1] > 0.6
     assert "5 sites, 3 rounds of FedAvg" in result.stdout
@@ -182,7 +184,7 @@ def test_compare_app_puts_the_app_through_the_swarm_and_flower(tmp_path):
         for method in ("swarm", "flower")
     )
     assert swarm.index.tolist() == flower.index.tolist() == [1, 2, 3]
-    for metric in ("eval_acc", "eval_loss"):  # the app's own names, both runs
+    for metric in ("eval_acc", "eval_loss", "train_loss"):  # the app's own names
         np.testing.assert_allclose(swarm[metric], flower[metric], rtol=1e-9)
     assert (tmp_path / "flower" / "final_model.npz").is_file()  # the app saved it
 

@@ -17,9 +17,9 @@ from flwr.clientapp import ClientApp
 from swarmflower.app_calls import AppFailure, call_app, score_sites
 from swarmflower.flower_messages import site_context
 from swarmflower.logs import quiet_flower
-from swarmflower.round_protocol import train_site
+from swarmflower.round_protocol import LocalUpdate, train_site
 
-Trained = tuple[int, ArrayRecord] | AppFailure
+Trained = LocalUpdate | AppFailure
 
 
 class SiteHost:
