@@ -24,6 +24,7 @@ import numpy as np
 from flwr.app import MetricRecord
 from flwr.serverapp.strategy import Result
 
+from swarmflower.app_local import LocalRun, run_local
 from swarmflower.app_run import AppRun, run_flower_app
 from swarmflower.errors import SwarmflowerError
 from swarmflower.flower_app import (
@@ -62,6 +63,7 @@ def _by_round(history: dict[int, MetricRecord]) -> dict[int, dict[str, float]]:
 class AppComparison:
     swarm: AppRun
     flower: FlowerRun
+    local: LocalRun | None = None  # every site on its own: the yardstick
 
     def largest_difference(self) -> float:
         """Between the two final models, array by array."""
@@ -126,6 +128,8 @@ def run_under_flower(app: FlowerApp, sites: int, workdir: Path) -> FlowerRun:
 def compare_app(
     app: FlowerApp, sites: int, plan: ServerPlan, workdir: Path, seed: int = 0
 ) -> AppComparison:
-    """The app as a swarm of `sites`, then under Flower with as many nodes."""
+    """The app as a swarm of `sites`, under Flower with as many nodes, and
+    with every site training on its own (local-only)."""
     swarm = run_flower_app(app, sites, plan=plan, seed=seed)
-    return AppComparison(swarm, run_under_flower(app, sites, workdir))
+    local = run_local(app, plan, sites)
+    return AppComparison(swarm, run_under_flower(app, sites, workdir), local)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -167,7 +167,7 @@ def train_round(
     weighted_by = getattr(plan.strategy, "weighted_by_key", "num-examples")
     with quiet_flower():
         try:
-            return _plain(aggregate(records, weighted_by))
+            return plain_metrics(aggregate(records, weighted_by))
         except Exception as exc:  # the app's own function, or missing keys
             log.warning(
                 "train metrics of round %d not aggregated: %s",
@@ -187,7 +187,7 @@ def central_round(
         return {}
     try:
         with quiet_flower():
-            return _plain(plan.evaluate_fn(server_round, arrays))
+            return plain_metrics(plan.evaluate_fn(server_round, arrays))
     except Exception as exc:  # the app's own code: anything may come out
         log.warning(
             "the ServerApp's evaluate_fn failed in round %d: %s",
@@ -248,17 +248,18 @@ def evaluate_round(
     client_app,
     contexts: dict[int, Context],
     server_round: int,
-    arrays: ArrayRecord,
+    arrays: ArrayRecord | Mapping[int, ArrayRecord],
 ) -> dict[str, float]:
     """The `@app.evaluate` of the sites in `contexts` (site -> its Context) on
-    the round's model, aggregated by the app's own strategy
-    (`aggregate_evaluate`), as Flower's server would."""
+    the round's model (or each site on its own, `arrays` by site), aggregated
+    by the app's own strategy (`aggregate_evaluate`), as Flower's server would."""
     replies: list[Message] = []
     config = dict(plan.evaluate_config)
     with quiet_flower():
         for site, context in contexts.items():
+            model = arrays if isinstance(arrays, ArrayRecord) else arrays[site]
             message = model_instruction(
-                arrays, EVALUATE, server_round, dst_node_id=site + 1, config=config
+                model, EVALUATE, server_round, dst_node_id=site + 1, config=config
             )
             reply = call_app(client_app, message, context)
             if not isinstance(reply, AppFailure) and reply.has_error():
@@ -270,10 +271,10 @@ def evaluate_round(
         aggregated = (
             plan.strategy.aggregate_evaluate(server_round, replies) if replies else None
         )
-    return _plain(aggregated)
+    return plain_metrics(aggregated)
 
 
-def _plain(record: MetricRecord | None) -> dict[str, float]:
+def plain_metrics(record: MetricRecord | None) -> dict[str, float]:
     """A MetricRecord as plain floats (lists of numbers are averaged)."""
     if record is None:
         return {}

@@ -220,11 +220,11 @@ def _compare_app(app_dir: Path, run_config: str, out: Path) -> None:
     sites = sites_for(flower_app, None)
     console.print(
         f"[bold]{flower_app.name}[/]: {sites} sites, {plan.num_rounds} rounds of "
-        f"{type(plan.strategy).__name__}: as a swarm, then on Flower's own "
-        "simulation engine",
+        f"{type(plan.strategy).__name__}: as a swarm, then local-only, then on "
+        "Flower's own simulation engine",
         highlight=False,
     )
-    with console.status("the swarm, then Flower's simulation engine ..."):
+    with console.status("the swarm, local-only, then Flower's engine ..."):
         comparison = compare_app(flower_app, sites, plan, out / "flower")
     console.print(app_comparison_table(comparison))
     written = write_app_comparison(comparison, out)

@@ -493,12 +493,15 @@ def write_app_results(run: AppRun, out: Path) -> list[Path]:
 def app_comparison_frame(comparison: AppComparison) -> pd.DataFrame:
     """Per round, the app's own train and evaluate metrics as a swarm and
     under Flower (a train metric named like an evaluate one as `train_<name>`)."""
-    swarm, flower = comparison.swarm, comparison.flower
-    rows = []
-    for method, evaluated, trained in (
+    swarm, flower, local = comparison.swarm, comparison.flower, comparison.local
+    runs = [
         ("swarm", swarm.evaluate_metrics, swarm.train_metrics),
         ("flower", flower.evaluate_metrics(), flower.train_metrics()),
-    ):
+    ]
+    if local is not None:
+        runs.append(("local", local.evaluate_metrics, local.train_metrics))
+    rows = []
+    for method, evaluated, trained in runs:
         for r in sorted(set(evaluated) | set(trained)):
             row = {"method": method, "round": r, **evaluated.get(r, {})}
             for name, value in trained.get(r, {}).items():
@@ -508,21 +511,34 @@ def app_comparison_frame(comparison: AppComparison) -> pd.DataFrame:
 
 
 def app_comparison_table(comparison: AppComparison) -> Table:
-    """The last round's metrics of both runs, their wall times, and how far
-    apart their final models are."""
+    """The last round's metrics of each run (swarm, Flower, local-only), their
+    wall times, and how far apart the swarm's and Flower's final models are."""
     frame = app_comparison_frame(comparison)
     last = frame.groupby("method").tail(1).set_index("method")
     metrics = [c for c in last.columns if c != "round"]
     gap = comparison.largest_difference()
-    table = Table(title=f"swarm and Flower (final models differ by {gap:.1e})")
+    table = Table(
+        title=f"the app as a swarm, on Flower and local-only (the swarm's and "
+        f"Flower's final models differ by {gap:.1e})"
+    )
     table.add_column("method", style="bold", no_wrap=True)
     for column in [*metrics, "wall_s"]:
         table.add_column(column, justify="right")
-    walls = {"swarm": comparison.swarm.wall_s, "flower": comparison.flower.wall_s}
-    for method in ("swarm", "flower"):
+    walls = _app_walls(comparison)
+    for method in walls:
+        if method not in last.index:  # every site failed every round
+            continue
         cells = [f"{last.loc[method, m]:.4g}" for m in metrics]
         table.add_row(method, *cells, f"{walls[method]:.1f}")
     return table
+
+
+def _app_walls(comparison: AppComparison) -> dict[str, float]:
+    """Wall seconds of each run of `compare --app`, in the tables' order."""
+    walls = {"swarm": comparison.swarm.wall_s, "flower": comparison.flower.wall_s}
+    if comparison.local is not None:
+        walls["local"] = comparison.local.wall_s
+    return walls
 
 
 def write_app_comparison(comparison: AppComparison, out: Path) -> list[Path]:
@@ -538,11 +554,11 @@ def write_app_comparison(comparison: AppComparison, out: Path) -> list[Path]:
         for _, row in last.iterrows()
         for metric in frame.columns.drop(["method", "round"])
     ]
-    rows += [
-        ("swarm", "wall_s", comparison.swarm.wall_s),
-        ("flower", "wall_s", comparison.flower.wall_s),
-        ("swarm", "largest_difference_to_flower", comparison.largest_difference()),
-    ]
+    walls = _app_walls(comparison)
+    rows += [(method, "wall_s", wall) for method, wall in walls.items()]
+    rows.append(
+        ("swarm", "largest_difference_to_flower", comparison.largest_difference())
+    )
     pd.DataFrame(rows, columns=["method", "metric", "value"]).to_csv(
         summary_path, index=False
     )

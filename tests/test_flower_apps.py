@@ -187,6 +187,13 @@ def test_compare_app_puts_the_app_through_the_swarm_and_flower(tmp_path):
     for metric in ("eval_acc", "eval_loss", "train_loss"):  # the app's own names
         np.testing.assert_allclose(swarm[metric], flower[metric], rtol=1e-9)
     assert (tmp_path / "flower" / "final_model.npz").is_file()  # the app saved it
+    # Local-only: round 1 trains every site from the same initial model as the
+    # swarm does (same train loss); the models are never merged, so they
+    # evaluate otherwise, and worse than the swarm's in the end.
+    local = rounds[rounds.method == "local"].set_index("round")
+    assert local.index.tolist() == [1, 2, 3]
+    assert local.train_loss[1] == pytest.approx(swarm.train_loss[1], rel=1e-12)
+    assert local.eval_acc[3] < swarm.eval_acc[3]
 
 
 def test_fedadam_in_the_swarm_ends_on_flowers_own_model(tmp_path):
