@@ -110,9 +110,9 @@ def adopt_strategy(
     """The leader adapter for a strategy a user's ServerApp built.
 
     Its constructor options are read back from the object
-    (`strategy_options`); Flower's node minimums give way to the swarm's (`SWARM_DEFAULTS`), and
-    `train_config` (what the ServerApp passes to `strategy.start`) goes into
-    every round's train instructions.
+    (`strategy_options`); Flower's node minimums give way to the swarm's
+    (`SWARM_DEFAULTS`), and `train_config` (what the ServerApp passes to
+    `strategy.start`) goes into every round's train instructions.
     """
     options = strategy_options(strategy)
     leader = build_strategy(type(strategy).__name__, **{**options, **SWARM_DEFAULTS})

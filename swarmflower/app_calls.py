@@ -68,6 +68,26 @@ def log_failure(
     log.warning("site %s: ClientApp failed %s %d: %s", site, doing, round, failure)
 
 
+class FailureLog:
+    """Names each site's failure once, as the run goes on: the first time a
+    site's app fails to train (or evaluate) with an error, one warning; the
+    same error there in a later round only at debug level (the site sits
+    that round out all the same). A new error is named again."""
+
+    def __init__(self) -> None:
+        self._named: set[tuple[str, str, str]] = set()
+
+    def __call__(
+        self, site: str, round: int, failure: AppFailure, task: str = "train"
+    ) -> None:
+        key = (site, task, failure.error)
+        if key in self._named:
+            log.debug("site %s: ClientApp failed again (%s %d)", site, task, round)
+            return
+        self._named.add(key)
+        log_failure(site, round, failure, task)
+
+
 def site_accuracy(
     app: ClientApp, model: ArrayRecord, round: int, site: int, context: Context
 ) -> float | None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from flwr.app import ArrayRecord, MetricRecord, RecordDict
 
-from swarmflower.app_calls import AppFailure, call_app, log_failure
+from swarmflower.app_calls import AppFailure, FailureLog, call_app
 from swarmflower.app_run import evaluate_round, plain_metrics
 from swarmflower.flower_app import FlowerApp, ServerPlan
 from swarmflower.flower_messages import site_context
@@ -44,6 +44,7 @@ def run_local(app: FlowerApp, plan: ServerPlan, sites: int) -> LocalRun:
     evaluated: dict[int, dict[str, float]] = {}
     trained: dict[int, dict[str, float]] = {}
     strategy = plan.strategy
+    failures = FailureLog()
     with quiet_flower():
         for round in range(1, plan.num_rounds + 1):
             config = dict(leader.train_config(round))
@@ -53,7 +54,7 @@ def run_local(app: FlowerApp, plan: ServerPlan, sites: int) -> LocalRun:
                     train_site, client_app, context, models[k], round, k, config
                 )
                 if isinstance(update, AppFailure):
-                    log_failure(f"site-{k + 1}", round, update)
+                    failures(f"site-{k + 1}", round, update)
                     continue  # that site keeps its model of the last round
                 models[k] = update.arrays
                 train_replies.append(
@@ -66,6 +67,6 @@ def run_local(app: FlowerApp, plan: ServerPlan, sites: int) -> LocalRun:
                 )
             own = dict(enumerate(models))
             evaluated[round] = evaluate_round(
-                plan, client_app, dict(enumerate(contexts)), round, own
+                plan, client_app, dict(enumerate(contexts)), round, own, failures
             )
     return LocalRun(evaluated, trained, time.perf_counter() - started)

@@ -22,7 +22,13 @@ import numpy as np
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.serverapp.strategy import Result
 
-from swarmflower.app_calls import ERROR_REPLY, AppFailure, call_app, log_failure
+from swarmflower.app_calls import (
+    ERROR_REPLY,
+    AppFailure,
+    FailureLog,
+    call_app,
+    log_failure,
+)
 from swarmflower.errors import ConfigError
 from swarmflower.flower_app import FlowerApp, ServerPlan, client_app_of, server_plan
 from swarmflower.flower_messages import EVALUATE, model_instruction, site_context
@@ -129,6 +135,7 @@ def run_flower_app(
             progress=progress,
             **common,
         )
+    failures = FailureLog()
     metrics = {
         record.round: evaluate_round(
             plan,
@@ -136,6 +143,7 @@ def run_flower_app(
             _evaluating(plan, contexts, record, swarm),
             record.round,
             swarm.models[record.round],
+            failures,
         )
         for record in swarm.rounds
     }
@@ -249,6 +257,7 @@ def evaluate_round(
     contexts: dict[int, Context],
     server_round: int,
     arrays: ArrayRecord | Mapping[int, ArrayRecord],
+    failures: Callable[..., None] = log_failure,
 ) -> dict[str, float]:
     """The `@app.evaluate` of the sites in `contexts` (site -> its Context) on
     the round's model (or each site on its own, `arrays` by site), aggregated
@@ -265,7 +274,7 @@ def evaluate_round(
             if not isinstance(reply, AppFailure) and reply.has_error():
                 reply = AppFailure(ERROR_REPLY)
             if isinstance(reply, AppFailure):
-                log_failure(f"site-{site + 1}", server_round, reply, "evaluate")
+                failures(f"site-{site + 1}", server_round, reply, "evaluate")
                 continue  # as Flower does: that node's reply does not count
             replies.append(reply)
         aggregated = (

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from flwr.app import Array, ArrayRecord
 
-from swarmflower.app_calls import AppFailure, log_failure
+from swarmflower.app_calls import AppFailure, FailureLog
 from swarmflower.codec import arrays_hash, content_hash
 from swarmflower.faults import NO_FAULTS, FaultPlan
 from swarmflower.identity import SiteIdentity
@@ -153,6 +153,7 @@ class SiteCore:
         self.faults = faults
         self.checks = checks or Checks()
         self.log = PeerLog()
+        self._failures = FailureLog()  # each failure of the app named once
         self.chain = ServedChain(BlockRef(0, ledger.swarm_id))
         self.chain.refresh(ledger)
         self.done = False
@@ -285,7 +286,7 @@ class SiteCore:
             return []
         self._training, self._trained_round = None, round
         if isinstance(result, AppFailure):
-            log_failure(self.identity.name, round, result)
+            self._failures(self.identity.name, round, result)
             self.log.failed.append((round, result))
             return self.tick(now)
         self.log.trained.append(round)

@@ -20,6 +20,7 @@ from pathlib import Path
 from flwr.app import Context
 from flwr.clientapp import ClientApp
 
+from swarmflower.app_calls import FailureLog
 from swarmflower.app_run import central_round, evaluate_round
 from swarmflower.flower_app import ServerPlan
 from swarmflower.model_store import ModelStoreAPI
@@ -50,6 +51,7 @@ class SiteEvaluation:
         self.sites, self.store = list(sites), store
         self.metrics_path, self.report = metrics_path, report
         self.own_training = own_training  # round -> this site's train metrics
+        self.failures = FailureLog()
         # round -> metrics, for the ServerApp's ending (Flower's Result)
         self.trained: dict[int, dict[str, float]] = {}
         self.evaluated: dict[int, dict[str, float]] = {}
@@ -77,7 +79,7 @@ class SiteEvaluation:
         if self.evaluates(adoption):
             own = {self.index - 1: self.context}
             metrics = evaluate_round(
-                self.plan, self.client_app, own, adoption.round, arrays
+                self.plan, self.client_app, own, adoption.round, arrays, self.failures
             )
             rows.append(("evaluate", metrics))
         rows.append(("central", central_round(self.plan, adoption.round, arrays)))

@@ -254,6 +254,7 @@ def test_a_site_whose_clientapp_raises_sits_out_and_the_others_finish(tmp_path):
     assert len({outcome(output)[3] for _, output in finished}) == 1
     broken = finished[2][1]
     assert "ClientApp failed in round 1: FileNotFoundError" in broken
+    assert broken.count("ClientApp failed") == 1  # named once, not each round
     assert "Traceback" not in broken
     for _, output in finished[:2]:
         assert "ClientApp failed" not in output

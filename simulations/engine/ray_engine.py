@@ -27,7 +27,7 @@ from flwr.app import ArrayRecord
 from flwr.clientapp import ClientApp
 from ray._private import ray_constants  # see loopback_node()
 
-from swarmflower.app_calls import AppFailure, log_failure
+from swarmflower.app_calls import AppFailure, FailureLog
 from swarmflower.errors import ConfigError
 from swarmflower.faults import NO_FAULTS, FaultPlan
 from swarmflower.identity import SiteIdentity
@@ -214,9 +214,10 @@ def _play(
 ) -> SwarmResult:
     """Every round, each report handed to `progress` as the round completes."""
     reports: list[RoundReport] = []
+    failures = FailureLog()
 
     def round_done(done: SimRound) -> None:
-        reports.append(_ray_round(done, setup))
+        reports.append(_ray_round(done, setup, failures))
         if progress:
             progress(reports[-1])
 
@@ -309,11 +310,11 @@ def _simulated_swarm(
     return swarm
 
 
-def _ray_round(done: SimRound, setup: SwarmSetup) -> RoundReport:
+def _ray_round(done: SimRound, setup: SwarmSetup, failures: FailureLog) -> RoundReport:
     """A round's report, sites named as the user named them."""
     record = done.record
     for k, failure in done.failed_scores:
-        log_failure(setup.names[k], record.round, failure, "evaluate")
+        failures(setup.names[k], record.round, failure, "evaluate")
     name_of = {i.address: n for i, n in zip(setup.identities, setup.names, strict=True)}
     return RoundReport(
         round=record.round,

@@ -18,7 +18,7 @@ from typing import Unpack
 from flwr.app import ArrayRecord
 from flwr.clientapp import ClientApp
 
-from swarmflower.app_calls import log_failure, score_sites
+from swarmflower.app_calls import FailureLog, score_sites
 from swarmflower.datasets import FederatedDataset
 from swarmflower.errors import ConfigError
 from swarmflower.faults import NO_FAULTS, FaultPlan
@@ -122,12 +122,13 @@ def _score_rounds(spec: TaskSpec, app: ClientApp, swarm: SwarmResult) -> list:
     leaders = swarm.leader_names()
     contexts = {k: site_context(k, data.num_sites) for k in range(data.num_sites)}
     history = []
+    failures = FailureLog()
     for record in swarm.rounds:
         scores, failed = score_sites(
             app, swarm.models[record.round], record.round, contexts
         )
         for site, failure in failed.items():
-            log_failure(data.sites[site].name, record.round, failure, "evaluate")
+            failures(data.sites[site].name, record.round, failure, "evaluate")
         history.append(
             round_record(
                 record.round,
