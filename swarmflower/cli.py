@@ -28,6 +28,7 @@ from swarmflower.cli_options import (
     FtThreshold,
     Hosts,
     InitApp,
+    InitHosts,
     InitialModel,
     InitOut,
     InitRounds,
@@ -602,6 +603,7 @@ def init(
     initial_model: InitialModel = None,
     app_dir: InitApp = None,
     run_config: RunConfigOption = "",
+    hosts: InitHosts = None,
     *,
     task_args: TaskArgs,
     max_examples: MaxExamples = DEFAULT_MAX_EXAMPLES,
@@ -615,15 +617,20 @@ def init(
     """
     from swarmflower.provision import init_app_swarm, init_swarm
     from swarmflower.site_config import TaskConfig
+    from swarmflower.site_hosts import parse_hosts
 
     _check_update_limits(max_examples, max_update_ratio)
-    founding = {
+    founding: dict = {
         "round_timeout": round_timeout,
         "min_peers": min_peers,
         "base_port": base_port,
         "max_examples": max_examples,
         "max_update_ratio": max_update_ratio,
     }
+    if hosts is not None:
+        founding["addresses"] = parse_hosts(hosts, base_port)
+        if task_args.sites is None:  # one site per host
+            task_args = replace(task_args, sites=len(founding["addresses"]))
     if app_dir is not None:
         from swarmflower.flower_app import load_flower_app
 
@@ -665,10 +672,22 @@ def _print_swarm(layout, out: Path) -> None:
     )
     table.add_column("site")
     table.add_column("listens on")
+    advertised = any(site.advertise for site in layout.sites)
+    if advertised:
+        table.add_column("dialled at")
     table.add_column("address", no_wrap=True, min_width=42)
     for site, founder in zip(layout.sites, layout.genesis.sites, strict=True):
-        table.add_row(site.name, site.listen_address, founder.address)
+        dialled = [site.dialled_address] if advertised else []
+        table.add_row(site.name, site.listen_address, *dialled, founder.address)
     console.print(table)
+    if layout.genesis.app is not None:
+        plan = layout.genesis.app
+        console.print(
+            f"app {plan['name']}: {plan['strategy']} with its ServerApp's options, "
+            f"run config {plan['run_config']} (all in the genesis)",
+            soft_wrap=True,
+            highlight=False,
+        )
     if (params.max_examples, params.max_update_ratio) != (
         DEFAULT_MAX_EXAMPLES,
         DEFAULT_MAX_UPDATE_RATIO,
@@ -723,15 +742,30 @@ def enroll(
         int | None,
         typer.Option(help="Its part of the task's data (default: the next one)."),
     ] = None,
+    advertise: Annotated[
+        str,
+        typer.Option(
+            help="The name or address the other sites dial (default: --host); "
+            "also in its certificate."
+        ),
+    ] = "",
 ) -> None:
     """Admit a new site: keys, certificate, folder, and an enrollment to submit."""
     from swarmflower.provision import enroll_site
 
-    site = enroll_site(swarm, name, host=host, port=port, partition_id=partition_id)
+    site = enroll_site(
+        swarm,
+        name,
+        host=host,
+        port=port,
+        partition_id=partition_id,
+        advertise=advertise,
+    )
     e = site.enrollment
     console.print(
         f"site [bold]{name}[/] in {site.config.folder}, listens on "
-        f"{site.config.listen_address}\naddress {e.address}\n"
+        f"{site.config.listen_address}, dialled at {site.config.dialled_address}"
+        "\naddress {e.address}\n"
         f"cert sha256 {e.cert_fingerprint.hex()}",
         soft_wrap=True,
     )

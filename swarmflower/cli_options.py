@@ -316,7 +316,17 @@ InitApp = Annotated[
         "apply).",
     ),
 ]
-BasePort = Annotated[int, typer.Option(help="Site K listens on 127.0.0.1:BASE+K.")]
+BasePort = Annotated[
+    int, typer.Option(help="Site K listens on port BASE+K (127.0.0.1 without --hosts).")
+]
+InitHosts = Annotated[
+    str | None,
+    typer.Option(
+        help="Sites on separate machines: 'HOST1,HOST2,...' (site K on host K, "
+        "port BASE+K; IP addresses or DNS names, put in each certificate) or a "
+        "TOML file with one [[site]] table each (host, port, advertise)."
+    ),
+]
 InitialModel = Annotated[
     str | None,
     typer.Option(

@@ -42,6 +42,7 @@ from swarmflower.site_config import (
     load_site_config,
     write_site_config,
 )
+from swarmflower.site_hosts import SiteAddress, check_host, same_host
 from swarmflower.swarm_setup import swarm_params
 
 if TYPE_CHECKING:
@@ -186,7 +187,8 @@ def init_swarm(
 ) -> SwarmLayout:
     """Create a new swarm in the empty folder `out`; returns what was written.
 
-    Site `K` (1..N) gets `out/site-K/`, listens on `host:base_port+K`, holds
+    Site `K` (1..N) gets `out/site-K/`, listens on `host:base_port+K` (or
+    at `addresses[K-1]`), holds
     partition `K-1` of the task, and is a founding site of the genesis.
     `max_examples` and `max_update_ratio` bound every site's updates
     (`SwarmParams`); the genesis fixes them.
@@ -268,17 +270,29 @@ def _found_swarm(
     *,
     base_port: int = DEFAULT_BASE_PORT,
     host: str = "127.0.0.1",
+    addresses: Sequence[SiteAddress] | None = None,
     ca_name: str = "swarmflower swarm CA",
     app: tuple[dict[str, Any], Path] | None = None,
 ) -> SwarmLayout:
     """The CA, every founding site's keys and folder, and the genesis (with
-    the app's plan, and the app copied into every site, when `app` is given)."""
+    the app's plan, and the app copied into every site, when `app` is given).
+
+    Site K listens at `addresses[K-1]` (`init --hosts`), by default on
+    `host:base_port+K`; its certificate names where it listens and where the
+    others dial it."""
     count = len(names)
     _check_base_port(base_port, count)
+    if addresses is None:
+        addresses = same_host(count, host, base_port)
+    if len(addresses) != count:
+        raise ConfigError(
+            f"--hosts names {len(addresses)} sites, but the swarm has {count} "
+            "(give --sites, or one host per site)"
+        )
     ca_key, ca_cert = pki.create_ca(ca_name)
     creds = [
-        pki.issue_site(ca_key, ca_cert, name, pki.new_eth_key(), _hosts(host))
-        for name in names
+        pki.issue_site(ca_key, ca_cert, name, pki.new_eth_key(), where.cert_hosts())
+        for name, where in zip(names, addresses, strict=True)
     ]
     genesis = Genesis(
         sites=tuple(FoundingSite(c.address, c.fingerprint) for c in creds),
@@ -291,9 +305,7 @@ def _found_swarm(
         pki.cert_pem(ca_cert), genesis.to_json(), encode_arrays(arrays)
     )
     _write_swarm_folder(out, ca_key, ca_cert, files.genesis_json)
-    configs = _write_founding_sites(
-        out, creds, files, template, params, host, base_port
-    )
+    configs = _write_founding_sites(out, creds, files, template, params, addresses)
     if app is not None:
         from swarmflower.app_plan import copy_app
 
@@ -326,19 +338,18 @@ def _write_founding_sites(
     files: _FoundingFiles,
     template: TaskConfig | AppConfig,
     params: SwarmParams,
-    host: str,
-    base_port: int,
+    addresses: Sequence[SiteAddress],
 ) -> list[SiteConfig]:
-    """Site K's folder `out/site-K` and its `site.toml`: it listens on
-    `host:base_port+K`, holds partition K-1 and knows every other site."""
+    """Site K's folder `out/site-K` and its `site.toml`: it listens at
+    `addresses[K-1]`, holds partition K-1 and knows where every other site
+    is dialled."""
     count = len(creds)
-    ports = [base_port + k for k in range(1, count + 1)]
     peers = [
-        PeerEntry(c.name, f"{host}:{port}", c.address)
-        for c, port in zip(creds, ports, strict=True)
+        PeerEntry(c.name, where.dialled, c.address)
+        for c, where in zip(creds, addresses, strict=True)
     ]
     configs = []
-    for k, (c, port) in enumerate(zip(creds, ports, strict=True), start=1):
+    for k, (c, where) in enumerate(zip(creds, addresses, strict=True), start=1):
         folder = out / f"site-{k}"
         _write_site_files(
             folder, c, files.ca_pem, files.genesis_json, files.model_bytes, SiteFiles()
@@ -346,8 +357,9 @@ def _write_founding_sites(
         config = SiteConfig(
             name=c.name,
             index=k,
-            host=host,
-            port=port,
+            host=where.host,
+            port=where.port,
+            advertise=where.advertise,
             task=template.with_partition(k - 1, num_sites=count),
             swarm=params,
             peers=tuple(p for p in peers if p.name != c.name),
@@ -367,10 +379,6 @@ def _check_base_port(base_port: int, count: int) -> None:
             f"--base-port must be between {MIN_BASE_PORT} and {highest} for "
             f"{count} sites (site K listens on BASE+K), got {base_port}"
         )
-
-
-def _hosts(host: str) -> tuple[str, ...]:
-    return tuple(dict.fromkeys((host, "127.0.0.1", "localhost")))
 
 
 # --- enroll ---------------------------------------------------------------
@@ -438,6 +446,7 @@ def enroll_site(
     host: str = "127.0.0.1",
     port: int | None = None,
     partition_id: int | None = None,
+    advertise: str = "",
 ) -> EnrolledSite:
     """Admit site `name` to the swarm in `swarm`: keys, certificate, folder, peers.
 
@@ -453,7 +462,8 @@ def enroll_site(
     folder = swarm / name
 
     ca_key, ca_cert, genesis_json, model_bytes = _swarm_files(swarm, first)
-    creds = pki.issue_site(ca_key, ca_cert, name, pki.new_eth_key(), _hosts(host))
+    where = SiteAddress(check_host(host, "--host"), port, advertise)
+    creds = pki.issue_site(ca_key, ca_cert, name, pki.new_eth_key(), where.cert_hosts())
     _write_site_files(
         folder, creds, pki.cert_pem(ca_cert), genesis_json, model_bytes, SiteFiles()
     )
@@ -462,9 +472,10 @@ def enroll_site(
         index=max(c.index for c in members) + 1,
         host=host,
         port=port,
+        advertise=advertise,
         task=task,
         swarm=first.swarm,
-        peers=tuple(PeerEntry(c.name, c.listen_address, _address(c)) for c in members),
+        peers=tuple(PeerEntry(c.name, c.dialled_address, _address(c)) for c in members),
         folder=folder,
     )
     if config.app is not None:  # the swarm's app, as the members hold it
@@ -479,10 +490,10 @@ def enroll_site(
         name=name,
         address=creds.address,
         cert_fingerprint=creds.fingerprint.hex(),
-        listen=config.listen_address,
+        listen=config.dialled_address,
         cert=pki.cert_pem(creds.cert).decode(),
     )
-    newcomer = PeerEntry(name, config.listen_address, creds.address)
+    newcomer = PeerEntry(name, config.dialled_address, creds.address)
     for member in members:
         peers = tuple(p for p in member.peers if p.name != name) + (newcomer,)
         write_site_config(member.with_peers(peers))

@@ -24,6 +24,7 @@ from eth_utils import is_address
 from swarmflower.errors import ConfigError
 from swarmflower.ledger import SwarmParams
 from swarmflower.ledger.records import DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_UPDATE_RATIO
+from swarmflower.site_hosts import SiteAddress
 from swarmflower.tasks import TaskSpec
 from swarmflower.tasks.spec import field_kind
 
@@ -129,6 +130,9 @@ class SiteConfig:
     swarm: SwarmParams  # as fixed in the genesis
     files: SiteFiles = field(default_factory=SiteFiles)
     peers: tuple[PeerEntry, ...] = ()
+    # what the other sites dial, when not `host` (a DNS name, an address
+    # behind NAT, or the real address of a site bound to 0.0.0.0)
+    advertise: str = ""
     folder: Path = Path(".")  # where the file was loaded from; not written
     file_name: str = SITE_FILE  # its name there; not written
 
@@ -139,7 +143,13 @@ class SiteConfig:
 
     @property
     def listen_address(self) -> str:
-        return f"{self.host}:{self.port}"
+        """The interface and port the site binds."""
+        return SiteAddress(self.host, self.port).listen
+
+    @property
+    def dialled_address(self) -> str:
+        """Where the other sites reach it."""
+        return SiteAddress(self.host, self.port, self.advertise).dialled
 
     def path(self, name: str) -> Path:
         """The absolute path of one of `files` (e.g. `config.path("cert")`)."""
@@ -175,6 +185,7 @@ class SiteConfig:
                 "index": self.index,
                 "host": self.host,
                 "port": self.port,
+                **({"advertise": self.advertise} if self.advertise else {}),
             },
             "files": dict(vars(self.files)),
             "swarm": dict(vars(self.swarm)),
@@ -337,6 +348,7 @@ def load_site_config(path: Path | str) -> SiteConfig:
             **{k: _non_empty(files, k, getattr(defaults, k)) for k in vars(defaults)}
         ),
         peers=tuple(peers),
+        advertise=site.get("advertise", str, ""),
         folder=path.parent,
         file_name=path.name,
     )
