@@ -154,6 +154,9 @@ class PeerLog:
     refused_updates: list[tuple[int, int, str]] = field(default_factory=list)
     switched: list[str] = field(default_factory=list)  # one line per fork switch
     failed: list[tuple[int, AppFailure]] = field(default_factory=list)  # app calls
+    # round -> the sites it had no update from, when it waited as the
+    # round's leader short of min_peers (said once a round)
+    waiting: dict[int, tuple[str, ...]] = field(default_factory=dict)
     # round -> the train metrics this site's ClientApp replied with
     train_metrics: dict[int, dict[str, float]] = field(default_factory=dict)
     fetched: list[tuple[str, bytes]] = field(default_factory=list)  # kind, hash

@@ -18,7 +18,7 @@ one) and its model store: data structures, not I/O channels.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -556,6 +556,7 @@ class SiteCore:
         """Seal if this site is the proposer whose turn it is (`round_rules`)."""
         offers = self._drawn_offers(round)
         if len(offers) < self.config.min_peers:
+            self._say_short(round, offers, now)
             return []
         current = (
             self.ledger.round(round) if self.ledger.head().height >= round else None
@@ -578,6 +579,29 @@ class SiteCore:
                 return self._seal(round, view, seal_reason(view, current), now)
             return []
         return []
+
+    def _say_short(self, round: int, offers: Mapping[str, object], now: float) -> None:
+        """Once a round, when this site is the round's leader and its time to
+        seal has come with fewer than `min_peers` updates in: the round waits,
+        and for whom (the sites drawn to train that sent nothing)."""
+        if round in self.log.waiting or self._electees(round)[:1] != (self.address,):
+            return
+        elapsed = now - self._started.setdefault(round, now)
+        if elapsed < self.config.round_timeout:
+            return
+        expected = self._drawn(round) or self.sites
+        missing = tuple(a for a in self.sites if a in expected and a not in offers)
+        self.log.waiting[round] = missing
+        who = ", ".join(f"site {self._index_of[a] + 1} ({a})" for a in missing)
+        log.warning(
+            "site %s: round %d waits: %d of the %d updates needed to seal are in; "
+            "no update from %s",
+            self.identity.name,
+            round,
+            len(offers),
+            self.config.min_peers,
+            who or "nobody (updates refused)",
+        )
 
     def _drawn_offers(self, round: int) -> dict[str, UpdateOffer]:
         """The round's offers held here from sites drawn to train it (offers

@@ -361,3 +361,22 @@ def test_a_block_merging_a_site_not_drawn_is_refused():
         if k != leader:
             (entry,) = swarm.cores[k].log.refused
             assert entry[2] == "it merges a site not drawn to train the round"
+
+
+def test_a_leader_short_of_min_peers_says_once_whom_the_round_waits_for(caplog):
+    swarm = Swarm()
+    leader = swarm.leader(1)
+    up = next(k for k in range(4) if k != leader)
+    swarm.start(sites=[leader, up])  # the two others never start
+    swarm.deliver(1.0, keep=offers_from(up))  # and this one's update is lost
+    swarm.tick(9.9, sites=[leader])
+    assert swarm.cores[leader].log.waiting == {}  # its time has not come yet
+    for now in (10.0, 12.0, 15.0):
+        swarm.tick(now, sites=[leader])
+    missing = tuple(a for k, a in enumerate(swarm.addresses) if k != leader)
+    assert swarm.cores[leader].log.waiting == {1: missing}
+    said = [r.getMessage() for r in caplog.records if "round 1 waits" in r.message]
+    assert len(said) == 1
+    assert f"site {up + 1} ({swarm.addresses[up]})" in said[0]
+    assert "1 of the 2 updates needed to seal are in" in said[0]
+    assert not swarm.blocks()  # and nothing was sealed short of min_peers
