@@ -65,9 +65,13 @@ class SwarmParams:
     # sites drawn to train each round (0: every site), as Flower's
     # fraction_train samples nodes; see round_rules.drawn_sites
     train_sites: int = 0
+    # seconds round 1 waits for every founding site before it starts with
+    # min_peers (sites start their processes at different times)
+    start_grace: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("rounds", "round_timeout", "min_peers", "train_sites"):
+        names = ("rounds", "round_timeout", "min_peers", "train_sites", "start_grace")
+        for name in names:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"SwarmParams.{name} must be a non-negative int")
@@ -90,9 +94,9 @@ class SwarmParams:
     def to_dict(self) -> dict[str, int | float | str]:
         """The canonical form in the genesis JSON.
 
-        The update limits and `train_sites` appear only when they differ from
-        the defaults, so a swarm founded before they existed keeps its swarm
-        id; other values are in the JSON, hence in the id.
+        The update limits, `train_sites` and `start_grace` appear only when
+        they differ from the defaults, so a swarm founded before they existed
+        keeps its swarm id; other values are in the JSON, hence in the id.
         """
         data: dict[str, int | float | str] = {
             "rounds": self.rounds,
@@ -106,6 +110,8 @@ class SwarmParams:
             data["max_update_ratio"] = self.max_update_ratio
         if self.train_sites:
             data["train_sites"] = self.train_sites
+        if self.start_grace:
+            data["start_grace"] = self.start_grace
         return data
 
 

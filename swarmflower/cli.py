@@ -47,6 +47,7 @@ from swarmflower.cli_options import (
     SimulateApp,
     SimulateOut,
     SimulateScenario,
+    StartGrace,
     Strategy,
     TaskArgs,
     WriteReport,
@@ -604,6 +605,7 @@ def init(
     app_dir: InitApp = None,
     run_config: RunConfigOption = "",
     hosts: InitHosts = None,
+    start_grace: StartGrace = None,
     *,
     task_args: TaskArgs,
     max_examples: MaxExamples = DEFAULT_MAX_EXAMPLES,
@@ -626,7 +628,10 @@ def init(
         "base_port": base_port,
         "max_examples": max_examples,
         "max_update_ratio": max_update_ratio,
+        "start_grace": 3 * round_timeout if start_grace is None else start_grace,
     }
+    if founding["start_grace"] < 0:
+        raise ConfigError(f"--start-grace must be at least 0, got {start_grace}")
     if hosts is not None:
         founding["addresses"] = parse_hosts(hosts, base_port)
         if task_args.sites is None:  # one site per host
@@ -680,6 +685,12 @@ def _print_swarm(layout, out: Path) -> None:
         dialled = [site.dialled_address] if advertised else []
         table.add_row(site.name, site.listen_address, *dialled, founder.address)
     console.print(table)
+    if params.start_grace:
+        console.print(
+            f"round 1 waits up to {params.start_grace} s for every site to start, "
+            f"then goes on with {params.min_peers}",
+            highlight=False,
+        )
     if layout.genesis.app is not None:
         plan = layout.genesis.app
         console.print(

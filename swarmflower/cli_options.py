@@ -319,6 +319,13 @@ InitApp = Annotated[
 BasePort = Annotated[
     int, typer.Option(help="Site K listens on port BASE+K (127.0.0.1 without --hosts).")
 ]
+StartGrace = Annotated[
+    int | None,
+    typer.Option(
+        help="Seconds round 1 waits for every founding site to start before it "
+        "goes on with --min-peers (default: 3 round timeouts; 0: no wait)."
+    ),
+]
 InitHosts = Annotated[
     str | None,
     typer.Option(

@@ -204,6 +204,7 @@ def init_swarm(
         strategy,
         max_examples=founding.pop("max_examples", DEFAULT_MAX_EXAMPLES),
         max_update_ratio=founding.pop("max_update_ratio", DEFAULT_MAX_UPDATE_RATIO),
+        start_grace=founding.pop("start_grace", 0),
     )
     return _found_swarm(out, names, arrays, params, template, **founding)
 
@@ -242,6 +243,7 @@ def init_app_swarm(
         type(plan.strategy).__name__,
         max_examples=founding.pop("max_examples", DEFAULT_MAX_EXAMPLES),
         max_update_ratio=founding.pop("max_update_ratio", DEFAULT_MAX_UPDATE_RATIO),
+        start_grace=founding.pop("start_grace", 0),
         train_sites=drawn_per_round(plan, count),
     )
     template = AppConfig(

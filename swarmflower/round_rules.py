@@ -36,13 +36,17 @@ def backup_delay(view: int, round_timeout: float) -> float:
     return view * round_timeout
 
 
-def seal_deadline(view: int, update_wait: float, round_timeout: float) -> float:
+def seal_deadline(
+    view: int, update_wait: float, round_timeout: float, grace: float = 0.0
+) -> float:
     """Seconds after the round began from which the proposer of `view` seals
     whatever it holds (given at least `min_peers` updates): the leader when
-    its wait is over, a backup when its delay is."""
+    its wait is over, a backup when its delay is. `grace` (round 1's start-up
+    grace) holds both back: the leader waits for every site that long, and
+    no backup steps in before it is over."""
     if view == 0:
-        return update_wait
-    return backup_delay(view, round_timeout)
+        return max(update_wait, grace)
+    return grace + backup_delay(view, round_timeout)
 
 
 def may_seal(
@@ -53,12 +57,13 @@ def may_seal(
     elapsed: float,
     update_wait: float,
     round_timeout: float,
+    grace: float = 0.0,
 ) -> bool:
     """Whether the proposer of `view` may seal after `elapsed` seconds: at its
     deadline, or (the leader) as soon as every site's update is in."""
     if view == 0 and updates_in >= num_sites:
         return True
-    return elapsed >= seal_deadline(view, update_wait, round_timeout)
+    return elapsed >= seal_deadline(view, update_wait, round_timeout, grace)
 
 
 def seal_reason(view: int, current: object | None) -> Reason:

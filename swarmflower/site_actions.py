@@ -115,6 +115,7 @@ class PeerConfig:
     gossip_s: float | None = None
     linger_s: float = 0.0
     agreed_grace_s: float = AGREED_GRACE_S
+    start_grace: float = 0.0  # round 1's wait for every site (see SwarmParams)
 
     @classmethod
     def of_swarm(
@@ -129,6 +130,7 @@ class PeerConfig:
             round_timeout=float(params.round_timeout),
             min_peers=params.min_peers,
             update_wait=update_wait,
+            start_grace=float(params.start_grace),
             **pacing,
         )
 

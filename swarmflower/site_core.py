@@ -227,13 +227,19 @@ class SiteCore:
         if started is not None and round <= self.config.rounds:
             for view, electee in enumerate(self._electees(round)):
                 if electee == self.address:
-                    times.append(started + self._deadline(view))
+                    times.append(started + self._deadline(view, round))
         later = [t for t in times if t > now]
         return min(later, default=None)
 
-    def _deadline(self, view: int) -> float:
+    def _deadline(self, view: int, round: int) -> float:
         config = self.config
-        return seal_deadline(view, config.update_wait, config.round_timeout)
+        return seal_deadline(
+            view, config.update_wait, config.round_timeout, self._grace(round)
+        )
+
+    def _grace(self, round: int) -> float:
+        """Round 1 waits for every site's start (`PeerConfig.start_grace`)."""
+        return self.config.start_grace if round == 1 else 0.0
 
     # -- events --------------------------------------------------------------
 
@@ -575,6 +581,7 @@ class SiteCore:
                 elapsed=now - self._started.setdefault(round, now),
                 update_wait=self.config.update_wait,
                 round_timeout=self.config.round_timeout,
+                grace=self._grace(round),
             ):
                 return self._seal(round, view, seal_reason(view, current), now)
             return []
@@ -587,12 +594,11 @@ class SiteCore:
         if round in self.log.waiting or self._electees(round)[:1] != (self.address,):
             return
         elapsed = now - self._started.setdefault(round, now)
-        if elapsed < self.config.round_timeout:
+        if elapsed < self.config.round_timeout + self._grace(round):
             return
-        expected = self._drawn(round) or self.sites
-        missing = tuple(a for a in self.sites if a in expected and a not in offers)
+        missing = self._missing(round, offers)
         self.log.waiting[round] = missing
-        who = ", ".join(f"site {self._index_of[a] + 1} ({a})" for a in missing)
+        who = self._named(missing)
         log.warning(
             "site %s: round %d waits: %d of the %d updates needed to seal are in; "
             "no update from %s",
@@ -602,6 +608,14 @@ class SiteCore:
             self.config.min_peers,
             who or "nobody (updates refused)",
         )
+
+    def _missing(self, round: int, offers: Mapping[str, object]) -> tuple[str, ...]:
+        """The sites drawn to train `round` whose update is not in `offers`."""
+        expected = self._drawn(round) or self.sites
+        return tuple(a for a in self.sites if a in expected and a not in offers)
+
+    def _named(self, sites: Sequence[str]) -> str:
+        return ", ".join(f"site {self._index_of[a] + 1} ({a})" for a in sites)
 
     def _drawn_offers(self, round: int) -> dict[str, UpdateOffer]:
         """The round's offers held here from sites drawn to train it (offers
@@ -615,7 +629,16 @@ class SiteCore:
     def _seal(self, round: int, view: int, reason: Reason, now: float) -> list[Action]:
         if view == 0 and self.faults.crashes_while_leading(round):
             return self._crash(f"leader crash in round {round}")
-        offers = sorted(self._drawn_offers(round).values(), key=lambda o: o.site_index)
+        drawn = self._drawn_offers(round)
+        if self._grace(round) and (missing := self._missing(round, drawn)):
+            log.warning(
+                "site %s: round %d starts without %s after the %.0f s start-up grace",
+                self.identity.name,
+                round,
+                self._named(missing),
+                self._grace(round),
+            )
+        offers = sorted(drawn.values(), key=lambda o: o.site_index)
         log.info(
             "site %s seals round %d view %d with %d updates (%s) after %.2f s",
             self.identity.name,

@@ -34,6 +34,7 @@ def swarm_params(
     max_examples: int = DEFAULT_MAX_EXAMPLES,
     max_update_ratio: float = DEFAULT_MAX_UPDATE_RATIO,
     train_sites: int = 0,
+    start_grace: int = 0,
 ) -> SwarmParams:
     """Checked swarm-wide parameters; `min_peers` defaults to a majority (of
     the `train_sites` drawn each round, when only some are).
@@ -68,6 +69,7 @@ def swarm_params(
             max_examples,
             max_update_ratio,
             train_sites,
+            start_grace,
         )
     except ValueError as exc:
         given = {"max_examples": max_examples, "max_update_ratio": max_update_ratio}

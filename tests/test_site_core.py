@@ -33,7 +33,13 @@ class Swarm:
     test delivers them; fetches and training are answered at once."""
 
     def __init__(
-        self, strategy="FedAvg", faults=None, rounds=3, backups=2, train_sites=0
+        self,
+        strategy="FedAvg",
+        faults=None,
+        rounds=3,
+        backups=2,
+        train_sites=0,
+        start_grace=0.0,
     ):
         self.initial = ArrayRecord({"w": Array(np.zeros(3, dtype=np.float32))})
         identities = simulated_identities(NAMES, 0)
@@ -49,6 +55,7 @@ class Swarm:
             min_peers=2,
             update_wait=8.0,
             backups=backups,
+            start_grace=start_grace,
         )
         self.identities, self.faults = identities, faults or FaultPlan()
         self.strategy = leader_strategy(strategy)
@@ -380,3 +387,25 @@ def test_a_leader_short_of_min_peers_says_once_whom_the_round_waits_for(caplog):
     assert f"site {up + 1} ({swarm.addresses[up]})" in said[0]
     assert "1 of the 2 updates needed to seal are in" in said[0]
     assert not swarm.blocks()  # and nothing was sealed short of min_peers
+
+
+def test_round_one_waits_the_start_up_grace_then_starts_naming_who_is_missing(
+    caplog,
+):
+    swarm = Swarm(start_grace=20.0)
+    leader, backup = swarm.leader(1), swarm.leader(1, view=1)
+    up = [leader, backup]
+    swarm.start(sites=up)  # two sites have not started their processes yet
+    swarm.deliver(1.0)
+    # Not at update_wait (8 s), and no backup steps in at the round timeout.
+    for now in (8.0, 10.0, 19.9):
+        swarm.tick(now, sites=up)
+        assert not swarm.blocks()
+    swarm.tick(20.0, sites=up)
+    assert swarm.cores[leader].log.sealed == [(1, 0, Reason.NORMAL)]
+    late = [a for k, a in enumerate(swarm.addresses) if k not in up]
+    said = [r.getMessage() for r in caplog.records if "start-up grace" in r.message]
+    assert len(said) == 1
+    assert all(address in said[0] for address in late)
+    # Round 2 has no grace: its leader's usual wait applies.
+    assert swarm.cores[leader]._deadline(0, 2) == 8.0
