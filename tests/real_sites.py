@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 from cli_helpers import run_cli
@@ -80,3 +82,36 @@ def verify_head(site: Path, cli: bool = False) -> str:
         return f"0x{ledger.verify().hash.hex()}"
     finally:
         ledger.close()
+
+
+class Watched:
+    """A peer process whose output is read line by line as it comes."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    def wait_for(self, text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines):
+            assert self.process.poll() is None, "".join(self.lines)
+            assert time.monotonic() < deadline, f"no '{text}':\n{''.join(self.lines)}"
+            time.sleep(0.1)
+
+    def finish(self, timeout: float = 180) -> tuple[int, str]:
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            output = "".join(self.lines)
+            raise AssertionError(f"peer did not finish:\n{output}") from None
+        self._reader.join(timeout=10)
+        return self.process.returncode, "".join(self.lines)

@@ -238,7 +238,8 @@ def hospital_app(folder: Path) -> Path:
 
 def test_a_site_whose_clientapp_raises_sits_out_and_the_others_finish(tmp_path):
     out = tmp_path / "swarm"
-    init_app(out, hospital_app(tmp_path / "app"), 3)
+    # Site 3 never sends an update: no start-up grace to wait out in round 1.
+    init_app(out, hospital_app(tmp_path / "app"), 3, "--start-grace", "0")
     rng = np.random.default_rng(0)
     for k in (1, 2, 3):
         site = out / f"site-{k}"

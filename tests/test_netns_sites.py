@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 from cli_helpers import run_cli
 from cryptography import x509
-from netns import Lan, Output
-from real_sites import outcome
+from netns import Lan
+from real_sites import Watched, outcome
 
 from swarmflower.ledger import Ledger
 from swarmflower.pki import load_eth_key
 
-SITES, ROUNDS, CUT_S = 3, 14, 5.0  # the cut outlasts the 3 s round timeout
+SITES, ROUNDS, CUT_S = 3, 12, 5.0  # the cut outlasts the 3 s round timeout
 
 _why_not = Lan.skip_reason()
 pytestmark = pytest.mark.skipif(_why_not is not None, reason=_why_not or "")
@@ -45,17 +45,17 @@ def cut_swarm(tmp_path_factory):
     assert made.returncode == 0, made.stderr
     sites = [out / f"site-{k}" for k in range(1, SITES + 1)]
     with Lan(SITES) as lan:
-        outputs = [Output(lan.start_peer(k, site)) for k, site in enumerate(sites, 1)]
+        outputs = [Watched(lan.start_peer(k, site)) for k, site in enumerate(sites, 1)]
         try:
             outputs[0].wait_for(f"round 2/{ROUNDS} adopted", timeout=90)
             lan.cut(3, CUT_S)
             back = time.time() + CUT_S
-            codes = [output.finish(timeout=180) for output in outputs]
+            codes = [output.finish(timeout=180)[0] for output in outputs]
         finally:
             for output in outputs:
                 if output.process.poll() is None:
                     output.process.kill()
-    assert codes == [0] * SITES, [o.text for o in outputs]
+    assert codes == [0] * SITES, ["".join(o.lines) for o in outputs]
     return sites, outputs, back
 
 
@@ -71,7 +71,7 @@ def test_each_certificate_names_its_own_hosts_address_only(cut_swarm):
 
 def test_the_sites_finish_on_one_head_and_model_across_hosts(cut_swarm):
     _, outputs, _ = cut_swarm
-    ends = [outcome(output.text) for output in outputs]
+    ends = [outcome("".join(output.lines)) for output in outputs]
     assert {(state, rounds) for state, rounds, *_ in ends} == {("finished", ROUNDS)}
     assert len({head for *_, head, _ in ends}) == 1
     assert len({model for *_, model in ends}) == 1
@@ -93,5 +93,6 @@ def test_a_site_cut_off_past_the_round_timeout_comes_back_and_contributes(
     after = [r for r in records if r.timestamp > back + 1]
     assert after, "every round was sealed before the link came back"
     assert any(cut in r.contributors for r in after)
-    rounds_seen = re.findall(rf"round (\d+)/{ROUNDS} adopted", outputs[2].text)
+    cut_output = "".join(outputs[2].lines)
+    rounds_seen = re.findall(rf"round (\d+)/{ROUNDS} adopted", cut_output)
     assert int(rounds_seen[-1]) == ROUNDS

@@ -11,13 +11,11 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
-import threading
-import time
 from pathlib import Path
 
 import pytest
 from eth_utils import keccak
-from real_sites import finish, init_swarm, outcome, start_peer, verify_head
+from real_sites import Watched, finish, init_swarm, outcome, start_peer, verify_head
 
 from swarmflower.ledger import Ledger
 from swarmflower.ledger.store import FILENAME
@@ -44,45 +42,13 @@ def reaped():
             process.communicate()
 
 
-class Watched:
-    """A peer process whose output is read line by line as it comes."""
-
-    def __init__(self, process: subprocess.Popen) -> None:
-        self.process = process
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line)
-
-    def wait_for(self, text: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not any(text in line for line in self.lines):
-            assert self.process.poll() is None, "".join(self.lines)
-            assert time.monotonic() < deadline, f"no '{text}':\n{''.join(self.lines)}"
-            time.sleep(0.1)
-
-    def finish(self, timeout: float = 180) -> tuple[int, str]:
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            output = "".join(self.lines)
-            raise AssertionError(f"peer did not finish:\n{output}") from None
-        self._reader.join(timeout=10)
-        return self.process.returncode, "".join(self.lines)
-
-
 def _address(site: Path) -> str:
     return load_eth_key(site / "site.key").public_key.to_checksum_address()
 
 
 def test_a_site_offering_poisoned_updates_is_refused_by_name(tmp_path, reaped):
-    init_swarm(tmp_path, sites=3, rounds=5)
+    # Its updates are all refused: no start-up grace to wait out in round 1.
+    init_swarm(tmp_path, 3, 5, 3, "--start-grace", "0")
     sites = [tmp_path / f"site-{k}" for k in (1, 2, 3)]
     drill = ",".join(f"bad-update:3@{r}:{kind}" for r, (kind, _) in BAD_ROUNDS.items())
     processes = [start_peer(site, "--faults", drill) for site in sites]
