@@ -14,10 +14,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from flwr.app import ArrayRecord, MetricRecord, RecordDict
+from flwr.app import ArrayRecord
 
 from swarmflower.app_calls import AppFailure, FailureLog, call_app
-from swarmflower.app_run import evaluate_round, plain_metrics
+from swarmflower.app_run import evaluate_round, train_metrics
 from swarmflower.flower_app import FlowerApp, ServerPlan
 from swarmflower.flower_messages import site_context
 from swarmflower.logs import quiet_flower
@@ -43,12 +43,11 @@ def run_local(app: FlowerApp, plan: ServerPlan, sites: int) -> LocalRun:
     models: list[ArrayRecord] = [plan.initial_arrays] * sites
     evaluated: dict[int, dict[str, float]] = {}
     trained: dict[int, dict[str, float]] = {}
-    strategy = plan.strategy
     failures = FailureLog()
     with quiet_flower():
         for round in range(1, plan.num_rounds + 1):
             config = dict(leader.train_config(round))
-            train_replies = []
+            reported = []
             for k, context in enumerate(contexts):
                 update = call_app(
                     train_site, client_app, context, models[k], round, k, config
@@ -57,14 +56,8 @@ def run_local(app: FlowerApp, plan: ServerPlan, sites: int) -> LocalRun:
                     failures(f"site-{k + 1}", round, update)
                     continue  # that site keeps its model of the last round
                 models[k] = update.arrays
-                train_replies.append(
-                    RecordDict({"metrics": MetricRecord(dict(update.metrics or {}))})
-                )
-            if train_replies:
-                aggregate = strategy.train_metrics_aggr_fn
-                trained[round] = plain_metrics(
-                    aggregate(train_replies, strategy.weighted_by_key)
-                )
+                reported.append(dict(update.metrics or {}))
+            trained[round] = train_metrics(plan, reported, round)
             own = dict(enumerate(models))
             evaluated[round] = evaluate_round(
                 plan, client_app, dict(enumerate(contexts)), round, own, failures

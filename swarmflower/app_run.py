@@ -160,18 +160,26 @@ def train_round(
     plan: ServerPlan, record: RoundRecord, swarm: SwarmResult
 ) -> dict[str, float]:
     """The train metrics of the round's contributors (the updates its block
-    merged), aggregated by the strategy's own `train_metrics_aggr_fn` as its
-    `aggregate_train` would. Each is a site's report of its own training."""
+    merged), aggregated as the strategy's `aggregate_train` would. Each is a
+    site's report of its own training."""
     by_address = {core.address: core for core in swarm.sites}
-    records = [
-        RecordDict({"metrics": MetricRecord(metrics)})
+    reported = [
+        by_address[address].log.train_metrics.get(record.round)
         for address in record.contributors
         if address in by_address
-        and (metrics := by_address[address].log.train_metrics.get(record.round))
     ]
+    return train_metrics(plan, [m for m in reported if m], record.round)
+
+
+def train_metrics(
+    plan: ServerPlan, reported: list[dict[str, float]], server_round: int
+) -> dict[str, float]:
+    """Sites' train metrics combined by the strategy's own
+    `train_metrics_aggr_fn`, weighted by its `weighted_by_key`."""
     aggregate = getattr(plan.strategy, "train_metrics_aggr_fn", None)
-    if not records or aggregate is None:
+    if not reported or aggregate is None:
         return {}
+    records = [RecordDict({"metrics": MetricRecord(m)}) for m in reported]
     weighted_by = getattr(plan.strategy, "weighted_by_key", "num-examples")
     with quiet_flower():
         try:
@@ -179,7 +187,7 @@ def train_round(
         except Exception as exc:  # the app's own function, or missing keys
             log.warning(
                 "train metrics of round %d not aggregated: %s",
-                record.round,
+                server_round,
                 AppFailure.of(exc),
             )
             return {}
