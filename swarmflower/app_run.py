@@ -90,6 +90,17 @@ def drawn_per_round(plan: ServerPlan, sites: int) -> int:
     )
 
 
+def evaluated_per_round(plan: ServerPlan, sites: int) -> int:
+    """Sites drawn to evaluate each round's model (0: all): the strategy's
+    `fraction_evaluate`, at least its `min_evaluate_nodes`."""
+    strategy = plan.strategy
+    return train_count(
+        sites,
+        getattr(strategy, "fraction_evaluate", 1.0),
+        getattr(strategy, "min_evaluate_nodes", 0),
+    )
+
+
 def sites_for(app: FlowerApp, sites: int | None) -> int:
     """--sites, else the project's local-simulation size, else 2."""
     count = sites or app.num_supernodes or DEFAULT_SITES
@@ -244,12 +255,7 @@ def _evaluating(
     """The sites that evaluate a round's model: as many as Flower samples for
     `fraction_evaluate` (at least `min_evaluate_nodes`), drawn from the hash
     of the round's own block as `round_rules.drawn_sites` draws trainers."""
-    strategy = plan.strategy
-    count = train_count(
-        len(contexts),
-        getattr(strategy, "fraction_evaluate", 1.0),
-        getattr(strategy, "min_evaluate_nodes", 0),
-    )
+    count = evaluated_per_round(plan, len(contexts))
     addresses = [core.address for core in swarm.sites]
     drawn = drawn_sites(record.block_hash, record.round, addresses, count)
     return {

@@ -21,10 +21,10 @@ from flwr.app import Context
 from flwr.clientapp import ClientApp
 
 from swarmflower.app_calls import FailureLog
-from swarmflower.app_run import central_round, evaluate_round
+from swarmflower.app_run import central_round, evaluate_round, evaluated_per_round
 from swarmflower.flower_app import ServerPlan
 from swarmflower.model_store import ModelStoreAPI
-from swarmflower.round_rules import drawn_sites, train_count
+from swarmflower.round_rules import drawn_sites
 from swarmflower.site_actions import Adoption
 
 METRICS_FILE = "metrics.csv"
@@ -56,12 +56,7 @@ class SiteEvaluation:
         self.trained: dict[int, dict[str, float]] = {}
         self.evaluated: dict[int, dict[str, float]] = {}
         self.central: dict[int, dict[str, float]] = {}
-        strategy = plan.strategy
-        self.evaluators = train_count(
-            len(self.sites),
-            getattr(strategy, "fraction_evaluate", 1.0),
-            getattr(strategy, "min_evaluate_nodes", 0),
-        )
+        self.evaluators = evaluated_per_round(plan, len(self.sites))
 
     def evaluates(self, adoption: Adoption) -> bool:
         """Whether the round's draw picks this site to evaluate its model."""
