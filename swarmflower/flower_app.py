@@ -217,6 +217,14 @@ def server_context(app: FlowerApp) -> Context:
 def server_plan(app: FlowerApp) -> ServerPlan:
     """Run the app's `ServerApp.main` up to `strategy.start` and keep its plan."""
     server = app.server_app()
+    if getattr(server, "_main", None) is None:  # Flower's legacy server_fn API
+        raise ConfigError(
+            f"the ServerApp {app.serverapp} has no @app.main() (it is built "
+            "with server_fn or a strategy from flwr.server.strategy, Flower's "
+            "legacy API): the swarm plays message-API apps, whose main calls "
+            "strategy.start(...) of a flwr.serverapp.strategy strategy "
+            "(see README: Bring your own Flower app)"
+        )
     context = server_context(app)
     plans: list[ServerPlan] = []
     with strategy_start_as(_recording_plan(plans)), contextlib.chdir(app.directory):

@@ -275,3 +275,39 @@ def test_an_app_failing_at_every_site_stops_with_a_hint(tmp_path):
     assert "Traceback" not in result.stderr
     assert "every site failed in round 1: KeyError: 'lr'" in lines[-1]
     assert '--run-config "lr=..."' in lines[-1]
+
+
+LEGACY_SERVER = """
+import numpy as np
+from flwr.common import ndarrays_to_parameters
+from flwr.server import ServerApp, ServerAppComponents, ServerConfig
+from flwr.server.strategy import FedAvg
+
+
+def server_fn(context):
+    start = ndarrays_to_parameters([np.zeros(2)])
+    strategy = FedAvg(initial_parameters=start)
+    return ServerAppComponents(strategy=strategy, config=ServerConfig(num_rounds=2))
+
+
+app = ServerApp(server_fn=server_fn)
+"""
+
+
+def test_a_legacy_server_fn_app_is_refused_naming_the_api_the_swarm_plays(tmp_path):
+    package = tmp_path / "oldstyle"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "server_app.py").write_text(LEGACY_SERVER)
+    (package / "client_app.py").write_text(CLIENT_READING_LR)
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "oldstyle"\nversion = "1.0.0"\n'
+        '[tool.flwr.app]\npublisher = "me"\n'
+        "[tool.flwr.app.components]\n"
+        'serverapp = "oldstyle.server_app:app"\n'
+        'clientapp = "oldstyle.client_app:app"\n'
+    )
+    with pytest.raises(ConfigError, match="has no @app.main") as refused:
+        server_plan(load_flower_app(tmp_path))
+    assert "legacy API" in str(refused.value)
+    assert "strategy.start" in str(refused.value)
