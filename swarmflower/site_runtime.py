@@ -39,6 +39,7 @@ from swarmflower.peer import Adoption, PeerConfig, SwarmPeer
 from swarmflower.pki import authorizer
 from swarmflower.site_config import SiteConfig, load_site_config
 from swarmflower.site_evaluation import METRICS_FILE, SiteEvaluation
+from swarmflower.site_events import EVENTS_FILE, SiteEvents
 from swarmflower.site_files import (
     check_partition,
     load_client_app,
@@ -267,8 +268,10 @@ def run_site(
         peer.transport.disconnect()
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
+    events = SiteEvents(config.folder / EVENTS_FILE, config.name)
+    events.write("started", round=ledger.head().height)
     watcher = threading.Thread(
-        target=_report_progress, args=(peer, stop, report), daemon=True
+        target=_report_progress, args=(peer, stop, report, events), daemon=True
     )
     watcher.start()
     finished = False
@@ -287,16 +290,27 @@ def run_site(
             peer.transport.close()
         head = ledger.head()
         ledger.close()
+    events.follow(peer.log)
+    model_hash = peer.log.adopted[-1].model_hash if peer.log.adopted else None
+    events.write(
+        "finished" if finished else "stopped",
+        round=head.height,
+        block="0x" + head.hash.hex(),
+        model="0x" + model_hash.hex() if model_hash else None,
+    )
     if finished:
         workload.finish(peer.model, config.folder)
-    model_hash = peer.log.adopted[-1].model_hash if peer.log.adopted else None
     return SiteOutcome(finished, head.height, head.hash, model_hash)
 
 
-def _report_progress(peer: SwarmPeer, stop: threading.Event, report) -> None:
-    """One line per adopted round: the site's status as it goes."""
+def _report_progress(
+    peer: SwarmPeer, stop: threading.Event, report, events: SiteEvents
+) -> None:
+    """One line per adopted round: the site's status as it goes; everything
+    its log records into its events file."""
     shown = switched = 0
     while not stop.is_set() or shown < len(peer.log.adopted):
+        events.follow(peer.log)
         while switched < len(peer.log.switched):
             report(peer.log.switched[switched])
             switched += 1

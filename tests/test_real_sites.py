@@ -1,5 +1,6 @@
 """Real sites: `swarmflower peer` processes over gRPC with mutual TLS on 127.0.0.1."""
 
+import json
 import signal
 import time
 
@@ -23,6 +24,31 @@ def test_three_sites_finish_with_the_same_head_and_model(tmp_path):
     assert len({o[3] for o in outcomes}) == 1  # same final model
     assert verify_head(sites[0], cli=True) == outcomes[0][2]
     assert {verify_head(site) for site in sites[1:]} == {outcomes[0][2]}
+
+    # Each site's story: started, trained and adopted every round, finished
+    # on the head it printed; each round's leader wrote down its seal.
+    ledger = Ledger.open(sites[0])
+    try:
+        leaders = {r.round: (r.leader, r.view) for r in ledger.rounds()}
+    finally:
+        ledger.close()
+    sealed = set()
+    for site, (_, _, head, _) in zip(sites, outcomes, strict=True):
+        lines = (site / "events.jsonl").read_text().splitlines()
+        events = [json.loads(line) for line in lines]
+        kinds = [e["event"] for e in events]
+        assert kinds[0] == "started" and kinds[-1] == "finished"
+        assert events[-1]["block"] == head
+        adopted = [e["round"] for e in events if e["event"] == "adopted"]
+        assert set(adopted) == {1, 2, 3, 4, 5} and adopted[-1] == 5
+        assert {e["round"] for e in events if e["event"] == "trained"} == set(adopted)
+        times = [e["t"] for e in events]
+        assert times == sorted(times)
+        address = load_eth_key(site / "site.key").public_key.to_checksum_address()
+        sealed |= {
+            (e["round"], (address, e["view"])) for e in events if e["event"] == "sealed"
+        }
+    assert all((r, leader) in sealed for r, leader in leaders.items())
 
 
 def test_leader_killed_mid_round_then_back_and_contributing(tmp_path):
