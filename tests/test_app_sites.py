@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tomli_w
+from app_projects import write_app_project
 from cli_helpers import assert_one_line_error, run_cli
 from real_sites import finish, free_port_block, outcome, start_peer
 
@@ -220,20 +221,10 @@ def main(grid, context):
 
 
 def hospital_app(folder: Path) -> Path:
-    package = folder / "hospital"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text("")
-    (package / "client_app.py").write_text(HOSPITAL_CLIENT)
-    (package / "server_app.py").write_text(HOSPITAL_SERVER)
-    (folder / "pyproject.toml").write_text(
-        '[project]\nname = "hospital"\nversion = "1.0.0"\n'
-        '[tool.flwr.app]\npublisher = "me"\n'
-        "[tool.flwr.app.components]\n"
-        'serverapp = "hospital.server_app:app"\n'
-        'clientapp = "hospital.client_app:app"\n'
-        "[tool.flwr.app.config]\nnum-server-rounds = 2\nlr = 0.1\n"
+    config = "num-server-rounds = 2\nlr = 0.1\n"
+    return write_app_project(
+        folder, "hospital", HOSPITAL_CLIENT, HOSPITAL_SERVER, config
     )
-    return folder
 
 
 def test_a_site_whose_clientapp_raises_sits_out_and_the_others_finish(tmp_path):

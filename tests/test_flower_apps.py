@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from app_projects import write_app_project
 from cli_helpers import assert_one_line_error, run_cli
 from flwr.app import ArrayRecord
 
@@ -256,19 +257,7 @@ def main(grid, context):
 
 
 def test_an_app_failing_at_every_site_stops_with_a_hint(tmp_path):
-    package = tmp_path / "forgetful"
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "client_app.py").write_text(CLIENT_READING_LR)
-    (package / "server_app.py").write_text(SERVER)
-    (tmp_path / "pyproject.toml").write_text(
-        '[project]\nname = "forgetful"\nversion = "1.0.0"\n'
-        '[tool.flwr.app]\npublisher = "me"\n'
-        "[tool.flwr.app.components]\n"
-        'serverapp = "forgetful.server_app:app"\n'
-        'clientapp = "forgetful.client_app:app"\n'
-        "[tool.flwr.app.config]\nseed = 1\n"
-    )
+    write_app_project(tmp_path, "forgetful", CLIENT_READING_LR, SERVER, "seed = 1\n")
     result = run_cli("run", str(tmp_path), "--sites", "3", "--out", str(tmp_path / "o"))
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
@@ -295,18 +284,7 @@ app = ServerApp(server_fn=server_fn)
 
 
 def test_a_legacy_server_fn_app_is_refused_naming_the_api_the_swarm_plays(tmp_path):
-    package = tmp_path / "oldstyle"
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "server_app.py").write_text(LEGACY_SERVER)
-    (package / "client_app.py").write_text(CLIENT_READING_LR)
-    (tmp_path / "pyproject.toml").write_text(
-        '[project]\nname = "oldstyle"\nversion = "1.0.0"\n'
-        '[tool.flwr.app]\npublisher = "me"\n'
-        "[tool.flwr.app.components]\n"
-        'serverapp = "oldstyle.server_app:app"\n'
-        'clientapp = "oldstyle.client_app:app"\n'
-    )
+    write_app_project(tmp_path, "oldstyle", CLIENT_READING_LR, LEGACY_SERVER)
     with pytest.raises(ConfigError, match="has no @app.main") as refused:
         server_plan(load_flower_app(tmp_path))
     assert "legacy API" in str(refused.value)
