@@ -776,7 +776,7 @@ def enroll(
     console.print(
         f"site [bold]{name}[/] in {site.config.folder}, listens on "
         f"{site.config.listen_address}, dialled at {site.config.dialled_address}"
-        "\naddress {e.address}\n"
+        f"\naddress {e.address}\n"
         f"cert sha256 {e.cert_fingerprint.hex()}",
         soft_wrap=True,
     )

@@ -547,6 +547,15 @@ def _newcomer_task(members: Sequence[SiteConfig], partition_id: int | None):
                 f"task '{task.task}' has partitions 0..{available - 1}; "
                 f"choose one with --partition-id"
             )
+    if isinstance(task, AppConfig):
+        available = int(task.node_config.get("num-partitions", 0))
+        if not 0 <= partition_id < available:
+            raise ConfigError(
+                f"the app's sites split its data into {available} partitions "
+                f"(node_config num-partitions), so partition-id {partition_id} "
+                f"would read none; choose 0..{available - 1} with --partition-id, "
+                "or give the new site its own data in its site.toml [node_config]"
+            )
     return task
 
 

@@ -24,7 +24,7 @@ from swarmflower.app_run import run_flower_app
 from swarmflower.codec import arrays_hash
 from swarmflower.errors import ConfigError
 from swarmflower.flower_app import load_flower_app
-from swarmflower.provision import init_app_swarm
+from swarmflower.provision import enroll_site, init_app_swarm
 from swarmflower.site_config import load_site_config
 from swarmflower.site_runtime import build_site
 
@@ -254,3 +254,19 @@ def test_a_site_whose_clientapp_raises_sits_out_and_the_others_finish(tmp_path):
     for _, output in finished[:2]:
         assert "ClientApp failed" not in output
         assert re.search(r"round 2 metrics: .*evaluate mse", output), output
+
+
+def test_enroll_in_an_app_swarm_copies_the_app_and_keeps_partitions_real(
+    numpy_swarm,
+):
+    with pytest.raises(ConfigError, match="split its data into 2 partitions"):
+        enroll_site(numpy_swarm, "late")  # partition-id 2 of 2 would read nothing
+    assert not (numpy_swarm / "late").exists()
+    result = run_cli("enroll", "--swarm", str(numpy_swarm), "--name", "late",
+                     "--partition-id", "1")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"address 0x[0-9a-fA-F]{40}", result.stdout), result.stdout
+    config = load_site_config(numpy_swarm / "late")
+    assert config.app is not None
+    assert config.app.node_config == {"partition-id": 1, "num-partitions": 2}
+    assert config.app_directory().joinpath("numpyexample", "task.py").is_file()
