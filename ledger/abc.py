@@ -12,7 +12,15 @@ from collections.abc import Iterator, Sequence
 from eth_keys.datatypes import PrivateKey
 
 from .commitments import Commitment
-from .records import BlockRef, Enrollment, Genesis, ImportOutcome, Reason, RoundRecord
+from .records import (
+    BlockRef,
+    Enrollment,
+    Genesis,
+    ImportOutcome,
+    Membership,
+    Reason,
+    RoundRecord,
+)
 
 
 class BlockSourceAPI(ABC):
@@ -121,8 +129,16 @@ class LedgerAPI(ABC):
         reason: Reason = Reason.NORMAL,
         enrollments: Sequence[Enrollment] | None = None,
         timestamp: int | None = None,
+        leaves: Sequence[tuple[str, bytes]] | None = None,
     ) -> bytes:
-        """Seal `round` as its leader or a backup and adopt it; the block's bytes."""
+        """Seal `round` as its leader or a backup and adopt it; the block's bytes.
+
+        `enrollments` admit new sites; `leaves` are (site, its signed leave).
+        """
+
+    @abstractmethod
+    def membership(self, block_hash: bytes | None = None) -> Membership:
+        """Who belongs as of a block held here (default: the head)."""
 
     @abstractmethod
     def import_block(self, data: bytes) -> ImportOutcome:

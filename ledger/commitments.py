@@ -157,3 +157,33 @@ def unpack_commitments(blob: bytes, round: int) -> tuple[Commitment, ...]:
 def verify_all(commitments: Sequence[Commitment], swarm_id: bytes) -> None:
     for commitment in commitments:
         commitment.verify(swarm_id)
+
+
+_LEAVE_DOMAIN = b"swarmflower/leave/v1"
+
+
+def leave_digest(swarm_id: bytes, site: str) -> bytes:
+    """The hash a site signs to leave the swarm: only the site itself can ask.
+
+    Binding the swarm is enough against replay: a site that comes back is
+    enrolled again with a new key (`swarmflower enroll`), so a new address.
+    """
+    return keccak(_LEAVE_DOMAIN + swarm_id + canonical(site))
+
+
+def sign_leave(key: PrivateKey, swarm_id: bytes) -> bytes:
+    """The site's signature over its request to leave the swarm."""
+    site = key.public_key.to_checksum_address()
+    return key.sign_msg_hash(leave_digest(swarm_id, site)).to_bytes()
+
+
+def verify_leave(swarm_id: bytes, site: str, signature: bytes) -> None:
+    """Raise BadCommitmentSignature unless `site` signed its own leave."""
+    try:
+        signer = recover_address(leave_digest(swarm_id, site), signature)
+    except Exception as exc:  # coincurve raises bare ValueError/Exception
+        raise BadCommitmentSignature(
+            f"leave of {site}: unreadable signature ({exc})"
+        ) from exc
+    if signer != canonical(site):
+        raise BadCommitmentSignature(f"leave of {site}: signed by someone else")

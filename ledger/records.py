@@ -158,8 +158,45 @@ class Genesis:
         return keccak(text=self.to_json())
 
 
+@dataclass(frozen=True)
 class Enrollment(FoundingSite):
-    """A site admitted at run time, carried by the next round's block."""
+    """A site admitted at run time, carried by the next round's block, with
+    the `host:port` where the members dial it ("" if it dials out only)."""
+
+    listen: str = ""
+
+
+@dataclass(frozen=True)
+class Membership:
+    """Who belongs to the swarm as of one block.
+
+    `roster` lists every site ever enrolled, founding sites first (genesis
+    order), then newcomers in the order the chain enrolled them: a site's
+    position is its index in offers and never changes. `left` are the
+    roster's sites that have left; `dial` maps newcomers to their listen
+    addresses as the chain carried them.
+    """
+
+    roster: tuple[str, ...]
+    left: frozenset[str] = frozenset()
+    dial: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        """The sites that belong now, in roster order."""
+        if not self.left:
+            return self.roster
+        return tuple(a for a in self.roster if a not in self.left)
+
+    def after(self, record: RoundRecord) -> Membership:
+        """The membership once `record`'s enrollments and leaves apply."""
+        if not record.enrolled and not record.left:
+            return self
+        return Membership(
+            self.roster + tuple(e.address for e in record.enrolled),
+            self.left | frozenset(record.left),
+            self.dial + tuple((e.address, e.listen) for e in record.enrolled),
+        )
 
 
 @dataclass(frozen=True)
@@ -187,6 +224,7 @@ class RoundRecord:
     skipped: tuple[str, ...] = ()  # electees passed over by a raised view
     revived: tuple[str, ...] = ()
     enrolled: tuple[Enrollment, ...] = field(default=())
+    left: tuple[str, ...] = ()  # sites that left with this block (signed requests)
 
     @property
     def contributors(self) -> tuple[str, ...]:

@@ -25,6 +25,7 @@ from .commitments import (
     pack_commitments,
     unpack_commitments,
     verify_all,
+    verify_leave,
 )
 from .election import MAX_VIEW, ContractElection
 from .errors import (
@@ -46,6 +47,7 @@ from .records import (
     Enrollment,
     Genesis,
     ImportOutcome,
+    Membership,
     Reason,
     RoundRecord,
 )
@@ -113,6 +115,9 @@ class Ledger(LedgerAPI, BlockSourceAPI):
         self._election: ElectionAPI = ContractElection(self._evm)
         self._pending: dict[str, Commitment] = {}
         self._pending_enrollments: dict[str, Enrollment] = {}
+        self._pending_leaves: dict[str, bytes] = {}  # site -> its signature
+        founding = tuple(s.address for s in genesis.sites)
+        self._memberships: dict[bytes, Membership] = {header.hash: Membership(founding)}
         self._store = store
 
     # -- opening ------------------------------------------------------------
@@ -221,6 +226,25 @@ class Ledger(LedgerAPI, BlockSourceAPI):
 
     def knows(self, block_hash: bytes) -> bool:
         return block_hash in self._nodes
+
+    def membership(self, block_hash: bytes | None = None) -> Membership:
+        """Who belongs as of a known block (default: the head), on any branch.
+
+        Walks back to the nearest block whose membership is known, then
+        forward: a swarm whose members never change costs a dict lookup.
+        """
+        block_hash = self._canonical[-1] if block_hash is None else block_hash
+        path: list[_Node] = []
+        while block_hash not in self._memberships:
+            node = self._known_node(block_hash)
+            path.append(node)
+            block_hash = node.parent
+        membership = self._memberships[block_hash]
+        for node in reversed(path):
+            assert node.record is not None
+            membership = membership.after(node.record)
+            self._memberships[node.ref.hash] = membership
+        return membership
 
     def _full_record(self, node: _Node) -> RoundRecord:
         """The node's round record with its commitments decoded from the block.
@@ -352,10 +376,25 @@ class Ledger(LedgerAPI, BlockSourceAPI):
         self._pending_enrollments[enrollment.address] = enrollment
 
     def pending_enrollments(self) -> tuple[Enrollment, ...]:
+        left = self.membership().left
         return tuple(
             e
             for e in self._pending_enrollments.values()
-            if not self.is_enrolled(e.address)
+            if not self.is_enrolled(e.address) and e.address not in left
+        )
+
+    def request_leave(self, site: str, signature: bytes) -> None:
+        """Hold a member's signed request to leave for the next round sealed here."""
+        if not self.is_enrolled(site):
+            raise UnknownSite(f"leave of {site}: site not enrolled")
+        verify_leave(self.swarm_id, site, signature)
+        self._pending_leaves[to_checksum_address(site)] = signature
+
+    def pending_leaves(self) -> tuple[tuple[str, bytes], ...]:
+        return tuple(
+            (site, sig)
+            for site, sig in self._pending_leaves.items()
+            if self.is_enrolled(site)
         )
 
     # -- producing ----------------------------------------------------------
@@ -372,6 +411,7 @@ class Ledger(LedgerAPI, BlockSourceAPI):
         enrollments: Sequence[Enrollment] = (),
         timestamp: int | None = None,
         parent_hash: bytes | None = None,
+        leaves: Sequence[tuple[str, bytes]] = (),
     ) -> bytes:
         """Build and seal the block of `round`, without adopting it.
 
@@ -395,7 +435,8 @@ class Ledger(LedgerAPI, BlockSourceAPI):
             if view
             else set()
         )
-        revived = sorted((contributors & head.sites) - (head.live - skipped))
+        leaving = {canonical(site) for site, _ in leaves}
+        revived = sorted((contributors & head.sites) - (head.live - skipped) - leaving)
         fn = self._evm.artifact.function("sealRound")
         data = fn.encode_call(
             round,
@@ -407,6 +448,9 @@ class Ledger(LedgerAPI, BlockSourceAPI):
             revived,
             [to_canonical_address(e.address) for e in enrollments],
             [e.cert_fingerprint for e in enrollments],
+            [e.listen for e in enrollments],
+            [canonical(site) for site, _ in leaves],
+            [sig for _, sig in leaves],
         )
         tx = self._evm.seal_round_tx(key, self._evm.nonce(head.header, address), data)
         block = self._evm.build(
@@ -441,11 +485,14 @@ class Ledger(LedgerAPI, BlockSourceAPI):
         reason: Reason = Reason.NORMAL,
         enrollments: Sequence[Enrollment] | None = None,
         timestamp: int | None = None,
+        leaves: Sequence[tuple[str, bytes]] | None = None,
     ) -> bytes:
         if commitments is None:
             commitments = self.pending_commitments()
         if enrollments is None:
             enrollments = self.pending_enrollments()
+        if leaves is None:
+            leaves = self.pending_leaves()
         data = self.propose(
             key,
             round,
@@ -456,6 +503,7 @@ class Ledger(LedgerAPI, BlockSourceAPI):
             reason,
             enrollments,
             timestamp,
+            leaves=leaves,
         )
         self.import_block(data)
         height = self.head().height
@@ -464,6 +512,9 @@ class Ledger(LedgerAPI, BlockSourceAPI):
             a: e
             for a, e in self._pending_enrollments.items()
             if not self.is_enrolled(a)
+        }
+        self._pending_leaves = {
+            a: sig for a, sig in self._pending_leaves.items() if self.is_enrolled(a)
         }
         return data
 
@@ -592,6 +643,9 @@ class Ledger(LedgerAPI, BlockSourceAPI):
             revived,
             new_sites,
             new_fps,
+            new_listen,
+            leaving,
+            leave_sigs,
         ) = self._seal_call(tx, round)
         if (a_round, a_view, a_reason) != (round, view, int(reason)):
             raise BadRound(
@@ -612,15 +666,18 @@ class Ledger(LedgerAPI, BlockSourceAPI):
                 f"round {round}: revived sites must be distinct contributors"
             )
         enrolled = tuple(
-            Enrollment(a, fp) for a, fp in zip(new_sites, new_fps, strict=True)
+            Enrollment(a, fp, listen)
+            for a, fp, listen in zip(new_sites, new_fps, new_listen, strict=True)
         )
+        left = self._check_leaves(round, parent, leaving, leave_sigs)
         sites, live = parent.sites, parent.live
         skipped = self._electorate(parent, view) if view else ()
-        if skipped or revived_set or enrolled:
+        if skipped or revived_set or enrolled or left:
             joined = {to_canonical_address(e.address) for e in enrolled}
-            sites = sites | joined
+            gone = {to_canonical_address(a) for a in left}
+            sites = (sites | joined) - gone
             skipped_set = {to_canonical_address(a) for a in skipped}
-            live = (live - skipped_set) | revived_set | joined
+            live = ((live - skipped_set) | revived_set) - gone
         record = RoundRecord(
             round=round,
             view=view,
@@ -634,8 +691,22 @@ class Ledger(LedgerAPI, BlockSourceAPI):
             skipped=skipped,
             revived=tuple(to_checksum_address(a) for a in revived),
             enrolled=enrolled,
+            left=left,
         )
         return record, sites, live
+
+    def _check_leaves(
+        self, round: int, parent: _Node, leaving: Sequence, signatures: Sequence
+    ) -> tuple[str, ...]:
+        """The sites leaving with this block, each by its own signed request."""
+        left = tuple(to_checksum_address(a) for a in leaving)
+        if len(set(left)) != len(left):
+            raise BadRound(f"round {round}: a site leaves twice")
+        for site, signature in zip(left, signatures, strict=True):
+            if canonical(site) not in parent.sites:
+                raise UnknownSite(f"round {round}: leave of unenrolled {site}")
+            verify_leave(self.swarm_id, site, signature)
+        return left
 
     def _choose(self, node: _Node) -> ImportOutcome:
         """Apply the fork choice to a newly valid block (see forkchoice.py)."""

@@ -24,7 +24,14 @@ from .commitments import Commitment
 from .election import MAX_VIEW
 from .errors import LedgerStateError, UnknownParent
 from .forkchoice import beats, preferred
-from .records import BlockRef, Enrollment, ImportOutcome, Reason, RoundRecord
+from .records import (
+    BlockRef,
+    Enrollment,
+    ImportOutcome,
+    Membership,
+    Reason,
+    RoundRecord,
+)
 from .replica import Ledger
 
 
@@ -143,6 +150,10 @@ class SiteView(LedgerAPI):
         for block_hash in self._canonical[1:]:
             yield self._shared.ledger.block_record(block_hash)
 
+    def membership(self, block_hash: bytes | None = None) -> Membership:
+        block = self._canonical[-1] if block_hash is None else block_hash
+        return self._shared.ledger.membership(block)
+
     def _canonical_at(self, height: int) -> bytes:
         if not 0 <= height < len(self._canonical):
             raise LedgerStateError(
@@ -179,10 +190,12 @@ class SiteView(LedgerAPI):
         reason: Reason = Reason.NORMAL,
         enrollments: Sequence[Enrollment] | None = None,
         timestamp: int | None = None,
+        leaves: Sequence[tuple[str, bytes]] | None = None,
     ) -> bytes:
         """Seal `round` on this site's block of `round - 1` and adopt it.
 
-        A view holds no pending commitments or enrollments: None means none.
+        A view holds nothing pending (commitments, enrollments, leaves): None
+        means none.
         """
         if not 1 <= round <= self.head().height + 1:
             raise LedgerStateError(
@@ -199,6 +212,7 @@ class SiteView(LedgerAPI):
             enrollments or (),
             timestamp,
             parent_hash=self._canonical[round - 1],
+            leaves=leaves or (),
         )
         self.import_block(data)
         return data

@@ -28,6 +28,7 @@ from swarmflower.ledger import (
     Reason,
     UnknownSite,
 )
+from swarmflower.ledger.commitments import sign_leave
 
 KEYS = site_keys(4, "forks")
 GENESIS = make_genesis(KEYS)
@@ -167,7 +168,7 @@ def test_enrollment_at_run_time_admits_a_new_site():
     with pytest.raises(UnknownSite):
         replicas[0].submit_commitment(early)
     leader = key_of(replicas[0].proposer(round, 0), KEYS)
-    replicas[0].enroll(Enrollment(address, keccak(b"cert")))
+    replicas[0].enroll(Enrollment(address, keccak(b"cert"), "10.213.7.9:7100"))
     data = replicas[0].seal_round(
         leader,
         round,
@@ -182,11 +183,71 @@ def test_enrollment_at_run_time_admits_a_new_site():
     replicas[1].import_block(data)
     assert replicas[1].round(round).enrolled[0].address == address
     assert replicas[1].is_enrolled(address)
-    assert address in replicas[1].electees(round + 1)
+    membership = replicas[1].membership()
+    assert membership.members[-1] == address
+    assert membership.dial == ((address, "10.213.7.9:7100"),)
+    # a member from now on, electable only once it has contributed
+    assert address not in replicas[1].electees(round + 1)
     everyone = [*KEYS, newcomer]
     block = produce(replicas[0], everyone, contributors=everyone)
     replicas[1].import_block(block)
     assert address in replicas[1].round(round + 1).contributors
+    assert address in replicas[1].round(round + 1).revived
+    assert address in replicas[1].electees(round + 2)
+
+
+def test_a_site_leaves_by_its_own_signed_request():
+    replicas = _swarm(2)
+    leaver = KEYS[-1]
+    address = leaver.public_key.to_checksum_address()
+    swarm_id = replicas[0].swarm_id
+    with pytest.raises(BadCommitmentSignature, match="signed by someone else"):
+        replicas[0].request_leave(address, sign_leave(KEYS[0], swarm_id))
+    replicas[0].request_leave(address, sign_leave(leaver, swarm_id))
+    round = replicas[0].head().height + 1
+    data = replicas[0].seal_round(
+        key_of(replicas[0].proposer(round, 0), KEYS),
+        round,
+        keccak(b"m"),
+        keccak(b"s"),
+        commitments(replicas[0], KEYS, round),
+        timestamp=replicas[0].round(round - 1).timestamp + 1,
+    )
+    replicas[1].import_block(data)
+    assert replicas[1].round(round).left == (address,)
+    assert not replicas[1].is_enrolled(address)
+    assert address not in replicas[1].membership().members
+    assert address in replicas[1].membership().roster  # its index stays taken
+    assert address not in replicas[1].electees(round + 1)
+    assert replicas[0].pending_leaves() == ()
+    late = commitments(replicas[1], [leaver], round + 1)[0]
+    with pytest.raises(UnknownSite):
+        replicas[1].submit_commitment(late)
+
+
+def test_a_leader_cannot_expel_a_site_without_its_signature():
+    (replica,) = _swarm(1)
+    round = replica.head().height + 1
+    leader = key_of(replica.proposer(round, 0), KEYS)
+    victim = next(
+        a
+        for k in KEYS
+        if (a := k.public_key.to_checksum_address())
+        != leader.public_key.to_checksum_address()
+    )
+    forged = sign_leave(leader, replica.swarm_id)  # the leader's own signature
+    data = replica.propose(
+        leader,
+        round,
+        keccak(b"m"),
+        keccak(b"s"),
+        commitments(replica, KEYS, round),
+        timestamp=replica.round(round - 1).timestamp + 1,
+        leaves=[(victim, forged)],
+    )
+    with pytest.raises(BadCommitmentSignature, match=f"leave of {victim}"):
+        replica.import_block(data)
+    assert replica.is_enrolled(victim)
 
 
 def test_commitment_pool_checks_and_feeds_the_seal():

@@ -14,6 +14,7 @@
 MAX_SITES: constant(uint256) = 4096
 MAX_VIEW: constant(uint256) = 64
 MAX_ENROLL: constant(uint256) = 64
+MAX_LISTEN: constant(uint256) = 262  # host (253) : port
 # site (20) | update hash (32) | num examples (8) | signature r,s,v (65)
 RECORD_BYTES: constant(uint256) = 125
 MAX_BLOB: constant(uint256) = 512000  # MAX_SITES * RECORD_BYTES
@@ -37,6 +38,12 @@ struct Round:
 event Enrolled:
     site: indexed(address)
     fingerprint: bytes32
+    listen: String[MAX_LISTEN]
+
+
+event Left:
+    round: indexed(uint256)
+    site: indexed(address)
 
 
 event Fault:
@@ -85,7 +92,8 @@ def __init__(
     assert len(sites) > 0, "no founding sites"
     assert len(sites) == len(fingerprints), "one fingerprint per site"
     for i: uint256 in range(len(sites), bound=MAX_SITES):
-        self._enroll(sites[i], fingerprints[i])
+        self._enroll(sites[i], fingerprints[i], "")
+        self._revive(sites[i])
     self.totalRounds = totalRounds
     self.roundTimeout = roundTimeout
     self.minPeers = minPeers
@@ -105,14 +113,26 @@ def __init__(
 
 
 @internal
-def _enroll(site: address, fingerprint: bytes32):
+def _enroll(site: address, fingerprint: bytes32, listen: String[MAX_LISTEN]):
+    """A member from now on; electable once it has contributed (`revived`),
+    except founding sites, which are electable from the start."""
     assert site != empty(address), "zero address"
     assert fingerprint != empty(bytes32), "empty fingerprint"
     assert self.fingerprint[site] == empty(bytes32), "already enrolled"
     self.fingerprint[site] = fingerprint
     self.numSites += 1
-    self._revive(site)
-    log Enrolled(site=site, fingerprint=fingerprint)
+    log Enrolled(site=site, fingerprint=fingerprint, listen=listen)
+
+
+@internal
+def _leave(round: uint256, site: address):
+    """No longer a member: neither electable nor counted (its signed request
+    is checked off-chain by every replica, as commitments are)."""
+    assert self.fingerprint[site] != empty(bytes32), "leaving site not enrolled"
+    self._retire(site)
+    self.fingerprint[site] = empty(bytes32)
+    self.numSites -= 1
+    log Left(round=round, site=site)
 
 
 @internal
@@ -201,6 +221,9 @@ def sealRound(
     revived: DynArray[address, MAX_SITES],
     newSites: DynArray[address, MAX_ENROLL],
     newFingerprints: DynArray[bytes32, MAX_ENROLL],
+    newListen: DynArray[String[MAX_LISTEN], MAX_ENROLL],
+    leaving: DynArray[address, MAX_ENROLL],
+    leaveSignatures: DynArray[Bytes[65], MAX_ENROLL],
 ):
     """Record round `round`; only the electee of `view` may call it."""
     assert round == self.lastRound + 1, "round out of order"
@@ -215,6 +238,8 @@ def sealRound(
     k: uint256 = len(commitments) // RECORD_BYTES
     assert k >= self.minPeers, "fewer commitments than min_peers"
     assert len(newSites) == len(newFingerprints), "one fingerprint per site"
+    assert len(newSites) == len(newListen), "one listen address per site"
+    assert len(leaving) == len(leaveSignatures), "one signature per leave"
 
     # The electees skipped by a raised view lose liveness until they contribute.
     skipped: DynArray[address, MAX_VIEW] = []
@@ -229,7 +254,10 @@ def sealRound(
         assert self.liveIndex[site] == 0, "revived site already live"
         self._revive(site)
     for i: uint256 in range(len(newSites), bound=MAX_ENROLL):
-        self._enroll(newSites[i], newFingerprints[i])
+        self._enroll(newSites[i], newFingerprints[i], newListen[i])
+    for site: address in leaving:
+        self._leave(round, site)
+    assert len(self.live) > 0, "no electable site left"
 
     root: bytes32 = keccak256(commitments)
     self.rounds[round] = Round(
@@ -248,7 +276,7 @@ def sealRound(
     self.seed = keccak256(concat(self.seed, convert(round, bytes32)))
     self.lastRound = round
     # A changed live list, or every site having led, starts a new epoch.
-    changed: bool = len(skipped) + len(revived) + len(newSites) > 0
+    changed: bool = len(skipped) + len(revived) + len(leaving) > 0
     if changed or round + 1 - self.epochStart >= self.epochSize:
         self._start_epoch(round + 1)
     log Sealed(
