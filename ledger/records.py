@@ -7,6 +7,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from eth_utils import keccak, to_checksum_address
@@ -181,7 +182,7 @@ class Membership:
     left: frozenset[str] = frozenset()
     dial: tuple[tuple[str, str], ...] = ()
 
-    @property
+    @cached_property
     def members(self) -> tuple[str, ...]:
         """The sites that belong now, in roster order."""
         if not self.left:

@@ -781,9 +781,10 @@ def enroll(
         soft_wrap=True,
     )
     console.print(
-        f"added to the peer lists of {len(site.config.peers)} sites; the members "
-        f"put {site.enrollment_path} on the ledger in their next sealed round, "
-        f"then: swarmflower peer --config {site.config.folder / 'site.toml'}",
+        f"copy {site.config.folder} to the new site and start it there: "
+        f"swarmflower peer --config {site.config.folder.name}/site.toml\n"
+        f"it dials the {len(site.config.peers)} members, asks to join, and "
+        "trains from the round after the block that enrolls it",
         soft_wrap=True,
     )
 
@@ -824,11 +825,38 @@ def peer(
         faults=FaultPlan.parse(faults, num_sites=10_000),
         repair=repair,
     )
-    state = "finished" if outcome.finished else "stopped"
     model = outcome.model_hash.hex() if outcome.model_hash else "none"
     console.print(
-        f"{state} at round {outcome.round}; head block 0x{outcome.head_hash.hex()}; "
-        f"model 0x{model}",
+        f"{outcome.state} at round {outcome.round}; "
+        f"head block 0x{outcome.head_hash.hex()}; model 0x{model}",
+        soft_wrap=True,
+    )
+
+
+@app.command()
+def leave(
+    config: Annotated[Path, typer.Option(help="The leaving site's site.toml.")],
+    wait: Annotated[
+        float,
+        typer.Option(help="Seconds to wait for a block that takes the leave."),
+    ] = 60.0,
+) -> None:
+    """Leave a running swarm for good: a request signed by the site's key.
+
+    The next leader's block carries it and every replica checks the
+    signature; from that round on the site is neither counted nor elected,
+    and its certificate is refused. Its own `peer` stops by itself.
+    """
+    from swarmflower.site_leave import leave_swarm
+
+    departure = leave_swarm(
+        config,
+        wait_s=wait,
+        report=lambda line: console.print(line, highlight=False, soft_wrap=True),
+    )
+    console.print(
+        f"left the swarm with round {departure.round}; "
+        f"block 0x{departure.block_hash.hex()}",
         soft_wrap=True,
     )
 

@@ -39,9 +39,9 @@ from swarmflower.site_actions import (
     Send,
     Train,
 )
-from swarmflower.site_core import SiteCore
+from swarmflower.site_core import SiteCore, VetJoin
 from swarmflower.strategies import LeaderStrategy
-from swarmflower.transport.base import PeerServiceAPI, TransportAPI
+from swarmflower.transport.base import JoinRequest, PeerServiceAPI, TransportAPI
 
 __all__ = ["Adoption", "PeerConfig", "PeerLog", "SwarmPeer"]
 
@@ -70,12 +70,22 @@ class SwarmPeer(PeerServiceAPI):
         faults: FaultPlan = NO_FAULTS,
         on_crash: Callable[[str], None] | None = None,
         on_adopted: Callable[[Adoption], None] | None = None,
+        vet_join: VetJoin | None = None,
+        join: JoinRequest | None = None,
     ) -> None:
         self.core = SiteCore(
-            identity, sites, ledger, strategy, store, config, initial_arrays, faults
+            identity,
+            sites,
+            ledger,
+            strategy,
+            store,
+            config,
+            initial_arrays,
+            faults,
+            vet_join=vet_join,
+            join=join,
         )
         self.identity = identity
-        self.sites = self.core.sites
         self.ledger = ledger
         self.client_app = client_app
         self.context = context
@@ -88,6 +98,12 @@ class SwarmPeer(PeerServiceAPI):
         # events (a real site's evaluation, as Flower's between rounds).
         self.on_adopted = on_adopted
         self._seen_adoptions = 0
+        # The members the gossip thread asks (set by the loop thread only).
+        self._sites_seen: tuple[str, ...] = ()
+        self._others: tuple[str, ...] = ()
+        self.left_sites: frozenset[str] = frozenset()
+        self.member_sites: frozenset[str] = frozenset()
+        self._follow_membership()
         self._reports: queue.SimpleQueue[tuple[str, BlockRef]] = queue.SimpleQueue()
         # Real sites stamp blocks with the wall clock; simulations need only
         # a clock that never goes back.
@@ -103,6 +119,10 @@ class SwarmPeer(PeerServiceAPI):
     @property
     def address(self) -> str:
         return self.identity.address
+
+    @property
+    def sites(self) -> tuple[str, ...]:
+        return self.core.sites
 
     @property
     def model(self) -> ArrayRecord | None:
@@ -155,6 +175,7 @@ class SwarmPeer(PeerServiceAPI):
                 self._reconcile()
                 self._carry_out(self.core.tick(self._clock()))
                 self._announce_adoptions()
+                self._follow_membership()
             self._announce_adoptions()
             return self.log
         finally:
@@ -182,7 +203,7 @@ class SwarmPeer(PeerServiceAPI):
                     self.context,
                     model,
                     round,
-                    self.identity.index,
+                    core.identity.index,  # its roster place, once enrolled
                     config,
                 )
                 return core.trained(round, trained, now())
@@ -206,6 +227,19 @@ class SwarmPeer(PeerServiceAPI):
                 self._crash(why)
         raise TypeError(f"unknown action {action!r}")
 
+    def _follow_membership(self) -> None:
+        for address, where in self.core.take_dials():
+            log.info(
+                "site %s: dials newcomer %s at %s", self.identity.name, address, where
+            )
+            self.transport.add_peer(address, where)
+        sites = self.core.sites
+        if sites is not self._sites_seen:  # read by the transport's threads
+            self._sites_seen = sites
+            self._others = tuple(a for a in sites if a != self.address)
+            self.left_sites = self.core.left
+            self.member_sites = frozenset(sites)
+
     def _announce_adoptions(self) -> None:
         if self.on_adopted is None:
             return
@@ -219,10 +253,9 @@ class SwarmPeer(PeerServiceAPI):
     def _gossip(self, stop: threading.Event) -> None:
         """Ask peers for their heads (a thread: a slow answer never stalls a
         round); the loop hands the answers to the core."""
-        others = [a for a in self.sites if a != self.address]
         draw = random.Random(f"gossip/{self.address}")
         assert self.config.gossip_s is not None
-        while others and not stop.is_set():
+        while (others := self._others) and not stop.is_set():
             finishing = self.core.finishing
             interval = SETTLE_POLL_S if finishing else self.config.gossip_s
             if stop.wait(interval * draw.uniform(0.75, 1.25)):

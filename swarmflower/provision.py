@@ -409,7 +409,9 @@ def load_enrollment(path: Path | str, ca_cert_path: Path | None = None) -> Enrol
     try:
         data = json.loads(path.read_text())
         enrollment = Enrollment(
-            data["address"], bytes.fromhex(data["cert_fingerprint"])
+            data["address"],
+            bytes.fromhex(data["cert_fingerprint"]),
+            str(data.get("listen", "")),
         )
         cert_text = data["cert"]
     except FileNotFoundError:
@@ -452,9 +454,10 @@ def enroll_site(
 ) -> EnrolledSite:
     """Admit site `name` to the swarm in `swarm`: keys, certificate, folder, peers.
 
-    Writes `swarm/<name>/` (like an `init` site folder, plus
-    `enrollment.json` for the members to put on the ledger) and adds the
-    new site to every existing site's peer list.
+    Writes `swarm/<name>/` (like an `init` site folder, plus its
+    `enrollment.json`). Nothing of the members changes: the newcomer's
+    `peer` asks the running members to join, the next block enrolls it with
+    its address, and every member dials it from then on.
     """
     swarm = Path(swarm)
     members = _enrolment_members(swarm, name)
@@ -485,7 +488,7 @@ def enroll_site(
 
         copy_app(first.app_directory(), config.app_directory())
     write_site_config(config)
-    enrollment = Enrollment(creds.address, creds.fingerprint)
+    enrollment = Enrollment(creds.address, creds.fingerprint, config.dialled_address)
     enrollment_path = folder / ENROLLMENT_FILE
     write_enrollment(
         enrollment_path,
@@ -495,10 +498,6 @@ def enroll_site(
         listen=config.dialled_address,
         cert=pki.cert_pem(creds.cert).decode(),
     )
-    newcomer = PeerEntry(name, config.dialled_address, creds.address)
-    for member in members:
-        peers = tuple(p for p in member.peers if p.name != name) + (newcomer,)
-        write_site_config(member.with_peers(peers))
     return EnrolledSite(config, enrollment, enrollment_path)
 
 

@@ -164,3 +164,7 @@ class PeerLog:
     fetched: list[tuple[str, bytes]] = field(default_factory=list)  # kind, hash
     late: list[tuple[int, int]] = field(default_factory=list)  # (round, site)
     sat_out: list[int] = field(default_factory=list)  # rounds it was not drawn
+    joined: int | None = None  # the round whose block enrolled it (newcomers)
+    # (round, "enrolled" | "left", site) for each change a block it adopted made
+    membership: list[tuple[int, str, str]] = field(default_factory=list)
+    left: int | None = None  # the round whose block took its leave

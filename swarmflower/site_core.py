@@ -18,8 +18,8 @@ one) and its model store: data structures, not I/O channels.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 from flwr.app import Array, ArrayRecord
@@ -30,12 +30,15 @@ from swarmflower.faults import NO_FAULTS, FaultPlan
 from swarmflower.identity import SiteIdentity
 from swarmflower.ledger import (
     BlockRef,
+    Enrollment,
     InvalidBlock,
     LedgerAPI,
+    Membership,
     Reason,
     RoundRecord,
     UnknownParent,
 )
+from swarmflower.ledger.commitments import verify_leave
 from swarmflower.model_store import ModelStoreAPI
 from swarmflower.round_protocol import (
     LocalUpdate,
@@ -70,13 +73,22 @@ from swarmflower.site_actions import (
 )
 from swarmflower.strategies import LeaderStrategy, MergeOutcome, Update
 from swarmflower.swarm_setup import check_initial_model
-from swarmflower.transport.base import BlockAnnouncement, PeerMessage, UpdateOffer
+from swarmflower.transport.base import (
+    BlockAnnouncement,
+    JoinRequest,
+    LeaveRequest,
+    PeerMessage,
+    UpdateOffer,
+)
 
 log = logging.getLogger("swarmflower.peer")
 
 LOOKAHEAD = 2  # updates for rounds further ahead than this are dropped
 DRAWS_KEPT = 4  # draws of trainers remembered (by parent block): recent rounds
 FETCH_RETRY_S = 0.05  # a fetch that found nothing is asked again after this
+
+VetJoin = Callable[[JoinRequest], Enrollment]
+"""A join request -> the enrollment to seal; raises ValueError naming why not."""
 
 
 @dataclass
@@ -143,9 +155,14 @@ class SiteCore:
         initial_arrays: ArrayRecord | None = None,
         faults: FaultPlan = NO_FAULTS,
         checks: Checks | None = None,
+        vet_join: VetJoin | None = None,
+        join: JoinRequest | None = None,
     ) -> None:
+        """`sites` are the founding sites in genesis order; who belongs later
+        is read from the ledger (`membership`). `vet_join` admits sites that
+        ask to join (None: joins are not heard); `join` is this site's own
+        request when the coordinator enrolled it after the genesis."""
         self.identity = identity
-        self.sites = tuple(sites)
         self.ledger = ledger
         self.strategy = strategy
         self.store = store
@@ -158,7 +175,14 @@ class SiteCore:
         self.chain.refresh(ledger)
         self.done = False
         self.crashed = False
-        self._index_of = {address: i for i, address in enumerate(self.sites)}
+        self.vet_join = vet_join
+        self.join = join
+        self._membership = Membership(tuple(sites))
+        self._membership_at: bytes | None = None
+        self._roster_index = {a: i for i, a in enumerate(self._membership.roster)}
+        self._dialled = 0  # dial entries of the membership handed out
+        self._joins: dict[str, Enrollment] = {}  # heard, vetted, not sealed yet
+        self._leaves: dict[str, bytes] = {}  # site -> its signed leave
         self._limits = UpdateLimits.from_params(ledger.genesis.params)
         self._lost = faults.send_filter(identity.index)
         self._resumed = ledger.head()
@@ -187,6 +211,48 @@ class SiteCore:
         self._started: dict[int, float] = {}
         self._training: int | None = None
         self._trained_round = self._model_round
+
+    # -- membership ---------------------------------------------------------
+
+    def _current(self) -> Membership:
+        """The membership as of this replica's head (cached per head)."""
+        head = self.ledger.head().hash
+        if head != self._membership_at:
+            membership = self.ledger.membership(head)
+            if membership.roster is not self._membership.roster:
+                roster = membership.roster
+                self._roster_index = {a: i for i, a in enumerate(roster)}
+                mine = self._roster_index.get(self.address)
+                if mine is not None and mine != self.identity.index:
+                    self.identity = replace(self.identity, index=mine)
+            self._membership, self._membership_at = membership, head
+        return self._membership
+
+    @property
+    def sites(self) -> tuple[str, ...]:
+        """The swarm's members now, in roster order."""
+        return self._current().members
+
+    @property
+    def _index_of(self) -> dict[str, int]:
+        """Each site's index in offers: its place in the roster, for good."""
+        self._current()
+        return self._roster_index
+
+    @property
+    def left(self) -> frozenset[str]:
+        """Sites that left the swarm (their certificates are refused)."""
+        return self._current().left
+
+    def take_dials(self) -> tuple[tuple[str, str], ...]:
+        """Sites enrolled since the last call, with where they listen: a
+        driver whose transport dials tells it (addresses travel on the
+        ledger, never in files)."""
+        dial = self._current().dial
+        if len(dial) < self._dialled:  # a fork switch undid an enrollment
+            self._dialled = 0
+        new, self._dialled = dial[self._dialled :], len(dial)
+        return tuple((a, where) for a, where in new if a != self.address and where)
 
     # -- what drivers read -------------------------------------------------
 
@@ -278,6 +344,10 @@ class SiteCore:
             self._accept_offer(message)
         elif isinstance(message, BlockAnnouncement):
             actions += self._connect(message.block, (), now)
+        elif isinstance(message, JoinRequest):
+            self._hear_join(message)
+        elif isinstance(message, LeaveRequest):
+            self._hear_leave(message)
         return actions + self.tick(now)
 
     def trained(
@@ -396,6 +466,15 @@ class SiteCore:
                 return self._sealing(head.height, now)
             adopted, actions = self._adopt(head.height, now)
             return adopted, actions
+        if self.address in self.left:
+            log.warning(
+                "site %s left the swarm with round %d",
+                self.identity.name,
+                self._model_round,
+            )
+            self.log.left = self._model_round
+            self.done = True
+            return False, []
         if self._model_round >= self.config.rounds:
             self.done = self._settled(now)
             return False, []
@@ -416,6 +495,17 @@ class SiteCore:
         self._started.setdefault(round, now)
         if self.faults.crashes_before_training(self.identity.index, round):
             return self._crash(f"site crash before training round {round}")
+        if self.address not in self.sites:
+            self._trained_round = round
+            return self._ask_to_join(round)
+        if self.log.joined is None and self.join is not None:
+            self.log.joined = round - 1
+            log.warning(
+                "site %s joined the swarm with round %d; trains from round %d",
+                self.identity.name,
+                round - 1,
+                round,
+            )
         drawn = self._drawn(round)
         if drawn is not None and self.address not in drawn:
             log.info("site %s: not drawn to train round %d", self.identity.name, round)
@@ -530,9 +620,10 @@ class SiteCore:
             why = f"site not drawn to train round {offer.round}"
             self._refuse_update(offer.round, offer.site_index, commitment.site, why)
             return
+        member = commitment.site in self.sites
         digest, reason = self.checks.offer(
             offer,
-            self._index_of.get(commitment.site),
+            self._index_of.get(commitment.site) if member else None,
             self._model,
             self._model_block,
             self.ledger.swarm_id,
@@ -656,9 +747,10 @@ class SiteCore:
             offers,
             dishonest=view == 0 and self.faults.is_dishonest(round),
         )
+        roster = self._current().roster
         for site, why in merge.refused:
-            self._refuse_update(round, site, self.sites[site], f"merge failed: {why}")
-            del self._offers[round][self.sites[site]]
+            self._refuse_update(round, site, roster[site], f"merge failed: {why}")
+            del self._offers[round][roster[site]]
         outcome = merge.outcome
         if outcome is None or len(merge.merged) < self.config.min_peers:
             return []  # too few mergeable updates yet: wait for more
@@ -672,7 +764,9 @@ class SiteCore:
             [o.commitment for o in merge.merged],
             view=view,
             reason=reason,
+            enrollments=self._sealable_joins(),
             timestamp=self._timestamp(round, view, now),
+            leaves=self._sealable_leaves(),
         )
         self.log.sealed.append((round, view, reason))
         self._after_import()
@@ -687,6 +781,65 @@ class SiteCore:
             if s != self.address
             for a in self._send(s, announcement)
         ]
+
+    # -- joining and leaving ------------------------------------------------------
+
+    def _ask_to_join(self, round: int) -> list[Action]:
+        """Not a member yet: ask every member to put this site on the ledger
+        (again each round until a block does)."""
+        if self.join is None:
+            log.warning(
+                "site %s is not a member of the swarm as of round %d",
+                self.identity.name,
+                round - 1,
+            )
+            return []
+        log.info("site %s asks to join before round %d", self.identity.name, round)
+        return [a for s in self.sites for a in self._send(s, self.join)]
+
+    def _hear_join(self, request: JoinRequest) -> None:
+        if self.vet_join is None or request.address in self._current().roster:
+            return
+        if request.address in self._joins:
+            return
+        try:
+            enrollment = self.vet_join(request)
+        except ValueError as exc:
+            log.warning(
+                "site %s: refused the join of %s: %s",
+                self.identity.name,
+                request.address,
+                exc,
+            )
+            return
+        log.info(
+            "site %s: %s asks to join (listens at %s)",
+            self.identity.name,
+            request.address,
+            request.listen or "nowhere",
+        )
+        self._joins[request.address] = enrollment
+
+    def _hear_leave(self, request: LeaveRequest) -> None:
+        if request.site not in self.sites or request.site in self._leaves:
+            return
+        try:
+            verify_leave(self.ledger.swarm_id, request.site, request.signature)
+        except InvalidBlock as exc:
+            log.warning("site %s: refused a leave: %s", self.identity.name, exc)
+            return
+        log.info("site %s: %s asks to leave", self.identity.name, request.site)
+        self._leaves[request.site] = request.signature
+
+    def _sealable_joins(self) -> list[Enrollment]:
+        roster = self._current().roster
+        self._joins = {a: e for a, e in self._joins.items() if a not in roster}
+        return list(self._joins.values())
+
+    def _sealable_leaves(self) -> list[tuple[str, bytes]]:
+        members = self.sites
+        self._leaves = {a: s for a, s in self._leaves.items() if a in members}
+        return list(self._leaves.items())
 
     def _timestamp(self, round: int, view: int, now: float) -> int:
         parent = (
@@ -842,6 +995,10 @@ class SiteCore:
         self.log.adopted.append(
             Adoption(record.round, record.block_hash, record.model_hash, recomputed)
         )
+        for enrolled in record.enrolled:
+            self.log.membership.append((record.round, "enrolled", enrolled.address))
+        for site in record.left:
+            self.log.membership.append((record.round, "left", site))
 
     def _committed_updates(
         self, record: RoundRecord

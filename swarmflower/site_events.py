@@ -51,6 +51,10 @@ _LISTS: dict[str, tuple[str, Callable[[Any], dict[str, Any]]]] = {
         lambda e: {"round": e[0], "site": e[1] + 1, "why": e[2]},
     ),
     "switched": ("fork_switched", lambda line: {"line": line}),
+    "membership": (
+        "membership",
+        lambda e: {"round": e[0], "change": e[1], "member": e[2]},
+    ),
 }
 
 

@@ -40,6 +40,7 @@ from swarmflower.pki import (
 )
 from swarmflower.site_config import SiteConfig
 from swarmflower.strategies import arrays_hash
+from swarmflower.transport.base import JoinRequest
 
 if TYPE_CHECKING:
     from swarmflower.flower_app import FlowerApp, ServerPlan
@@ -300,6 +301,7 @@ class _Identity:
     index: int  # among the genesis's founding sites
     ca_cert: x509.Certificate
     members: frozenset[tuple[str, bytes]]  # (address, cert fingerprint)
+    join: JoinRequest | None = None  # a newcomer's request to be enrolled
 
 
 def load_identity(config: SiteConfig, genesis: Genesis) -> _Identity:
@@ -342,9 +344,12 @@ def load_identity(config: SiteConfig, genesis: Genesis) -> _Identity:
     founders = {s.address: s.cert_fingerprint for s in genesis.sites}
     genesis_path = config.path("genesis")
     if address not in founders:
-        raise ConfigError(
-            f"{genesis_path}: the site key {key_path} ({address}) is not a "
-            "founding site of this swarm"
+        return _Identity(
+            key=key,
+            index=config.index,  # until the ledger gives it its roster place
+            ca_cert=ca_cert,
+            members=frozenset(founders.items()),
+            join=_join_request(config, address, cert, ca_path, genesis_path),
         )
     if founders[address] != fingerprint(cert):
         raise ConfigError(
@@ -355,6 +360,37 @@ def load_identity(config: SiteConfig, genesis: Genesis) -> _Identity:
         index=list(founders).index(address),
         ca_cert=ca_cert,
         members=frozenset(founders.items()),
+    )
+
+
+def _join_request(
+    config: SiteConfig,
+    address: str,
+    cert: x509.Certificate,
+    ca_path: Path,
+    genesis_path: Path,
+) -> JoinRequest:
+    """A site enrolled after the genesis asks the members to seal its
+    enrollment (`swarmflower enroll` wrote it next to the site.toml)."""
+    from swarmflower.provision import ENROLLMENT_FILE, load_enrollment
+
+    path = config.folder / ENROLLMENT_FILE
+    if not path.exists():
+        raise ConfigError(
+            f"{genesis_path}: {address} is not a founding site of this swarm, "
+            f"and {path} (written by `swarmflower enroll`) is missing"
+        )
+    enrollment = load_enrollment(path, ca_path)
+    if (enrollment.address, enrollment.cert_fingerprint) != (
+        address,
+        fingerprint(cert),
+    ):
+        raise ConfigError(f"{path}: enrolls another site than {config.path('cert')}")
+    return JoinRequest(
+        address,
+        enrollment.cert_fingerprint,
+        enrollment.listen,
+        cert.public_bytes(serialization.Encoding.PEM),
     )
 
 

@@ -50,6 +50,7 @@ from swarmflower.site_files import (
     open_model_store,
     open_replica,
 )
+from swarmflower.site_membership import join_vetter, member_gate
 from swarmflower.strategies import LeaderStrategy, adopt_strategy, build_strategy
 from swarmflower.transport import GrpcTransport
 
@@ -60,12 +61,18 @@ GOSSIP_S = 2.0  # seconds between a real site's head queries to a random peer
 
 @dataclass(frozen=True)
 class SiteOutcome:
-    """How a site's run ended: finished, or stopped by SIGTERM at some round."""
+    """How a site's run ended: finished, stopped by SIGTERM, or left the
+    swarm (`swarmflower leave`), at some round."""
 
     finished: bool
     round: int
     head_hash: bytes
     model_hash: bytes | None
+    left: bool = False
+
+    @property
+    def state(self) -> str:
+        return "left" if self.left else "finished" if self.finished else "stopped"
 
 
 def _kill_self(why: str) -> None:
@@ -208,6 +215,8 @@ def build_site(
             repair,
             on_partial_write=_write_crash(faults, identity.index, playing),
         )
+        sites = [s.address for s in genesis.sites]
+        founders = frozenset(sites)
         transport = GrpcTransport(
             identity.address,
             config.listen_address,
@@ -215,10 +224,16 @@ def build_site(
             config.tls_material(),
             authorize=authorizer(
                 own.ca_cert,
-                is_member=lambda address, fp: (address, fp) in own.members,
+                is_member=member_gate(
+                    dict(own.members),
+                    lambda: playing[0].left_sites if playing else frozenset(),
+                ),
             ),
+            members=lambda: playing[0].member_sites if playing else founders,
         )
-        sites = [s.address for s in genesis.sites]
+        for address, where in ledger.membership().dial:  # enrolled at run time
+            if address != identity.address and where:
+                transport.add_peer(address, where)
         peer = SwarmPeer(
             identity=identity,
             sites=sites,
@@ -232,6 +247,8 @@ def build_site(
             initial_arrays=initial_arrays,
             faults=faults,
             on_crash=_kill_self,
+            vet_join=join_vetter(own.ca_cert),
+            join=own.join,
             on_adopted=workload.evaluation(
                 identity,
                 sites,
@@ -292,15 +309,17 @@ def run_site(
         ledger.close()
     events.follow(peer.log)
     model_hash = peer.log.adopted[-1].model_hash if peer.log.adopted else None
+    left = peer.log.left is not None
+    result = SiteOutcome(finished, head.height, head.hash, model_hash, left)
     events.write(
-        "finished" if finished else "stopped",
+        result.state,
         round=head.height,
         block="0x" + head.hash.hex(),
         model="0x" + model_hash.hex() if model_hash else None,
     )
-    if finished:
+    if finished and not left:
         workload.finish(peer.model, config.folder)
-    return SiteOutcome(finished, head.height, head.hash, model_hash)
+    return result
 
 
 def _report_progress(

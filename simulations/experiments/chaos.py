@@ -26,7 +26,7 @@ from swarmflower.errors import SwarmflowerError
 from swarmflower.ledger import Ledger, LedgerError
 
 FINISHED = re.compile(
-    r"(finished|stopped) at round (\d+); head block (0x[0-9a-f]+); model (\S+)"
+    r"(finished|stopped|left) at round (\d+); head block (0x[0-9a-f]+); model (\S+)"
 )
 
 

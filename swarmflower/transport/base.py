@@ -35,7 +35,27 @@ class BlockAnnouncement:
     block: bytes
 
 
-PeerMessage = UpdateOffer | BlockAnnouncement
+@dataclass(frozen=True)
+class JoinRequest:
+    """A site enrolled by the coordinator asks the members to put it on the
+    ledger: its certificate (issued by the swarm CA, naming its address) and
+    where it listens ("" if it only dials out)."""
+
+    address: str
+    cert_fingerprint: bytes
+    listen: str
+    cert_pem: bytes
+
+
+@dataclass(frozen=True)
+class LeaveRequest:
+    """A member's signed request to leave (`ledger.commitments.sign_leave`)."""
+
+    site: str
+    signature: bytes
+
+
+PeerMessage = UpdateOffer | BlockAnnouncement | JoinRequest | LeaveRequest
 
 
 class PeerServiceAPI(ABC):
@@ -70,6 +90,10 @@ class TransportAPI(ABC):
     @abstractmethod
     def serve(self, service: PeerServiceAPI) -> None:
         """Answer other peers' fetches with `service`."""
+
+    def add_peer(self, address: str, target: str) -> None:
+        """Learn where a newly enrolled site listens (transports that dial)."""
+        return None  # in-process and Ray transports reach every site already
 
     @abstractmethod
     def send(self, to: str, message: PeerMessage) -> None:

@@ -22,7 +22,7 @@ import random
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TypeVar
@@ -35,6 +35,8 @@ from swarmflower.errors import ConfigError, TransportError, WireFormatError
 from swarmflower.ledger import BlockRef
 from swarmflower.transport import wire
 from swarmflower.transport.base import (
+    JoinRequest,
+    LeaveRequest,
     PeerMessage,
     PeerServiceAPI,
     TransportAPI,
@@ -53,6 +55,10 @@ HEAD = f"/{SERVICE}/Head"
 
 Authorize = Callable[[bytes], "str | None"]
 """Certificate PEM of a caller -> its address, or None to refuse it."""
+
+Members = Callable[[], "Collection[str]"]
+"""The swarm's members now: the only callers whose messages are heard (any
+CA-issued caller may still fetch, and ask to join)."""
 
 ChunkFilter = Callable[[str, int, bytes], bytes]
 """(kind, chunk index, bytes) -> bytes sent; kind is arrays, blob or blocks."""
@@ -141,8 +147,10 @@ class _PeerServer:
         settings: GrpcSettings,
         authorize: Authorize | None,
         chunk_filter: ChunkFilter | None,
+        members: Members | None = None,
     ) -> None:
         self.inbox = inbox
+        self.members = members
         self.settings = settings
         self.authorize = authorize
         self.chunk_filter = chunk_filter
@@ -184,15 +192,22 @@ class _PeerServer:
 
     def deliver(self, request: bytes, context: grpc.ServicerContext) -> bytes:
         caller = self._caller(context)
-        message = self._decode(context, lambda: wire.decode_message(request))
         if (
             caller is not None
-            and isinstance(message, UpdateOffer)
-            and message.commitment.site.lower() != caller.lower()
+            and self.members is not None
+            and caller not in self.members()
+            and wire.message_kind(request) != wire.JOIN
         ):
             context.abort(
                 grpc.StatusCode.PERMISSION_DENIED,
-                f"{caller} cannot offer the update of {message.commitment.site}",
+                f"{caller} is not a member of the swarm: it may only ask to join",
+            )
+        message = self._decode(context, lambda: wire.decode_message(request))
+        speaker = _speaker(message)
+        if caller is not None and speaker and speaker.lower() != caller.lower():
+            context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"{caller} cannot speak for {speaker}",
             )
         try:
             self.inbox.put_nowait(message)
@@ -294,6 +309,7 @@ class GrpcTransport(TransportAPI):
         authorize: Authorize | None = None,
         chunk_filter: ChunkFilter | None = None,
         settings: GrpcSettings | None = None,
+        members: Members | None = None,
     ) -> None:
         self.address = address
         self.settings = settings or GrpcSettings()
@@ -307,7 +323,9 @@ class GrpcTransport(TransportAPI):
         self._lock = threading.Lock()
         self._alive = True
         self._closing = False
-        self._handlers = _PeerServer(self.inbox, self.settings, authorize, chunk_filter)
+        self._handlers = _PeerServer(
+            self.inbox, self.settings, authorize, chunk_filter, members
+        )
         self._workers = ThreadPoolExecutor(
             self.settings.server_workers, thread_name_prefix="swarm-serve"
         )
@@ -578,6 +596,17 @@ class GrpcTransport(TransportAPI):
         finally:
             responses.cancel()
         return blocks
+
+
+def _speaker(message: PeerMessage) -> str:
+    """The site a message speaks for ("" for blocks, which anyone relays)."""
+    if isinstance(message, UpdateOffer):
+        return message.commitment.site
+    if isinstance(message, JoinRequest):
+        return message.address
+    if isinstance(message, LeaveRequest):
+        return message.site
+    return ""
 
 
 class ChannelClosed(grpc.RpcError):

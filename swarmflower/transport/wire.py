@@ -18,6 +18,9 @@ update hash without re-encoding anything.
     FETCH_BLOCK   block hash (32 bytes)
     HEAD          (empty: asks for the peer's canonical head)
     HEAD_REPLY    height u64, view u64, block hash (32 bytes)
+    JOIN          address (20), cert fingerprint (32), listen length u16,
+                  listen (UTF-8), certificate PEM (rest)
+    LEAVE         address (20), signature (65)
 """
 
 from __future__ import annotations
@@ -33,7 +36,13 @@ from swarmflower.codec import CodecError, encode_arrays
 from swarmflower.errors import WireFormatError
 from swarmflower.ledger import BlockRef
 from swarmflower.ledger.commitments import RECORD_BYTES, Commitment, checksum
-from swarmflower.transport.base import BlockAnnouncement, PeerMessage, UpdateOffer
+from swarmflower.transport.base import (
+    BlockAnnouncement,
+    JoinRequest,
+    LeaveRequest,
+    PeerMessage,
+    UpdateOffer,
+)
 
 MAGIC = b"SWFL"
 VERSION = 1
@@ -48,6 +57,8 @@ BLOCK = 7
 FETCH_BLOCK = 8
 HEAD = 9
 HEAD_REPLY = 10
+JOIN = 11
+LEAVE = 12
 
 DIGEST_BYTES = 32
 
@@ -59,6 +70,8 @@ _RANGE = struct.Struct(">QQ")
 _CHUNK = struct.Struct(">IIQ32s")
 _HEIGHT = struct.Struct(">Q")
 _HEAD = struct.Struct(">QQ32s")
+_JOIN = struct.Struct(">20s32sH")
+_LEAVE = struct.Struct(">20s65s")
 
 
 def _envelope(kind: int) -> bytes:
@@ -122,18 +135,50 @@ def encode_message(message: PeerMessage) -> bytes:
             )
         if isinstance(message, BlockAnnouncement):
             return _envelope(ANNOUNCE) + _ANNOUNCE.pack(message.round) + message.block
+        if isinstance(message, JoinRequest):
+            listen = message.listen.encode()
+            return (
+                _envelope(JOIN)
+                + _JOIN.pack(
+                    _address_bytes(message.address),
+                    message.cert_fingerprint,
+                    len(listen),
+                )
+                + listen
+                + message.cert_pem
+            )
+        if isinstance(message, LeaveRequest):
+            return _envelope(LEAVE) + _LEAVE.pack(
+                _address_bytes(message.site), message.signature
+            )
     except (struct.error, ValueError, TypeError) as err:
         name = type(message).__name__
         raise WireFormatError(f"cannot encode {name}: {err}") from err
     raise WireFormatError(f"{type(message).__name__} is not a peer message")
 
 
+def message_kind(data: bytes) -> int | None:
+    """The kind byte of a well-formed envelope, else None (peeked, not decoded)."""
+    try:
+        kind, _ = _open(data, (OFFER, ANNOUNCE, JOIN, LEAVE))
+    except WireFormatError:
+        return None
+    return kind
+
+
 def decode_message(data: bytes) -> PeerMessage:
     """Inverse of `encode_message`; any malformed input raises `WireFormatError`."""
-    kind, body = _open(data, (OFFER, ANNOUNCE))
+    kind, body = _open(data, (OFFER, ANNOUNCE, JOIN, LEAVE))
     if kind == ANNOUNCE:
         (round,) = _fixed(body, _ANNOUNCE, "block announcement")
         return BlockAnnouncement(round=round, block=bytes(body[_ANNOUNCE.size :]))
+    if kind == JOIN:
+        return _decode_join(body)
+    if kind == LEAVE:
+        if len(body) != _LEAVE.size:
+            raise WireFormatError(f"leave request of {len(body)} bytes")
+        site, signature = _LEAVE.unpack(body)
+        return LeaveRequest(checksum(site), signature)
     round, commitment_round, site_index = _fixed(body, _OFFER, "update offer")
     start = _OFFER.size
     record = body[start : start + RECORD_BYTES]
@@ -141,6 +186,27 @@ def decode_message(data: bytes) -> PeerMessage:
     arrays = decode_arrays(bytes(body[start + RECORD_BYTES :]))
     return UpdateOffer(
         round=round, commitment=commitment, arrays=arrays, site_index=site_index
+    )
+
+
+def _address_bytes(address: str) -> bytes:
+    raw = bytes.fromhex(address.removeprefix("0x"))
+    if len(raw) != 20:
+        raise ValueError(f"{address} is not a 20-byte address")
+    return raw
+
+
+def _decode_join(body: memoryview) -> JoinRequest:
+    address, fingerprint, length = _fixed(body, _JOIN, "join request")
+    start = _JOIN.size
+    if len(body) < start + length:
+        raise WireFormatError("join request: listen address is truncated")
+    try:
+        listen = bytes(body[start : start + length]).decode()
+    except UnicodeDecodeError as err:
+        raise WireFormatError(f"join request: listen address: {err}") from err
+    return JoinRequest(
+        checksum(address), fingerprint, listen, bytes(body[start + length :])
     )
 
 
