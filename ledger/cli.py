@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import LedgerError
+from .records import RoundRecord
 from .replica import Ledger
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
@@ -42,28 +43,81 @@ def _fail(message: str) -> NoReturn:
 
 @app.command()
 def show(folder: Path = _DIR) -> None:
-    """A table of the sealed rounds: leader, view, reason, contributors, hashes."""
+    """The sealed rounds (leader, view, reason, who was merged, who was not,
+    membership changes), then each site: since when, whether it still
+    belongs and is electable, and the rounds it contributed to."""
     ledger = _open(folder)
     try:
-        table = Table(title=f"swarm {_short(ledger.swarm_id)}")
-        columns = ("round", "leader", "view", "reason", "skipped", "sites", "model")
-        for column in (*columns, "block"):
-            table.add_column(column)
-        for rec in ledger.rounds():
-            table.add_row(
-                str(rec.round),
-                rec.leader,
-                str(rec.view),
-                rec.reason.name.lower(),
-                " ".join(a[:10] for a in rec.skipped),
-                str(len(rec.commitments)),
-                _short(rec.model_hash),
-                _short(rec.block_hash),
-            )
         # Piped output (files, CI logs) gets a fixed width so hashes stay whole.
-        Console(width=None if sys.stdout.isatty() else 132).print(table)
+        console = Console(width=None if sys.stdout.isatty() else 132)
+        console.print(_rounds_table(ledger))
+        console.print(_members_table(ledger))
     finally:
         ledger.close()
+
+
+def _rounds_table(ledger: Ledger) -> Table:
+    table = Table(title=f"swarm {_short(ledger.swarm_id)}")
+    columns = ("round", "leader", "view", "reason", "skipped", "sites", "missing")
+    for column in (*columns, "members", "model", "block"):
+        table.add_column(column)
+    parent = ledger.swarm_id
+    for rec in ledger.rounds():
+        merged = set(rec.contributors)
+        missing = [a for a in ledger.membership(parent).members if a not in merged]
+        table.add_row(
+            str(rec.round),
+            rec.leader,
+            str(rec.view),
+            rec.reason.name.lower(),
+            " ".join(a[:10] for a in rec.skipped),
+            str(len(rec.commitments)),
+            " ".join(a[:10] for a in missing),
+            _changes(rec),
+            _short(rec.model_hash),
+            _short(rec.block_hash),
+        )
+        parent = rec.block_hash
+    return table
+
+
+def _changes(rec: RoundRecord) -> str:
+    """A round's membership changes: +joined, -left, ^electable again."""
+    return " ".join(
+        [f"+{e.address[:10]}" for e in rec.enrolled]
+        + [f"-{a[:10]}" for a in rec.left]
+        + [f"^{a[:10]}" for a in rec.revived]
+    )
+
+
+def _members_table(ledger: Ledger) -> Table:
+    since = {a: "genesis" for a in ledger.membership(ledger.swarm_id).roster}
+    until: dict[str, int] = {}
+    contributed: dict[str, list[int]] = {a: [] for a in since}
+    for rec in ledger.rounds():
+        since.update({e.address: f"round {rec.round}" for e in rec.enrolled})
+        until.update({a: rec.round for a in rec.left})
+        for site in rec.contributors:
+            contributed.setdefault(site, []).append(rec.round)
+    table = Table(title="sites")
+    for column in ("site", "enrolled", "status", "contributed", "last"):
+        table.add_column(column)
+    for site in ledger.membership().roster:
+        rounds = contributed.get(site, [])
+        if site in until:
+            status = f"left with round {until[site]}"
+        elif ledger.electable(site):
+            status = "member, electable"
+        else:
+            status = "member, not electable until it contributes"
+        table.add_row(
+            site,
+            since.get(site, "?"),
+            status,
+            str(len(rounds)),
+            str(rounds[-1]) if rounds else "-",
+        )
+    return table
 
 
 @app.command()

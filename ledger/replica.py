@@ -227,6 +227,12 @@ class Ledger(LedgerAPI, BlockSourceAPI):
     def knows(self, block_hash: bytes) -> bool:
         return block_hash in self._nodes
 
+    def electable(self, site: str) -> bool:
+        """Whether the contract may elect `site` to seal the next round: a
+        member that has not been skipped as a silent electee since it last
+        contributed (newcomers: once they have contributed)."""
+        return to_canonical_address(site) in self._nodes[self._canonical[-1]].live
+
     def membership(self, block_hash: bytes | None = None) -> Membership:
         """Who belongs as of a known block (default: the head), on any branch.
 

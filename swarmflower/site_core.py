@@ -183,6 +183,7 @@ class SiteCore:
         self._dialled = 0  # dial entries of the membership handed out
         self._joins: dict[str, Enrollment] = {}  # heard, vetted, not sealed yet
         self._leaves: dict[str, bytes] = {}  # site -> its signed leave
+        self._leaving = False  # this site asked to leave (`swarmflower leave`)
         self._limits = UpdateLimits.from_params(ledger.genesis.params)
         self._lost = faults.send_filter(identity.index)
         self._resumed = ledger.head()
@@ -459,6 +460,8 @@ class SiteCore:
     def _step(self, now: float) -> tuple[bool, list[Action]]:
         """One move of the round loop: (whether the site moved on: adopted or
         sealed, so that it may move again at once; actions)."""
+        if self.address in self.left:
+            return False, self._leave()
         head = self.ledger.head()
         if head.height > 0 and head.hash != self._model_block:
             if head.hash in self._refused:
@@ -466,15 +469,6 @@ class SiteCore:
                 return self._sealing(head.height, now)
             adopted, actions = self._adopt(head.height, now)
             return adopted, actions
-        if self.address in self.left:
-            log.warning(
-                "site %s left the swarm with round %d",
-                self.identity.name,
-                self._model_round,
-            )
-            self.log.left = self._model_round
-            self.done = True
-            return False, []
         if self._model_round >= self.config.rounds:
             self.done = self._settled(now)
             return False, []
@@ -498,6 +492,9 @@ class SiteCore:
         if self.address not in self.sites:
             self._trained_round = round
             return self._ask_to_join(round)
+        if self._leaving:  # asked to leave: no more updates from this site
+            self._trained_round = round
+            return []
         if self.log.joined is None and self.join is not None:
             self.log.joined = round - 1
             log.warning(
@@ -652,6 +649,8 @@ class SiteCore:
     def _maybe_seal(self, round: int, now: float) -> list[Action]:
         """Seal if this site is the proposer whose turn it is (`round_rules`)."""
         offers = self._drawn_offers(round)
+        if self._leaving:
+            return []  # a leaving site seals no block that could outlive its leave
         if len(offers) < self.config.min_peers:
             self._say_short(round, offers, now)
             return []
@@ -730,6 +729,7 @@ class SiteCore:
                 self._grace(round),
             )
         offers = sorted(drawn.values(), key=lambda o: o.site_index)
+        before = self.sites  # a site leaving with this block hears of it too
         log.info(
             "site %s seals round %d view %d with %d updates (%s) after %.2f s",
             self.identity.name,
@@ -777,7 +777,7 @@ class SiteCore:
         announcement = BlockAnnouncement(round, block)
         return [
             a
-            for s in self.sites
+            for s in dict.fromkeys((*before, *self.sites))
             if s != self.address
             for a in self._send(s, announcement)
         ]
@@ -820,6 +820,14 @@ class SiteCore:
         )
         self._joins[request.address] = enrollment
 
+    def _leave(self) -> list[Action]:
+        """A block this replica holds took this site's leave: stop here."""
+        round = self.ledger.head().height
+        log.warning("site %s left the swarm with round %d", self.identity.name, round)
+        self.log.left = round
+        self.done = True
+        return []
+
     def _hear_leave(self, request: LeaveRequest) -> None:
         if request.site not in self.sites or request.site in self._leaves:
             return
@@ -830,6 +838,13 @@ class SiteCore:
             return
         log.info("site %s: %s asks to leave", self.identity.name, request.site)
         self._leaves[request.site] = request.signature
+        if request.site == self.address and not self._leaving:
+            self._leaving = True
+            log.warning(
+                "site %s asked to leave: it trains and seals no more, and stops "
+                "once a block takes its leave",
+                self.identity.name,
+            )
 
     def _sealable_joins(self) -> list[Enrollment]:
         roster = self._current().roster

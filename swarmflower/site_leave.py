@@ -23,6 +23,7 @@ from swarmflower.transport import GrpcTransport
 from swarmflower.transport.base import LeaveRequest
 
 RESEND_S = 2.0  # the request again, in case a member was away
+OWN_PEER = "own peer"
 
 
 @dataclass(frozen=True)
@@ -47,13 +48,19 @@ def leave_swarm(
     chain = Ledger(genesis)  # the members' blocks, each checked again here
     request = LeaveRequest(address, sign_leave(own.key, chain.swarm_id))
     peers = {p.eth_address: p.address for p in config.peers}
+    # The site's own peer hears it too, and stops training and sealing: a
+    # block it sealed now could outlive the leave (keyed apart from the
+    # site's address, which the transport never sends to).
+    peers[OWN_PEER] = config.dialled_address
     try:
         transport = GrpcTransport(
             address, f"{config.host}:0", peers, config.tls_material()
         )
     except TransportError as exc:
         raise ConfigError(f"{config.folder}: cannot reach the swarm: {exc}") from None
-    report(f"site {config.name} ({address}) asks {len(peers)} peers to let it go")
+    report(
+        f"site {config.name} ({address}) asks its {len(peers) - 1} peers to let it go"
+    )
     deadline = time.monotonic() + wait_s
     sent_at = -RESEND_S
     try:

@@ -2,10 +2,12 @@
 
 The swarm CA decides who may ever join (`swarmflower enroll` issues the
 certificate); the ledger decides who belongs now. A site's TLS gate admits
-a CA-issued certificate unless its site has left the swarm, and pins each
-founding site to the certificate its genesis enrolled. A site not yet on
-the ledger may connect so that it can fetch the chain and ask to join;
-what it offers counts only once a block has enrolled it.
+a CA-issued certificate, pinning each founding site to the certificate its
+genesis enrolled; the transport then hears messages from members only
+(anyone else may only ask to join), and serves models and updates to
+anyone but sites that left. A site not yet on the ledger can so fetch the
+chain and ask to join, and a site that left can still read the chain that
+says so.
 """
 
 from __future__ import annotations
@@ -54,15 +56,12 @@ def check_listen(listen: str) -> str:
     return listen
 
 
-def member_gate(
-    founders: Mapping[str, bytes], left: Callable[[], frozenset[str]]
-) -> Callable[[str, bytes], bool]:
-    """`is_member` for `pki.authorizer`: founding sites with their genesis
-    certificate, any other CA-issued site, never a site that left."""
+def founders_pinned(founders: Mapping[str, bytes]) -> Callable[[str, bytes], bool]:
+    """`is_member` for `pki.authorizer`: a founding site only with the
+    certificate its genesis enrolled; any other CA-issued site (a newcomer,
+    or one that left: the transport limits what each may do)."""
 
     def is_member(address: str, cert_fingerprint: bytes) -> bool:
-        if address in left():
-            return False
         pinned = founders.get(address)
         return pinned is None or pinned == cert_fingerprint
 

@@ -50,7 +50,7 @@ from swarmflower.site_files import (
     open_model_store,
     open_replica,
 )
-from swarmflower.site_membership import join_vetter, member_gate
+from swarmflower.site_membership import founders_pinned, join_vetter
 from swarmflower.strategies import LeaderStrategy, adopt_strategy, build_strategy
 from swarmflower.transport import GrpcTransport
 
@@ -224,12 +224,10 @@ def build_site(
             config.tls_material(),
             authorize=authorizer(
                 own.ca_cert,
-                is_member=member_gate(
-                    dict(own.members),
-                    lambda: playing[0].left_sites if playing else frozenset(),
-                ),
+                is_member=founders_pinned(dict(own.members)),
             ),
             members=lambda: playing[0].member_sites if playing else founders,
+            departed=lambda: playing[0].left_sites if playing else (),
         )
         for address, where in ledger.membership().dial:  # enrolled at run time
             if address != identity.address and where:

@@ -90,9 +90,12 @@ class Lan:
         return ["ip", "netns", "exec", self.hosts[k - 1], *argv]
 
     def start_peer(self, k: int, site: Path) -> subprocess.Popen:
-        argv = [sys.executable, "-m", "swarmflower", "peer", "--config"]
+        return self.start_cli(k, "peer", "--config", str(site / "site.toml"))
+
+    def start_cli(self, k: int, *args: str) -> subprocess.Popen:
+        """`swarmflower ARGS...` on host K (its output piped)."""
         return subprocess.Popen(
-            self.command(k, [*argv, str(site / "site.toml")]),
+            self.command(k, [sys.executable, "-m", "swarmflower", *args]),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -4,7 +4,9 @@
 others' peer lists; each `peer` runs inside its namespace and binds that
 address only. One site's link is cut both ways for longer than the round
 timeout: the others go on without it, and once back it syncs and
-contributes again. Addresses used: NETNS_RANGE (see `netns.py`) only.
+contributes again. A fourth site, enrolled after the genesis on a host of
+its own, joins the running swarm, and site 2 leaves it with `leave`.
+Addresses used: NETNS_RANGE (see `netns.py`) only.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from real_sites import Watched, outcome
 
 from swarmflower.ledger import Ledger
 from swarmflower.pki import load_eth_key
+from swarmflower.site_config import load_site_config
 
-SITES, ROUNDS, CUT_S = 3, 12, 5.0  # the cut outlasts the 3 s round timeout
+SITES, ROUNDS, CUT_S = 3, 18, 5.0  # the cut outlasts the 3 s round timeout
+NEWCOMER, LEAVER, CUT = 4, 2, 3  # hosts: the site that joins, leaves, is cut
 
 _why_not = Lan.skip_reason()
 pytestmark = pytest.mark.skipif(_why_not is not None, reason=_why_not or "")
@@ -34,8 +38,10 @@ def address_of(site: Path) -> str:
 
 @pytest.fixture(scope="module")
 def cut_swarm(tmp_path_factory):
-    """Three sites on three hosts, site 3 cut off for CUT_S seconds once
-    round 2 is adopted; returns (sites, outputs, wall time the link came back)."""
+    """Three founding sites on three hosts and a newcomer on a fourth, all
+    started at once; once round 2 is adopted, site 3 is cut off for CUT_S
+    seconds and site 2 asks to leave. Returns (sites, outputs, wall time
+    the link came back, the leave command's output)."""
     out = tmp_path_factory.mktemp("netns") / "swarm"
     hosts = ",".join(Lan.address(k) for k in range(1, SITES + 1))
     made = run_cli(
@@ -43,20 +49,36 @@ def cut_swarm(tmp_path_factory):
         "--round-timeout", "3", "--hosts", hosts, "--out", str(out),
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
-    sites = [out / f"site-{k}" for k in range(1, SITES + 1)]
-    with Lan(SITES) as lan:
+    enrolled = run_cli(
+        "enroll", "--swarm", str(out), "--name", "newcomer",
+        "--host", Lan.address(NEWCOMER),
+    )  # fmt: skip
+    assert enrolled.returncode == 0, enrolled.stderr
+    sites = [out / f"site-{k}" for k in range(1, SITES + 1)] + [out / "newcomer"]
+    with Lan(SITES + 1) as lan:
         outputs = [Watched(lan.start_peer(k, site)) for k, site in enumerate(sites, 1)]
         try:
             outputs[0].wait_for(f"round 2/{ROUNDS} adopted", timeout=90)
-            lan.cut(3, CUT_S)
+            lan.cut(CUT, CUT_S)
             back = time.time() + CUT_S
+            config = str(sites[LEAVER - 1] / "site.toml")
+            leave = Watched(lan.start_cli(LEAVER, "leave", "--config", config))
             codes = [output.finish(timeout=180)[0] for output in outputs]
+            left = leave.finish(timeout=60)
         finally:
             for output in outputs:
                 if output.process.poll() is None:
                     output.process.kill()
-    assert codes == [0] * SITES, ["".join(o.lines) for o in outputs]
-    return sites, outputs, back
+    assert codes == [0] * len(sites), ["".join(o.lines) for o in outputs]
+    return sites, outputs, back, left
+
+
+def records_of(site: Path) -> list:
+    ledger = Ledger.open(site)
+    try:
+        return list(ledger.rounds())
+    finally:
+        ledger.close()
 
 
 def test_each_certificate_names_its_own_hosts_address_only(cut_swarm):
@@ -70,29 +92,71 @@ def test_each_certificate_names_its_own_hosts_address_only(cut_swarm):
 
 
 def test_the_sites_finish_on_one_head_and_model_across_hosts(cut_swarm):
-    _, outputs, _ = cut_swarm
+    _, outputs, *_ = cut_swarm
     ends = [outcome("".join(output.lines)) for output in outputs]
-    assert {(state, rounds) for state, rounds, *_ in ends} == {("finished", ROUNDS)}
-    assert len({head for *_, head, _ in ends}) == 1
-    assert len({model for *_, model in ends}) == 1
+    staying = [end for k, end in enumerate(ends, 1) if k != LEAVER]
+    assert {(state, rounds) for state, rounds, *_ in staying} == {("finished", ROUNDS)}
+    assert len({head for *_, head, _ in staying}) == 1
+    assert len({model for *_, model in staying}) == 1
+    assert ends[LEAVER - 1][0] == "left"
 
 
 def test_a_site_cut_off_past_the_round_timeout_comes_back_and_contributes(
     cut_swarm,
 ):
-    sites, outputs, back = cut_swarm
-    ledger = Ledger.open(sites[0])
-    try:
-        records = list(ledger.rounds())
-    finally:
-        ledger.close()
+    sites, outputs, back, _ = cut_swarm
+    records = records_of(sites[0])
     assert [r.round for r in records] == list(range(1, ROUNDS + 1))
-    cut = address_of(sites[2])
+    cut = address_of(sites[CUT - 1])
     # Blocks carry the wall clock (whole seconds): once its link was back,
     # the cut site synced and its updates were merged again.
     after = [r for r in records if r.timestamp > back + 1]
     assert after, "every round was sealed before the link came back"
     assert any(cut in r.contributors for r in after)
-    cut_output = "".join(outputs[2].lines)
+    cut_output = "".join(outputs[CUT - 1].lines)
     rounds_seen = re.findall(rf"round (\d+)/{ROUNDS} adopted", cut_output)
     assert int(rounds_seen[-1]) == ROUNDS
+
+
+def test_a_site_enrolled_at_run_time_joins_on_its_own_host_and_contributes(
+    cut_swarm,
+):
+    sites, outputs, *_ = cut_swarm
+    newcomer = address_of(sites[NEWCOMER - 1])
+    records = records_of(sites[0])
+    (joined,) = [r for r in records if newcomer in (e.address for e in r.enrolled)]
+    (enrollment,) = joined.enrolled
+    # the chain, not a file, told the members where to dial it
+    dialled = load_site_config(sites[NEWCOMER - 1]).dialled_address
+    assert enrollment.listen == dialled
+    assert dialled.startswith(f"{Lan.address(NEWCOMER)}:")
+    assert not any(newcomer in r.contributors for r in records[: joined.round])
+    contributed = [r.round for r in records if newcomer in r.contributors]
+    assert contributed and contributed[0] > joined.round
+    # electable from its first contribution on (never before)
+    assert newcomer in records[contributed[0] - 1].revived
+    assert newcomer not in [r.leader for r in records[: contributed[0]]]
+    said = "".join(outputs[NEWCOMER - 1].lines)
+    assert f"joined the swarm with round {joined.round}" in said
+    for site in sites[:SITES]:  # no member's files name the newcomer
+        assert "newcomer" not in (site / "site.toml").read_text()
+
+
+def test_a_site_leaves_with_a_signed_request_and_ledger_show_lists_both(
+    cut_swarm,
+):
+    sites, outputs, _, (code, said) = cut_swarm
+    assert code == 0, said
+    leaver = address_of(sites[LEAVER - 1])
+    records = records_of(sites[0])
+    (gone,) = [r for r in records if leaver in r.left]
+    assert f"left the swarm with round {gone.round}" in said
+    assert not any(leaver in r.contributors for r in records[gone.round :])
+    assert not any(leaver == r.leader for r in records[gone.round :])
+    assert outcome("".join(outputs[LEAVER - 1].lines))[:2] == ("left", gone.round)
+    shown = run_cli("ledger", "show", str(sites[0]))
+    assert shown.returncode == 0, shown.stderr
+    newcomer = address_of(sites[NEWCOMER - 1])
+    assert f"+{newcomer[:10]}" in shown.stdout
+    assert f"-{leaver[:10]}" in shown.stdout
+    assert f"left with round {gone.round}" in shown.stdout

@@ -6,8 +6,6 @@ helps, with a knob (alpha) that real hospital data does not offer.
 
 from __future__ import annotations
 
-from sklearn.datasets import load_breast_cancer as _sklearn_breast_cancer
-
 from swarmflower.datasets.base import FederatedDataset
 from swarmflower.datasets.preprocessing import (
     dirichlet_label_partition,
@@ -21,6 +19,9 @@ def load_breast_cancer(
     num_sites: int = 4, alpha: float = 1.0, seed: int = 0
 ) -> FederatedDataset:
     """Partition rows by Dirichlet(alpha) class shares, then split each site."""
+    # sklearn loads in ~2 s: only for this task, not in every process
+    from sklearn.datasets import load_breast_cancer as _sklearn_breast_cancer
+
     bunch = _sklearn_breast_cancer()
     x, y = bunch.data, bunch.target
     parts = dirichlet_label_partition(y, num_sites, alpha, seed)

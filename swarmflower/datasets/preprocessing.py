@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from swarmflower.datasets.base import SiteData
 from swarmflower.errors import DataError
@@ -55,6 +54,8 @@ def split_rows(
     classes, counts = np.unique(y, return_counts=True)
     stratify = y if len(classes) > 1 and counts.min() > 2 else None
     try:
+        from sklearn.model_selection import train_test_split  # slow to import
+
         return train_test_split(
             x,
             y,

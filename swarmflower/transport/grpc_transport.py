@@ -58,7 +58,11 @@ Authorize = Callable[[bytes], "str | None"]
 
 Members = Callable[[], "Collection[str]"]
 """The swarm's members now: the only callers whose messages are heard (any
-CA-issued caller may still fetch, and ask to join)."""
+CA-issued caller may still fetch blocks, and ask to join)."""
+
+Departed = Callable[[], "Collection[str]"]
+"""Sites that left the swarm: they may still read the chain (to learn that
+they left), never a model or an update."""
 
 ChunkFilter = Callable[[str, int, bytes], bytes]
 """(kind, chunk index, bytes) -> bytes sent; kind is arrays, blob or blocks."""
@@ -148,9 +152,11 @@ class _PeerServer:
         authorize: Authorize | None,
         chunk_filter: ChunkFilter | None,
         members: Members | None = None,
+        departed: Departed | None = None,
     ) -> None:
         self.inbox = inbox
         self.members = members
+        self.departed = departed
         self.settings = settings
         self.authorize = authorize
         self.chunk_filter = chunk_filter
@@ -251,8 +257,16 @@ class _PeerServer:
                 chunk = replace(chunk, data=data)
             yield wire.encode_chunk(chunk)
 
+    def _model_reader(self, context: grpc.ServicerContext) -> None:
+        """A caller that may read models and updates: not a site that left."""
+        caller = self._caller(context)
+        if caller is not None and self.departed and caller in self.departed():
+            context.abort(
+                grpc.StatusCode.PERMISSION_DENIED, f"{caller} has left the swarm"
+            )
+
     def fetch_arrays(self, request: bytes, context) -> Iterator[bytes]:
-        self._caller(context)
+        self._model_reader(context)
         asked = self._decode(
             context, lambda: wire.decode_fetch(request, wire.FETCH_ARRAYS)
         )
@@ -260,7 +274,7 @@ class _PeerServer:
         yield from self._stream("arrays", payload, asked, context)
 
     def fetch_blob(self, request: bytes, context) -> Iterator[bytes]:
-        self._caller(context)
+        self._model_reader(context)
         asked = self._decode(
             context, lambda: wire.decode_fetch(request, wire.FETCH_BLOB)
         )
@@ -310,6 +324,7 @@ class GrpcTransport(TransportAPI):
         chunk_filter: ChunkFilter | None = None,
         settings: GrpcSettings | None = None,
         members: Members | None = None,
+        departed: Departed | None = None,
     ) -> None:
         self.address = address
         self.settings = settings or GrpcSettings()
@@ -324,7 +339,7 @@ class GrpcTransport(TransportAPI):
         self._alive = True
         self._closing = False
         self._handlers = _PeerServer(
-            self.inbox, self.settings, authorize, chunk_filter, members
+            self.inbox, self.settings, authorize, chunk_filter, members, departed
         )
         self._workers = ThreadPoolExecutor(
             self.settings.server_workers, thread_name_prefix="swarm-serve"
