@@ -617,10 +617,10 @@ class SiteCore:
             why = f"site not drawn to train round {offer.round}"
             self._refuse_update(offer.round, offer.site_index, commitment.site, why)
             return
-        member = commitment.site in self.sites
+        index = self._index_of.get(commitment.site)  # None: never enrolled
         digest, reason = self.checks.offer(
             offer,
-            self._index_of.get(commitment.site) if member else None,
+            None if commitment.site in self.left else index,
             self._model,
             self._model_block,
             self.ledger.swarm_id,
