@@ -34,7 +34,14 @@ def bench(n: int, rounds: int) -> tuple[float, float, int]:
     produce, imports, size = [], [], 0
     for r in range(1, rounds + 2):
         signed = [
-            Commitment.sign(k, leader_side.swarm_id, r, keccak(text=f"u{r}{i}"), 100)
+            Commitment.sign(
+                k,
+                leader_side.swarm_id,
+                r,
+                keccak(text=f"u{r}{i}"),
+                100,
+                leader_side.block_hash(r - 1),
+            )
             for i, k in enumerate(site_keys)
         ]
         proposer = by_address[leader_side.proposer(r, 0)]

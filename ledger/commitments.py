@@ -1,8 +1,12 @@
-"""Signed commitments: a site's promise of (round, update hash, examples).
+"""Signed commitments: a site's promise of (round, parent, update hash, examples).
 
-Packed as fixed 125-byte records so a leader can ship a whole round's
-commitments as one calldata blob; every replica checks every signature here
-(coincurve), which is far cheaper than one EVM transaction per site.
+The parent is the block whose model the site trained on: a commitment can
+only be sealed on that block, so a block's commitments prove how many sites
+built on its parent (the finality of `forkchoice.py`), and no leader can
+move a site's support to another branch. Packed as fixed 157-byte records
+so a leader can ship a whole round's commitments as one calldata blob;
+every replica checks every signature here (coincurve), which is far cheaper
+than one EVM transaction per site.
 """
 
 from __future__ import annotations
@@ -18,18 +22,20 @@ from eth_utils import keccak, to_canonical_address, to_checksum_address
 
 from .errors import BadCommitmentSignature, BadRound
 
-RECORD_BYTES = 125  # site 20 | update hash 32 | examples 8 | signature 65
-_DOMAIN = b"swarmflower/commitment/v1"
+RECORD_BYTES = 157  # site 20 | parent 32 | update hash 32 | examples 8 | sig 65
+_DOMAIN = b"swarmflower/commitment/v2"
 
 
 def commitment_digest(
-    swarm_id: bytes, round: int, update_hash: bytes, num_examples: int
+    swarm_id: bytes, round: int, parent: bytes, update_hash: bytes, num_examples: int
 ) -> bytes:
-    """The 32-byte hash a site signs; binds swarm and round against replay."""
+    """The 32-byte hash a site signs; binds swarm, round and the block the
+    update was trained on against replay."""
     return keccak(
         _DOMAIN
         + swarm_id
         + struct.pack(">Q", round)
+        + parent
         + update_hash
         + struct.pack(">Q", num_examples)
     )
@@ -71,6 +77,7 @@ class Commitment:
     update_hash: bytes
     num_examples: int
     signature: bytes
+    parent: bytes  # the block the update was trained on (genesis: the swarm id)
 
     @classmethod
     def sign(
@@ -80,24 +87,38 @@ class Commitment:
         round: int,
         update_hash: bytes,
         num_examples: int,
+        parent: bytes,
     ) -> Commitment:
-        if len(update_hash) != 32:
-            raise ValueError("update_hash must be 32 bytes")
+        if len(update_hash) != 32 or len(parent) != 32:
+            raise ValueError("update_hash and parent must be 32 bytes")
         if num_examples < 0:
             raise ValueError("num_examples must be non-negative")
-        digest = commitment_digest(swarm_id, round, update_hash, num_examples)
+        digest = commitment_digest(swarm_id, round, parent, update_hash, num_examples)
         return cls(
             site=key.public_key.to_checksum_address(),
             round=round,
             update_hash=update_hash,
             num_examples=num_examples,
             signature=key.sign_msg_hash(digest).to_bytes(),
+            parent=parent,
+        )
+
+    @classmethod
+    def unpack(cls, record: bytes, round: int) -> Commitment:
+        """Inverse of `pack` (the caller checks the record's length)."""
+        return cls(
+            site=checksum(bytes(record[:20])),
+            round=round,
+            parent=bytes(record[20:52]),
+            update_hash=bytes(record[52:84]),
+            num_examples=struct.unpack(">Q", record[84:92])[0],
+            signature=bytes(record[92:]),
         )
 
     def verify(self, swarm_id: bytes) -> None:
         """Raise BadCommitmentSignature unless `site` signed this commitment."""
         digest = commitment_digest(
-            swarm_id, self.round, self.update_hash, self.num_examples
+            swarm_id, self.round, self.parent, self.update_hash, self.num_examples
         )
         try:
             signer = recover_address(digest, self.signature)
@@ -115,6 +136,7 @@ class Commitment:
     def pack(self) -> bytes:
         return (
             canonical(self.site)
+            + self.parent
             + self.update_hash
             + struct.pack(">Q", self.num_examples)
             + self.signature
@@ -142,15 +164,7 @@ def unpack_commitments(blob: bytes, round: int) -> tuple[Commitment, ...]:
                 f"at {checksum(site)}"
             )
         previous = site
-        out.append(
-            Commitment(
-                site=checksum(site),
-                round=round,
-                update_hash=record[20:52],
-                num_examples=struct.unpack(">Q", record[52:60])[0],
-                signature=record[60:],
-            )
-        )
+        out.append(Commitment.unpack(record, round))
     return tuple(out)
 
 

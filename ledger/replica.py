@@ -41,7 +41,7 @@ from .errors import (
     WrongProposer,
 )
 from .evm import CONTRACT_ADDRESS, EvmChain
-from .forkchoice import beats, preferred
+from .forkchoice import majority, preferred
 from .records import (
     BlockRef,
     Enrollment,
@@ -69,6 +69,7 @@ class _Node:
     record: RoundRecord | None
     sites: frozenset[bytes]  # enrolled after this block
     live: frozenset[bytes]  # electable after this block (mirrors the contract)
+    support: int = 0  # commitments in it: sites that built on its parent
 
 
 def _constructor_args(genesis: Genesis) -> tuple:
@@ -352,6 +353,11 @@ class Ledger(LedgerAPI, BlockSourceAPI):
             )
         if not self.is_enrolled(commitment.site):
             raise UnknownSite(f"commitment from {commitment.site}: site not enrolled")
+        if commitment.parent != self.head().hash:
+            raise LedgerStateError(
+                f"commitment of {commitment.site} was made on another block than "
+                "this replica's head"
+            )
         commitment.verify(self.swarm_id)
         self._pending[commitment.site] = commitment
 
@@ -368,7 +374,7 @@ class Ledger(LedgerAPI, BlockSourceAPI):
         `submit_commitment`) when this site does not lead.
         """
         commitment = Commitment.sign(
-            key, self.swarm_id, round, update_hash, num_examples
+            key, self.swarm_id, round, update_hash, num_examples, self.head().hash
         )
         self.submit_commitment(commitment)
         return commitment
@@ -557,7 +563,9 @@ class Ledger(LedgerAPI, BlockSourceAPI):
         view, reason = parse_vanity(header.extra_data)
         signer = seal_signer(header)
         self._check_proposer(header, parent, signer, view, reason)
-        record, sites, live = self._check_body(block, parent, signer, view, reason)
+        record, sites, live, support = self._check_body(
+            block, parent, signer, view, reason
+        )
         self._evm.execute(block, parent.header)
         node = _Node(
             BlockRef(header.block_number, header.hash, view),
@@ -566,6 +574,7 @@ class Ledger(LedgerAPI, BlockSourceAPI):
             record,
             sites,
             live,
+            support,
         )
         self._nodes[header.hash] = node
         self._children.setdefault(parent.ref.hash, []).append(header.hash)
@@ -635,7 +644,7 @@ class Ledger(LedgerAPI, BlockSourceAPI):
 
     def _check_body(
         self, block, parent: _Node, signer: bytes, view: int, reason: Reason
-    ) -> tuple[RoundRecord, frozenset[bytes], frozenset[bytes]]:
+    ) -> tuple[RoundRecord, frozenset[bytes], frozenset[bytes], int]:
         header = block.header
         round = header.block_number
         tx = self._check_tx(block, parent, signer)
@@ -663,6 +672,12 @@ class Ledger(LedgerAPI, BlockSourceAPI):
             if canonical(commitment.site) not in parent.sites:
                 raise UnknownSite(
                     f"round {round}: commitment from unenrolled {commitment.site}"
+                )
+            if commitment.parent != parent.ref.hash:
+                raise BadRound(
+                    f"round {round}: the update of {commitment.site} was trained "
+                    f"on block 0x{commitment.parent.hex()[:12]}, not on this "
+                    f"block's parent 0x{parent.ref.hash.hex()[:12]}"
                 )
         verify_all(commitments, self.swarm_id)
         contributors = {canonical(c.site) for c in commitments}
@@ -699,7 +714,7 @@ class Ledger(LedgerAPI, BlockSourceAPI):
             enrolled=enrolled,
             left=left,
         )
-        return record, sites, live
+        return record, sites, live, len(commitments)
 
     def _check_leaves(
         self, round: int, parent: _Node, leaving: Sequence, signatures: Sequence
@@ -715,20 +730,52 @@ class Ledger(LedgerAPI, BlockSourceAPI):
         return left
 
     def _choose(self, node: _Node) -> ImportOutcome:
-        """Apply the fork choice to a newly valid block (see forkchoice.py)."""
-        height = node.ref.height
-        canonical = self._canonical
-        if height > len(canonical) or canonical[height - 1] != node.parent:
+        """Apply the fork choice to a newly valid block (see forkchoice.py).
+
+        The block may make its parent final, which can change the choice
+        among its parent's siblings: the chain is chosen again from the
+        grandparent on, when that is canonical.
+        """
+        parent = self._nodes[node.parent]
+        anchor = parent if parent.record is None else self._nodes[parent.parent]
+        height, canonical = anchor.ref.height, self._canonical
+        if height >= len(canonical) or canonical[height] != anchor.ref.hash:
             return ImportOutcome.SIDE  # extends a branch that already lost
-        if height < len(canonical):
-            incumbent = self._nodes[canonical[height]].ref
-            if not beats(node.ref, incumbent):
-                return ImportOutcome.SIDE
-        del canonical[height:]
-        canonical.append(node.ref.hash)
+        before = canonical[height + 1 :]
+        del canonical[height + 1 :]
         while children := self._children.get(canonical[-1]):
-            canonical.append(preferred(self._nodes[c].ref for c in children).hash)
-        return ImportOutcome.ADOPTED
+            canonical.append(self._preferred(children).hash)
+        return (
+            ImportOutcome.ADOPTED
+            if before != canonical[height + 1 :]
+            else (ImportOutcome.SIDE)
+        )
+
+    def _preferred(self, children: Sequence[bytes]) -> BlockRef:
+        best = preferred(
+            (self._nodes[c].ref for c in children),
+            lambda ref: self.is_final(ref.hash),
+        )
+        assert best is not None
+        return best
+
+    def is_final(self, block_hash: bytes) -> bool:
+        """Whether a majority of the members as of this block built on it:
+        a known child carries their commitments (see forkchoice.py)."""
+        node = self._known_node(block_hash)
+        need = majority(len(node.sites))
+        return any(
+            self._nodes[c].support >= need for c in self._children.get(block_hash, ())
+        )
+
+    def block_parent(self, block_hash: bytes) -> bytes:
+        """The parent hash of a known block (genesis: its own hash)."""
+        node = self._known_node(block_hash)
+        return node.parent if node.record is not None else block_hash
+
+    def support(self, block_hash: bytes) -> int:
+        """How many commitments a known block carries (sites on its parent)."""
+        return self._known_node(block_hash).support
 
     # -- verification -------------------------------------------------------
 

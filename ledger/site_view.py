@@ -23,7 +23,7 @@ from .abc import LedgerAPI
 from .commitments import Commitment
 from .election import MAX_VIEW
 from .errors import LedgerStateError, UnknownParent
-from .forkchoice import beats, preferred
+from .forkchoice import majority, preferred
 from .records import (
     BlockRef,
     Enrollment,
@@ -236,17 +236,29 @@ class SiteView(LedgerAPI):
 
     def _choose(self, ref: BlockRef, parent: bytes) -> ImportOutcome:
         """`Ledger._choose` over this site's blocks (see forkchoice.py)."""
-        height = ref.height
-        canonical = self._canonical
-        if height > len(canonical) or canonical[height - 1] != parent:
+        ledger = self._shared.ledger
+        grand = parent if ref.height == 1 else ledger.block_parent(parent)
+        anchor = self._held[grand]
+        height, canonical = anchor.height, self._canonical
+        if height >= len(canonical) or canonical[height] != anchor.hash:
             return ImportOutcome.SIDE  # extends a branch that already lost
-        if height < len(canonical) and not beats(ref, self._held[canonical[height]]):
-            return ImportOutcome.SIDE
-        del canonical[height:]
-        canonical.append(ref.hash)
+        before = canonical[height + 1 :]
+        del canonical[height + 1 :]
         while children := self._children.get(canonical[-1]):
-            canonical.append(preferred(self._held[c] for c in children).hash)
-        return ImportOutcome.ADOPTED
+            best = preferred((self._held[c] for c in children), self._final)
+            assert best is not None
+            canonical.append(best.hash)
+        if before != canonical[height + 1 :]:
+            return ImportOutcome.ADOPTED
+        return ImportOutcome.SIDE
+
+    def _final(self, block: BlockRef) -> bool:
+        """`Ledger.is_final` over the children this site holds."""
+        ledger = self._shared.ledger
+        need = majority(len(ledger.membership(block.hash).members))
+        return any(
+            ledger.support(c) >= need for c in self._children.get(block.hash, ())
+        )
 
     # -- verification -------------------------------------------------------
 

@@ -105,10 +105,15 @@ def sign_offer(
     num_examples: int,
     update: ArrayRecord,
     update_hash: bytes | None = None,
+    *,
+    parent: bytes,
 ) -> UpdateOffer:
-    """The update with the site's signed commitment to its hash and size."""
+    """The update with the site's signed commitment to its hash, its size and
+    `parent`, the block whose model it was trained on."""
     digest = arrays_hash(update) if update_hash is None else update_hash
-    commitment = Commitment.sign(identity.key, swarm_id, round, digest, num_examples)
+    commitment = Commitment.sign(
+        identity.key, swarm_id, round, digest, num_examples, parent
+    )
     return UpdateOffer(round, commitment, update, identity.index)
 
 

@@ -378,7 +378,13 @@ class SiteCore:
         num_examples, update = self._tamper(round, trained.num_examples, trained.arrays)
         digest = self.store.put_arrays(update)
         offer = sign_offer(
-            self.identity, self.ledger.swarm_id, round, num_examples, update, digest
+            self.identity,
+            self.ledger.swarm_id,
+            round,
+            num_examples,
+            update,
+            digest,
+            parent=self._model_block or self.ledger.swarm_id,  # trained on it
         )
         self._held[round] = (offer, now + self.faults.delay(self.identity.index, round))
         return self.tick(now)
@@ -711,6 +717,14 @@ class SiteCore:
         """The round's offers held here from sites drawn to train it (offers
         held ahead of the draw are sorted out now)."""
         offers = self._offers.get(round, {})
+        if self.ledger.head().height >= round - 1:
+            # an update trained on another block can only be sealed there
+            parent = self.ledger.block_hash(round - 1)
+            offers = {
+                site: offer
+                for site, offer in offers.items()
+                if offer.commitment.parent == parent
+            }
         drawn = self._drawn(round)
         if drawn is None:
             return offers

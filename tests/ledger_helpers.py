@@ -40,11 +40,22 @@ def make_genesis(
 
 
 def commitments(
-    ledger: Ledger, site_keys: Sequence[keys.PrivateKey], round: int
+    ledger: Ledger,
+    site_keys: Sequence[keys.PrivateKey],
+    round: int,
+    parent: bytes | None = None,
 ) -> list[Commitment]:
+    """Each site's commitment for `round`, trained on `parent` (default: the
+    canonical block of round - 1)."""
+    parent = ledger.block_hash(round - 1) if parent is None else parent
     return [
         Commitment.sign(
-            k, ledger.swarm_id, round, keccak(text=f"update-{round}-{i}"), 10 + i
+            k,
+            ledger.swarm_id,
+            round,
+            keccak(text=f"update-{round}-{i}"),
+            10 + i,
+            parent,
         )
         for i, k in enumerate(site_keys)
     ]

@@ -223,7 +223,9 @@ def model(megabytes: float = 0.01, seed: int = 0) -> ArrayRecord:
 
 def offer(site: int, round: int = 3, arrays: ArrayRecord | None = None) -> UpdateOffer:
     arrays = arrays if arrays is not None else model(seed=site)
-    commitment = Commitment.sign(KEYS[site], SWARM_ID, round, arrays_hash(arrays), 42)
+    commitment = Commitment.sign(
+        KEYS[site], SWARM_ID, round, arrays_hash(arrays), 42, keccak(b"parent")
+    )
     return UpdateOffer(round, commitment, arrays, site_index=site)
 
 

@@ -19,6 +19,7 @@ from ledger_helpers import (
 
 from swarmflower.ledger import (
     BadCommitmentSignature,
+    BadRound,
     Commitment,
     Enrollment,
     FutureBlock,
@@ -88,10 +89,12 @@ def test_late_leader_block_loses_in_either_order(order):
 def test_bad_merge_redo_replaces_the_leader_block_and_its_descendants():
     replicas = _swarm()
     round = replicas[0].head().height + 1
-    bad = produce(replicas[0], KEYS)  # the leader's (bad) merge, adopted by all
+    bad = produce(replicas[0], KEYS)  # the leader's (bad) merge, seen by all
     for replica in replicas[1:]:
         replica.import_block(bad)
-    on_top = produce(replicas[0], KEYS)  # and a round built on it
+    # and a round built on it by a minority (honest sites check the merge
+    # before they train on a block, so they never build on a bad one)
+    on_top = produce(replicas[0], KEYS, contributors=KEYS[:1])
     for replica in replicas[1:]:
         replica.import_block(on_top)
     # a site finds the merge mismatch; the next backup redoes round `round`
@@ -104,6 +107,52 @@ def test_bad_merge_redo_replaces_the_leader_block_and_its_descendants():
     rec = replicas[1].round(round)
     assert (rec.view, rec.reason) == (1, Reason.BAD_MERGE)
     assert rec.skipped == (replicas[1].electees(round, 1)[0],)
+
+
+def test_a_block_a_majority_built_on_is_final_against_higher_views():
+    """A site cut off from the others seals the round as a backup (view 1)
+    while the majority goes on at view 0 and builds on its own block: when
+    they meet again, the majority's round stands, in either order."""
+    replicas = _swarm(2)
+    majority_side, cut_side = replicas
+    round = majority_side.head().height + 1
+    backup = produce(cut_side, KEYS, view=1, adopt=False)
+    own = produce(majority_side, KEYS)
+    assert not majority_side.is_final(majority_side.head().hash)
+    built_on = produce(majority_side, KEYS, contributors=KEYS[:3])  # 3 of 4
+    assert majority_side.is_final(majority_side.block_hash(round))
+    assert majority_side.import_block(backup) is ImportOutcome.SIDE
+    assert majority_side.round(round).view == 0
+    cut_side.import_block(backup)
+    assert cut_side.round(round).view == 1
+    cut_side.import_block(own)  # the higher view wins while nothing is final
+    assert cut_side.round(round).view == 1
+    assert cut_side.import_block(built_on) is ImportOutcome.ADOPTED
+    assert cut_side.head() == majority_side.head()
+    # two of four sites do not make a majority: no finality
+    fresh = _swarm(1)[0]
+    produce(fresh, KEYS)
+    produce(fresh, KEYS, contributors=KEYS[:2])
+    assert not fresh.is_final(fresh.block_hash(fresh.head().height - 1))
+
+
+def test_a_commitment_is_sealed_only_on_the_block_it_was_trained_on():
+    (replica,) = _swarm(1)
+    round = replica.head().height + 1
+    elsewhere = commitments(replica, KEYS, round, parent=keccak(b"another block"))
+    leader = key_of(replica.proposer(round, 0), KEYS)
+    data = replica.propose(
+        leader,
+        round,
+        keccak(b"m"),
+        keccak(b"s"),
+        elsewhere,
+        timestamp=replica.round(round - 1).timestamp + 1,
+    )
+    with pytest.raises(BadRound, match="was trained on block"):
+        replica.import_block(data)
+    with pytest.raises(LedgerStateError, match="another block"):
+        replica.submit_commitment(elsewhere[0])
 
 
 def test_equal_views_resolve_to_the_lowest_hash_in_any_order():
@@ -263,6 +312,7 @@ def test_commitment_pool_checks_and_feeds_the_seal():
         update_hash=keccak(b"u"),
         num_examples=1,
         signature=KEYS[0].sign_msg_hash(keccak(b"u")).to_bytes(),
+        parent=replica.head().hash,
     )
     with pytest.raises(BadCommitmentSignature):
         replica.submit_commitment(forged)

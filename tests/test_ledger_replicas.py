@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from eth_keys import keys
 from eth_utils import keccak
@@ -22,7 +24,6 @@ from swarmflower.ledger import (
     BadRound,
     BadSeal,
     BadStateRoot,
-    Commitment,
     ImportOutcome,
     Ledger,
     LedgerStateError,
@@ -143,13 +144,7 @@ def test_malleated_seal_is_rejected(swarm):
 def test_malleated_commitment_signature_is_rejected(swarm):
     round = swarm[0].head().height + 1
     signed = commitments(swarm[0], KEYS, round)
-    twin = Commitment(
-        site=signed[0].site,
-        round=round,
-        update_hash=signed[0].update_hash,
-        num_examples=signed[0].num_examples,
-        signature=malleate(signed[0].signature),
-    )
+    twin = replace(signed[0], signature=malleate(signed[0].signature))
     data = swarm[0].propose(
         _leader_key(swarm),
         round,
@@ -200,11 +195,9 @@ def test_forged_commitment_signature_is_rejected(swarm):
     round = swarm[0].head().height + 1
     honest = commitments(swarm[0], KEYS, round)
     victim = honest[1]
-    forged = Commitment(
-        site=victim.site,
-        round=round,
+    forged = replace(
+        victim,
         update_hash=keccak(b"poisoned update"),
-        num_examples=victim.num_examples,
         signature=KEYS[3].sign_msg_hash(keccak(b"x")).to_bytes(),
     )
     data = swarm[0].propose(
@@ -223,7 +216,10 @@ def test_forged_commitment_signature_is_rejected(swarm):
 
 def test_commitment_for_another_round_is_rejected(swarm):
     round = swarm[0].head().height + 1
-    stale = commitments(swarm[0], KEYS, round - 1)  # valid signatures, wrong round
+    # valid signatures on the right parent, but for the previous round
+    stale = commitments(
+        swarm[0], KEYS, round - 1, parent=swarm[0].block_hash(round - 1)
+    )
     data = swarm[0].propose(
         _leader_key(swarm),
         round,

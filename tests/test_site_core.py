@@ -332,7 +332,8 @@ def _offer_of(swarm: Swarm, k: int, round: int) -> UpdateOffer:
 
     update = ArrayRecord({"w": Array(np.full(3, k + round, dtype=np.float32))})
     swarm_id = swarm.cores[k].ledger.swarm_id
-    return sign_offer(swarm.identities[k], swarm_id, round, 10, update)
+    parent = swarm.cores[k].ledger.block_hash(round - 1)  # trained on it
+    return sign_offer(swarm.identities[k], swarm_id, round, 10, update, parent=parent)
 
 
 def test_sites_not_drawn_sit_out_and_their_updates_are_refused():

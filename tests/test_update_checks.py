@@ -52,6 +52,7 @@ from swarmflower.tasks import TaskSpec
 
 SWARM_ID = bytes(range(32))
 ROUND = 1
+PARENT = SWARM_ID  # round 1 is trained on the genesis block
 
 
 def model(dtype=np.float32, w=None, b=None) -> ArrayRecord:
@@ -72,7 +73,7 @@ def trained(site: int) -> ArrayRecord:
 def offer(site: int, arrays: ArrayRecord | None = None, num_examples: int = 10):
     identity = simulated_identity(site, f"site-{site + 1}", 0)
     arrays = trained(site) if arrays is None else arrays
-    return sign_offer(identity, SWARM_ID, ROUND, num_examples, arrays)
+    return sign_offer(identity, SWARM_ID, ROUND, num_examples, arrays, parent=PARENT)
 
 
 def problem(arrays=None, num_examples=10, limits=DEFAULT_LIMITS) -> str | None:

@@ -133,7 +133,14 @@ def test_run_swarm_fixes_its_limits_in_the_genesis_every_peer_holds():
     moved = ArrayRecord(
         {k: Array(a + np.float32(60.0)) for k, a in record_items(model)}
     )
-    offer = sign_offer(site.identity, site.ledger.swarm_id, 4, 10, moved)
+    offer = sign_offer(
+        site.identity,
+        site.ledger.swarm_id,
+        4,
+        10,
+        moved,
+        parent=site.ledger.block_hash(3),
+    )
     index = site.identity.index
     _, why = offer_problem(offer, index, model, site.ledger.swarm_id, site._limits)
     assert why is not None and "max_update_ratio 50 x" in why

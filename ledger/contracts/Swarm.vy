@@ -15,9 +15,9 @@ MAX_SITES: constant(uint256) = 4096
 MAX_VIEW: constant(uint256) = 64
 MAX_ENROLL: constant(uint256) = 64
 MAX_LISTEN: constant(uint256) = 262  # host (253) : port
-# site (20) | update hash (32) | num examples (8) | signature r,s,v (65)
-RECORD_BYTES: constant(uint256) = 125
-MAX_BLOB: constant(uint256) = 512000  # MAX_SITES * RECORD_BYTES
+# site (20) | parent (32) | update hash (32) | num examples (8) | signature (65)
+RECORD_BYTES: constant(uint256) = 157
+MAX_BLOB: constant(uint256) = 643072  # MAX_SITES * RECORD_BYTES
 
 NORMAL: constant(uint8) = 0
 LEADER_TIMEOUT: constant(uint8) = 1

@@ -8,7 +8,7 @@ are big endian. Arrays travel in the one byte form the ledger hashes
 update hash without re-encoding anything.
 
     OFFER         round i64, commitment round i64, site_index u32,
-                  commitment (125 bytes, `Commitment.pack`), arrays (rest)
+                  commitment (157 bytes, `Commitment.pack`), arrays (rest)
     ANNOUNCE      round i64, RLP block (rest)
     FETCH_ARRAYS  digest (32 bytes), largest chunk accepted u32
     FETCH_BLOB    digest (32 bytes), largest chunk accepted u32
@@ -110,16 +110,10 @@ def decode_arrays(data: bytes) -> ArrayRecord:
 
 
 def unpack_commitment(record: bytes, round: int) -> Commitment:
-    """Inverse of `Commitment.pack` (site 20 | hash 32 | examples 8 | sig 65)."""
+    """Inverse of `Commitment.pack` (site | parent | hash | examples | sig)."""
     if len(record) != RECORD_BYTES:
         raise WireFormatError(f"commitment of {len(record)} bytes, not {RECORD_BYTES}")
-    return Commitment(
-        site=checksum(bytes(record[:20])),
-        round=round,
-        update_hash=bytes(record[20:52]),
-        num_examples=struct.unpack(">Q", record[52:60])[0],
-        signature=bytes(record[60:]),
-    )
+    return Commitment.unpack(record, round)
 
 
 def encode_message(message: PeerMessage) -> bytes:
