@@ -88,7 +88,14 @@ def lone_site(tmp_path):
     """Site 1 running alone (it cannot seal without a second site)."""
     init_swarm(tmp_path, sites=3, rounds=3)
     process = start_peer(tmp_path / "site-1")
-    time.sleep(8)  # imports, then it trains round 1 and waits for peers
+    # It listens once its events say "started" (imports take seconds on a
+    # loaded machine); then it trains round 1 and waits for peers.
+    events = tmp_path / "site-1" / "events.jsonl"
+    deadline = time.monotonic() + 90
+    while not (events.exists() and '"started"' in events.read_text()):
+        assert process.poll() is None, process.communicate()[0]
+        assert time.monotonic() < deadline, "site 1 never started"
+        time.sleep(0.2)
     yield tmp_path, process
     if process.poll() is None:
         process.kill()
