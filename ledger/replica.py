@@ -745,11 +745,8 @@ class Ledger(LedgerAPI, BlockSourceAPI):
         del canonical[height + 1 :]
         while children := self._children.get(canonical[-1]):
             canonical.append(self._preferred(children).hash)
-        return (
-            ImportOutcome.ADOPTED
-            if before != canonical[height + 1 :]
-            else (ImportOutcome.SIDE)
-        )
+        changed = before != canonical[height + 1 :]
+        return ImportOutcome.ADOPTED if changed else ImportOutcome.SIDE
 
     def _preferred(self, children: Sequence[bytes]) -> BlockRef:
         best = preferred(

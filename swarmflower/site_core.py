@@ -242,8 +242,12 @@ class SiteCore:
 
     @property
     def left(self) -> frozenset[str]:
-        """Sites that left the swarm (their certificates are refused)."""
+        """Sites that left the swarm (never heard, never served a model)."""
         return self._current().left
+
+    def _is_member(self, site: str) -> bool:
+        """In O(1), unlike `site in self.sites` (a Ray host runs 1000 cores)."""
+        return site in self._index_of and site not in self.left
 
     def take_dials(self) -> tuple[tuple[str, str], ...]:
         """Sites enrolled since the last call, with where they listen: a
@@ -495,7 +499,7 @@ class SiteCore:
         self._started.setdefault(round, now)
         if self.faults.crashes_before_training(self.identity.index, round):
             return self._crash(f"site crash before training round {round}")
-        if self.address not in self.sites:
+        if not self._is_member(self.address):
             self._trained_round = round
             return self._ask_to_join(round)
         if self._leaving:  # asked to leave: no more updates from this site
@@ -843,7 +847,7 @@ class SiteCore:
         return []
 
     def _hear_leave(self, request: LeaveRequest) -> None:
-        if request.site not in self.sites or request.site in self._leaves:
+        if not self._is_member(request.site) or request.site in self._leaves:
             return
         try:
             verify_leave(self.ledger.swarm_id, request.site, request.signature)
@@ -866,8 +870,7 @@ class SiteCore:
         return list(self._joins.values())
 
     def _sealable_leaves(self) -> list[tuple[str, bytes]]:
-        members = self.sites
-        self._leaves = {a: s for a, s in self._leaves.items() if a in members}
+        self._leaves = {a: s for a, s in self._leaves.items() if self._is_member(a)}
         return list(self._leaves.items())
 
     def _timestamp(self, round: int, view: int, now: float) -> int:
