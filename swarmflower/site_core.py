@@ -506,11 +506,11 @@ class SiteCore:
             self._trained_round = round
             return []
         if self.log.joined is None and self.join is not None:
-            self.log.joined = round - 1
+            self.log.joined = self._enrolled_with(round - 1)
             log.warning(
                 "site %s joined the swarm with round %d; trains from round %d",
                 self.identity.name,
-                round - 1,
+                self.log.joined,
                 round,
             )
         drawn = self._drawn(round)
@@ -814,6 +814,15 @@ class SiteCore:
             return []
         log.info("site %s asks to join before round %d", self.identity.name, round)
         return [a for s in self.sites for a in self._send(s, self.join)]
+
+    def _enrolled_with(self, adopted: int) -> int:
+        """The round whose block enrolled this site (it may have adopted a
+        later one first, catching up), at most `adopted`."""
+        for round in range(adopted, 0, -1):
+            enrolled = self.ledger.round(round).enrolled
+            if any(e.address == self.address for e in enrolled):
+                return round
+        return adopted
 
     def _hear_join(self, request: JoinRequest) -> None:
         if self.vet_join is None or request.address in self._current().roster:
