@@ -229,9 +229,6 @@ def build_site(
             members=lambda: playing[0].member_sites if playing else founders,
             departed=lambda: playing[0].left_sites if playing else (),
         )
-        for address, where in ledger.membership().dial:  # enrolled at run time
-            if address != identity.address and where:
-                transport.add_peer(address, where)
         peer = SwarmPeer(
             identity=identity,
             sites=sites,
