@@ -50,8 +50,12 @@ def show(folder: Path = _DIR) -> None:
     try:
         # Piped output (files, CI logs) gets a fixed width so hashes stay whole.
         console = Console(width=None if sys.stdout.isatty() else 132)
-        console.print(_rounds_table(ledger))
-        console.print(_members_table(ledger))
+        history = _History(ledger)
+        rounds = _rounds_table(ledger)
+        for rec in ledger.rounds():  # once: each record decodes its commitments
+            rounds.add_row(*history.row(rec))
+        console.print(rounds)
+        console.print(_members_table(ledger, history))
     finally:
         ledger.close()
 
@@ -61,11 +65,30 @@ def _rounds_table(ledger: Ledger) -> Table:
     columns = ("round", "leader", "view", "reason", "skipped", "sites", "missing")
     for column in (*columns, "members", "model", "block"):
         table.add_column(column)
-    parent = ledger.swarm_id
-    for rec in ledger.rounds():
+    return table
+
+
+class _History:
+    """What `show` gathers in its one pass over the rounds: each round's row,
+    and per site when it was enrolled, left, and which rounds it gave to."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.parent = ledger.swarm_id
+        self.since = {a: "genesis" for a in ledger.membership(self.parent).roster}
+        self.until: dict[str, int] = {}
+        self.contributed: dict[str, list[int]] = {a: [] for a in self.since}
+
+    def row(self, rec: RoundRecord) -> tuple[str, ...]:
         merged = set(rec.contributors)
-        missing = [a for a in ledger.membership(parent).members if a not in merged]
-        table.add_row(
+        members = self.ledger.membership(self.parent).members
+        missing = [a for a in members if a not in merged]
+        self.parent = rec.block_hash
+        self.since.update({e.address: f"round {rec.round}" for e in rec.enrolled})
+        self.until.update({a: rec.round for a in rec.left})
+        for site in rec.contributors:
+            self.contributed.setdefault(site, []).append(rec.round)
+        return (
             str(rec.round),
             rec.leader,
             str(rec.view),
@@ -77,8 +100,6 @@ def _rounds_table(ledger: Ledger) -> Table:
             _short(rec.model_hash),
             _short(rec.block_hash),
         )
-        parent = rec.block_hash
-    return table
 
 
 def _changes(rec: RoundRecord) -> str:
@@ -90,15 +111,8 @@ def _changes(rec: RoundRecord) -> str:
     )
 
 
-def _members_table(ledger: Ledger) -> Table:
-    since = {a: "genesis" for a in ledger.membership(ledger.swarm_id).roster}
-    until: dict[str, int] = {}
-    contributed: dict[str, list[int]] = {a: [] for a in since}
-    for rec in ledger.rounds():
-        since.update({e.address: f"round {rec.round}" for e in rec.enrolled})
-        until.update({a: rec.round for a in rec.left})
-        for site in rec.contributors:
-            contributed.setdefault(site, []).append(rec.round)
+def _members_table(ledger: Ledger, history: _History) -> Table:
+    since, until, contributed = history.since, history.until, history.contributed
     table = Table(title="sites")
     for column in ("site", "enrolled", "status", "contributed", "last"):
         table.add_column(column)
