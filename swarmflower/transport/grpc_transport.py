@@ -7,11 +7,13 @@ handshake, before any swarmflower byte is read. An optional `authorize` hook
 then maps the caller's certificate to its address, or refuses it (e.g. when
 the ledger does not list it as enrolled).
 
-No generated protobuf code: six methods under `/swarmflower.Peer/` carry
-the raw bytes of `wire.py`. Messages are fire-and-forget from a per-peer
-sender thread, so a slow or dead peer never stalls the round loop, and
-fetches are streamed in chunks and checked against the requested hash, so
-corrupted bytes are fetched again instead of being returned.
+No generated protobuf code: seven methods under `/swarmflower.Peer/` carry
+the raw bytes of `wire.py`. A site with no listen address runs no server:
+it reaches the swarm through the members it dials (`relay.py`). Messages
+are fire-and-forget from a per-peer sender thread, so a slow or dead peer
+never stalls the round loop, and fetches are streamed in chunks and checked
+against the requested hash, so corrupted bytes are fetched again instead of
+being returned.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from swarmflower.transport.base import (
     TransportAPI,
     UpdateOffer,
 )
+from swarmflower.transport.relay import RelayHub, RelayLinks
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,7 @@ FETCH_BLOB = f"/{SERVICE}/FetchBlob"
 FETCH_BLOCKS = f"/{SERVICE}/FetchBlocks"
 FETCH_BLOCK = f"/{SERVICE}/FetchBlock"
 HEAD = f"/{SERVICE}/Head"
+RELAY = f"/{SERVICE}/Relay"
 
 Authorize = Callable[[bytes], "str | None"]
 """Certificate PEM of a caller -> its address, or None to refuse it."""
@@ -105,6 +109,7 @@ class GrpcSettings:
     reconnect_backoff_ms: int = 100
     max_reconnect_backoff_ms: int = 2_000
     cache_payloads: int = 4  # encoded models kept for serving many fetchers
+    keepalive_ms: int = 10_000  # a silent link is dead after twice this
 
     def __post_init__(self) -> None:
         if self.chunk_bytes + CHUNK_OVERHEAD > self.max_message_bytes:
@@ -129,16 +134,24 @@ def channel_credentials(tls: TlsMaterial) -> grpc.ChannelCredentials:
 
 
 def grpc_options(settings: GrpcSettings) -> list[tuple[str, int]]:
-    """Message limits and reconnect pace for servers and channels.
+    """Message limits, reconnect pace and keepalive for servers and channels.
 
     Not `grpc.min_reconnect_backoff_ms`: gRPC also uses it as the time a
     connection attempt (TCP and TLS) may take, too short for a distant site.
+    Keepalive pings end a relay stream whose link died silently (a cut
+    cable sends no reset), so the site dials again and its relay stops
+    claiming it; servers accept those pings.
     """
     return [
         ("grpc.max_send_message_length", settings.max_message_bytes),
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.initial_reconnect_backoff_ms", settings.reconnect_backoff_ms),
         ("grpc.max_reconnect_backoff_ms", settings.max_reconnect_backoff_ms),
+        ("grpc.keepalive_time_ms", settings.keepalive_ms),
+        ("grpc.keepalive_timeout_ms", settings.keepalive_ms),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", settings.keepalive_ms),
+        ("grpc.http2.max_ping_strikes", 0),
     ]
 
 
@@ -161,6 +174,7 @@ class _PeerServer:
         self.authorize = authorize
         self.chunk_filter = chunk_filter
         self.service: PeerServiceAPI | None = None
+        self.hub: RelayHub | None = None  # set by a transport that serves
         self._cache: OrderedDict[bytes, bytes] = OrderedDict()
         self._cache_lock = threading.Lock()
 
@@ -175,6 +189,7 @@ class _PeerServer:
                 "FetchBlocks": grpc.unary_stream_rpc_method_handler(self.fetch_blocks),
                 "FetchBlock": grpc.unary_unary_rpc_method_handler(self.fetch_block),
                 "Head": grpc.unary_unary_rpc_method_handler(self.head),
+                "Relay": grpc.stream_stream_rpc_method_handler(self.relay),
             },
         )
 
@@ -198,28 +213,87 @@ class _PeerServer:
 
     def deliver(self, request: bytes, context: grpc.ServicerContext) -> bytes:
         caller = self._caller(context)
-        if (
-            caller is not None
-            and self.members is not None
-            and caller not in self.members()
-            and wire.message_kind(request) != wire.JOIN
-        ):
-            context.abort(
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"{caller} is not a member of the swarm: it may only ask to join",
-            )
-        message = self._decode(context, lambda: wire.decode_message(request))
-        speaker = _speaker(message)
-        if caller is not None and speaker and speaker.lower() != caller.lower():
-            context.abort(
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"{caller} cannot speak for {speaker}",
-            )
+        try:
+            self._take(caller, request, upstream=False)
+        except Refused as err:
+            context.abort(err.status, str(err))
+        except WireFormatError as err:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        return b""
+
+    def _is_member(self, site: str | None) -> bool:
+        return site is None or self.members is None or site in self.members()
+
+    def _take(self, caller: str | None, frame: bytes, upstream: bool) -> None:
+        """Check one incoming message and act on it: into the inbox, or on
+        through the relay hub. `upstream`: it came up `caller`'s relay stream."""
+        kind = wire.message_kind(frame)
+        if kind == wire.ROUTES:
+            relay, sites = wire.decode_routes(frame)
+            if not self._is_member(caller) or (caller and caller != relay):
+                raise Refused(f"{caller} cannot say which sites {relay} relays")
+            if self.hub is not None:
+                self.hub.learn_routes(relay, sites)
+            return
+        if kind != wire.FORWARD:
+            message = _checked(caller, wire.decode_message(frame), self._is_member)
+            self._put(message)
+            return
+        forward = wire.decode_forward(frame)
+        if upstream and forward.origin != caller:
+            raise Refused(f"{caller} cannot speak for {forward.origin}")
+        if not upstream and not self._is_member(caller):
+            raise Refused(f"{caller} is not a member of the swarm: it relays nothing")
+        message = _checked(
+            forward.origin, wire.decode_message(forward.inner), self._is_member
+        )
+        if self.hub is None:
+            raise Refused("this site relays nothing", grpc.StatusCode.UNIMPLEMENTED)
+        self.hub.forwarded(frame, forward, upstream, lambda: self._put(message))
+
+    def _put(self, message: PeerMessage) -> None:
         try:
             self.inbox.put_nowait(message)
         except queue.Full:
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "inbox full")
-        return b""
+            raise Refused("inbox full", grpc.StatusCode.RESOURCE_EXHAUSTED) from None
+
+    def relay(self, frames: Iterator[bytes], context) -> Iterator[bytes]:
+        """A site that only dials out attaches: what it sends comes up
+        `frames`; what the swarm sends it goes down the returned stream."""
+        caller = self._caller(context)
+        if caller is None or self.hub is None:
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "relaying needs a site that serves and knows its callers",
+            )
+        assert caller is not None and self.hub is not None
+        hub = self.hub
+        outbox = hub.attach(caller)
+        reader = threading.Thread(
+            target=self._read_upstream, args=(caller, frames), daemon=True
+        )
+        reader.start()
+        try:
+            while context.is_active() and not hub.closed:
+                try:
+                    frame = outbox.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                if frame is None:
+                    return
+                yield frame
+        finally:
+            hub.detach(caller, outbox)
+
+    def _read_upstream(self, caller: str, frames: Iterator[bytes]) -> None:
+        try:
+            for frame in frames:
+                try:
+                    self._take(caller, frame, upstream=True)
+                except (Refused, WireFormatError) as err:
+                    log.warning("relayed frame from %s refused: %s", caller, err)
+        except grpc.RpcError:
+            pass  # the stream ended: `relay` detaches the site
 
     def _service(self, context: grpc.ServicerContext) -> PeerServiceAPI:
         if self.service is None:
@@ -310,7 +384,8 @@ class GrpcTransport(TransportAPI):
 
     `peers` maps each site's checksum address to its `host:port`; the host
     must be a name or IP in that site's certificate. The server starts at
-    construction (port 0 picks a free port, see `port`).
+    construction (port 0 picks a free port, see `port`). With `listen` ""
+    the site serves nothing and every peer in `peers` is one of its relays.
     """
 
     def __init__(
@@ -341,6 +416,17 @@ class GrpcTransport(TransportAPI):
         self._handlers = _PeerServer(
             self.inbox, self.settings, authorize, chunk_filter, members, departed
         )
+        self._members = members
+        self._hub: RelayHub | None = None
+        self._links: RelayLinks | None = None
+        self._server: grpc.Server | None = None
+        self.port, self.target = 0, ""
+        if not listen:
+            self._links = RelayLinks(
+                address, list(self._peers), self._channel, RELAY, self._from_relay
+            )
+            return
+        self._hub = self._handlers.hub = RelayHub(address, self._queue, self._others)
         self._workers = ThreadPoolExecutor(
             self.settings.server_workers, thread_name_prefix="swarm-serve"
         )
@@ -358,6 +444,11 @@ class GrpcTransport(TransportAPI):
             raise TransportError(f"cannot listen on {listen}")
         self.target = f"{host}:{self.port}"
         self._server.start()
+
+    @property
+    def relays(self) -> list[str]:
+        """For a site that only dials out: the members whose stream is open."""
+        return self._links.live() if self._links is not None else []
 
     # -- directory -------------------------------------------------------------
 
@@ -396,8 +487,18 @@ class GrpcTransport(TransportAPI):
 
     def broadcast(self, message: PeerMessage) -> None:
         payload = wire.encode_message(message)  # once, for every peer
-        for to in self._others():
-            self._post(to, payload)
+        if self._links is not None:  # the relay passes it to everyone
+            if not self._links.send(wire.encode_forward(self.address, "", payload)):
+                log.info("%s: no relay reachable; broadcast dropped", self.address)
+            return
+        everyone = dict.fromkeys(self._others())
+        if self._members is not None:
+            everyone.update(dict.fromkeys(self._members()))
+        if self._hub is not None:
+            everyone.update(dict.fromkeys(self._hub.attached()))
+        for to in everyone:
+            if to != self.address:
+                self._post(to, payload)
 
     def receive(self, timeout: float) -> PeerMessage | None:
         try:
@@ -430,7 +531,7 @@ class GrpcTransport(TransportAPI):
     def fetch_block(self, block_hash: bytes, sources: Sequence[str]) -> bytes | None:
         request = wire.encode_block_request(block_hash)
         timeout = self.settings.call_timeout_s
-        for source in dict.fromkeys(sources):
+        for source in self._sources(sources):
             channel = self._channel(source) if source != self.address else None
             if channel is None or not self._alive:
                 continue
@@ -458,29 +559,64 @@ class GrpcTransport(TransportAPI):
         """Drop off at once, as a killed process does: nothing is drained."""
         self._alive = False
         self._closing = True
-        self._server.stop(0)
+        self._stop_relaying()
+        if self._server is not None:
+            self._server.stop(0)
+            self._workers.shutdown(wait=False, cancel_futures=True)
         self._shut_clients(wait=False)
-        self._workers.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         """Leave cleanly: deliver what is queued, finish calls being served."""
         self._closing = True
         self._shut_clients(wait=True)
-        self._server.stop(self.settings.call_timeout_s).wait()
-        self._workers.shutdown(wait=True)
+        self._stop_relaying()
+        if self._server is not None:
+            self._server.stop(self.settings.call_timeout_s).wait()
+            self._workers.shutdown(wait=True)
         self._alive = False
+
+    def _stop_relaying(self) -> None:
+        if self._links is not None:
+            self._links.stop()
+        if self._hub is not None:
+            self._hub.close()
+
+    # -- relaying --------------------------------------------------------------
+
+    def _from_relay(self, relay: str, frame: bytes) -> None:
+        """A frame one of this site's relays pushed down its stream."""
+        try:
+            kind = wire.message_kind(frame)
+            if kind == wire.ROUTES:
+                return  # the relay's greeting: the stream is open
+            if kind == wire.FORWARD:
+                forward = wire.decode_forward(frame)
+                sender, message = forward.origin, wire.decode_message(forward.inner)
+            else:
+                sender, message = relay, wire.decode_message(frame)
+            self._handlers._put(_checked(sender, message, lambda _: True))
+        except (Refused, WireFormatError) as err:
+            log.warning("%s: frame from relay %s refused: %s", self.address, relay, err)
 
     # -- sending ---------------------------------------------------------------
 
     def _post(self, to: str, payload: bytes) -> None:
+        """Send `payload` to `to`: directly if this site dials it, else
+        through a relay (this site's own, or the one that carries `to`)."""
+        with self._lock:
+            dialled = to in self._peers
+        if dialled:
+            self._queue(to, payload)
+        elif self._links is not None:
+            if not self._links.send(wire.encode_forward(self.address, to, payload)):
+                log.info("%s: no relay reachable; message dropped", self.address)
+        elif self._hub is not None and not self._closing:
+            self._hub.send(to, payload)
+
+    def _queue(self, to: str, payload: bytes) -> None:
         """Queue `payload` on `to`'s own sender thread (order kept per peer)."""
         with self._lock:
-            if self._closing:
-                return
-            if to not in self._peers:
-                log.warning(
-                    "%s: no address for peer %s; message dropped", self.address, to
-                )
+            if self._closing or to not in self._peers:
                 return
             sender = self._senders.get(to)
             if sender is None:
@@ -540,11 +676,20 @@ class GrpcTransport(TransportAPI):
 
     # -- fetching --------------------------------------------------------------
 
+    def _sources(self, sources: Sequence[str]) -> list[str]:
+        """Where to fetch from: `sources` this site can reach, then (for a
+        site that only dials out) its relays, which hold what the swarm holds."""
+        with self._lock:
+            reachable = [s for s in dict.fromkeys(sources) if s in self._peers]
+            if self._links is not None:
+                reachable += [s for s in self._peers if s not in reachable]
+        return reachable
+
     def _fetch(
         self, method: str, request: bytes, digest: bytes, sources: Sequence[str]
     ) -> bytes | None:
         """Ask sources in turn; ask again those that sent bytes not matching."""
-        candidates = [s for s in dict.fromkeys(sources) if s != self.address]
+        candidates = [s for s in self._sources(sources) if s != self.address]
         for _ in range(self.settings.fetch_passes):
             again = []
             for source in candidates:
@@ -611,6 +756,29 @@ class GrpcTransport(TransportAPI):
         finally:
             responses.cancel()
         return blocks
+
+
+class Refused(Exception):
+    """A message a peer will not take, with the gRPC status that says why."""
+
+    def __init__(
+        self, why: str, status: grpc.StatusCode = grpc.StatusCode.PERMISSION_DENIED
+    ) -> None:
+        super().__init__(why)
+        self.status = status
+
+
+def _checked(
+    sender: str | None, message: PeerMessage, is_member: Callable[[str | None], bool]
+) -> PeerMessage:
+    """`message` if `sender` may send it: a member, or anyone asking to join,
+    and never on another site's behalf (blocks speak for no one)."""
+    if not isinstance(message, JoinRequest) and not is_member(sender):
+        raise Refused(f"{sender} is not a member of the swarm: it may only ask to join")
+    speaker = _speaker(message)
+    if sender is not None and speaker and speaker.lower() != sender.lower():
+        raise Refused(f"{sender} cannot speak for {speaker}")
+    return message
 
 
 def _speaker(message: PeerMessage) -> str:

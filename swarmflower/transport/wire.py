@@ -21,12 +21,17 @@ update hash without re-encoding anything.
     JOIN          address (20), cert fingerprint (32), listen length u16,
                   listen (UTF-8), certificate PEM (rest)
     LEAVE         address (20), signature (65)
+    FORWARD       origin (20), destination (20; zeros: everyone), the inner
+                  message (rest: OFFER, ANNOUNCE, JOIN or LEAVE)
+    ROUTES        relay (20), count u16, the sites attached to it (20 each)
+
+FORWARD and ROUTES serve sites that only dial out (`relay.py`).
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from flwr.app import ArrayRecord
@@ -59,6 +64,8 @@ HEAD = 9
 HEAD_REPLY = 10
 JOIN = 11
 LEAVE = 12
+FORWARD = 13
+ROUTES = 14
 
 DIGEST_BYTES = 32
 
@@ -72,6 +79,9 @@ _HEIGHT = struct.Struct(">Q")
 _HEAD = struct.Struct(">QQ32s")
 _JOIN = struct.Struct(">20s32sH")
 _LEAVE = struct.Struct(">20s65s")
+_FORWARD = struct.Struct(">20s20s")
+_ROUTES = struct.Struct(">20sH")
+_EVERYONE = bytes(20)
 
 
 def _envelope(kind: int) -> bytes:
@@ -154,7 +164,7 @@ def encode_message(message: PeerMessage) -> bytes:
 def message_kind(data: bytes) -> int | None:
     """The kind byte of a well-formed envelope, else None (peeked, not decoded)."""
     try:
-        kind, _ = _open(data, (OFFER, ANNOUNCE, JOIN, LEAVE))
+        kind, _ = _open(data, (OFFER, ANNOUNCE, JOIN, LEAVE, FORWARD, ROUTES))
     except WireFormatError:
         return None
     return kind
@@ -181,6 +191,51 @@ def decode_message(data: bytes) -> PeerMessage:
     return UpdateOffer(
         round=round, commitment=commitment, arrays=arrays, site_index=site_index
     )
+
+
+@dataclass(frozen=True)
+class Forwarded:
+    """A message carried for `origin` by a relay; `destination` "" is everyone.
+    `inner` stays encoded: relays pass it on as they got it."""
+
+    origin: str
+    destination: str
+    inner: bytes
+
+
+def encode_forward(origin: str, destination: str, inner: bytes) -> bytes:
+    to = _address_bytes(destination) if destination else _EVERYONE
+    return _envelope(FORWARD) + _FORWARD.pack(_address_bytes(origin), to) + inner
+
+
+def decode_forward(data: bytes) -> Forwarded:
+    """Inverse of `encode_forward`; the inner message must be a peer message."""
+    _, body = _open(data, (FORWARD,))
+    origin, to = _fixed(body, _FORWARD, "forwarded message")
+    inner = bytes(body[_FORWARD.size :])
+    if message_kind(inner) not in (OFFER, ANNOUNCE, JOIN, LEAVE):
+        raise WireFormatError("a forwarded message must carry a peer message")
+    destination = "" if to == _EVERYONE else checksum(to)
+    return Forwarded(checksum(origin), destination, inner)
+
+
+def encode_routes(relay: str, sites: Sequence[str]) -> bytes:
+    """`relay` tells the others which sites reach the swarm through it."""
+    return (
+        _envelope(ROUTES)
+        + _ROUTES.pack(_address_bytes(relay), len(sites))
+        + b"".join(_address_bytes(s) for s in sites)
+    )
+
+
+def decode_routes(data: bytes) -> tuple[str, tuple[str, ...]]:
+    _, body = _open(data, (ROUTES,))
+    relay, count = _fixed(body, _ROUTES, "routes")
+    rest = body[_ROUTES.size :]
+    if len(rest) != 20 * count:
+        raise WireFormatError(f"routes name {count} sites in {len(rest)} bytes")
+    sites = tuple(checksum(bytes(rest[i : i + 20])) for i in range(0, len(rest), 20))
+    return checksum(relay), sites
 
 
 def _address_bytes(address: str) -> bytes:
