@@ -760,6 +760,14 @@ def enroll(
             "also in its certificate."
         ),
     ] = "",
+    outbound_only: Annotated[
+        bool,
+        typer.Option(
+            "--outbound-only",
+            help="It listens nowhere (its firewall lets no connection in): the "
+            "members it dials relay its traffic. Its peers list names them.",
+        ),
+    ] = False,
 ) -> None:
     """Admit a new site: keys, certificate, folder, and an enrollment to submit."""
     from swarmflower.provision import enroll_site
@@ -771,20 +779,27 @@ def enroll(
         port=port,
         partition_id=partition_id,
         advertise=advertise,
+        outbound_only=outbound_only,
     )
     e = site.enrollment
+    where = (
+        "listens nowhere (only dials out)"
+        if site.config.outbound_only
+        else f"listens on {site.config.listen_address}, "
+        f"dialled at {site.config.dialled_address}"
+    )
     console.print(
-        f"site [bold]{name}[/] in {site.config.folder}, listens on "
-        f"{site.config.listen_address}, dialled at {site.config.dialled_address}"
+        f"site [bold]{name}[/] in {site.config.folder}, {where}"
         f"\naddress {e.address}\n"
         f"cert sha256 {e.cert_fingerprint.hex()}",
         soft_wrap=True,
     )
+    relayed = ", which relay its traffic," if site.config.outbound_only else ""
     console.print(
         f"copy {site.config.folder} to the new site and start it there: "
         f"swarmflower peer --config {site.config.folder.name}/site.toml\n"
-        f"it dials the {len(site.config.peers)} members, asks to join, and "
-        "trains from the round after the block that enrolls it",
+        f"it dials the {len(site.config.peers)} members{relayed} asks to join, "
+        "and trains from the round after the block that enrolls it",
         soft_wrap=True,
     )
 

@@ -451,24 +451,31 @@ def enroll_site(
     port: int | None = None,
     partition_id: int | None = None,
     advertise: str = "",
+    outbound_only: bool = False,
 ) -> EnrolledSite:
     """Admit site `name` to the swarm in `swarm`: keys, certificate, folder, peers.
 
     Writes `swarm/<name>/` (like an `init` site folder, plus its
     `enrollment.json`). Nothing of the members changes: the newcomer's
     `peer` asks the running members to join, the next block enrolls it with
-    its address, and every member dials it from then on.
+    its address, and every member dials it from then on. An `outbound_only`
+    site listens nowhere: the members it dials relay its traffic.
     """
     swarm = Path(swarm)
     members = _enrolment_members(swarm, name)
-    port = _newcomer_port(members, host, port)
+    if outbound_only:
+        host, port, advertise = "", 0, ""
+    else:
+        port = _newcomer_port(members, host, port)
     first = members[0]
     task = _newcomer_task(members, partition_id)
     folder = swarm / name
 
     ca_key, ca_cert, genesis_json, model_bytes = _swarm_files(swarm, first)
-    where = SiteAddress(check_host(host, "--host"), port, advertise)
-    creds = pki.issue_site(ca_key, ca_cert, name, pki.new_eth_key(), where.cert_hosts())
+    hosts: tuple[str, ...] = ()
+    if not outbound_only:
+        hosts = SiteAddress(check_host(host, "--host"), port, advertise).cert_hosts()
+    creds = pki.issue_site(ca_key, ca_cert, name, pki.new_eth_key(), hosts)
     _write_site_files(
         folder, creds, pki.cert_pem(ca_cert), genesis_json, model_bytes, SiteFiles()
     )
@@ -478,9 +485,14 @@ def enroll_site(
         host=host,
         port=port,
         advertise=advertise,
+        outbound_only=outbound_only,
         task=task,
         swarm=first.swarm,
-        peers=tuple(PeerEntry(c.name, c.dialled_address, _address(c)) for c in members),
+        peers=tuple(
+            PeerEntry(c.name, c.dialled_address, _address(c))
+            for c in members
+            if c.dialled_address  # members that only dial out cannot be dialled
+        ),
         folder=folder,
     )
     if config.app is not None:  # the swarm's app, as the members hold it

@@ -133,6 +133,9 @@ class SiteConfig:
     # what the other sites dial, when not `host` (a DNS name, an address
     # behind NAT, or the real address of a site bound to 0.0.0.0)
     advertise: str = ""
+    # listens nowhere (a firewall that lets no connection in): it dials its
+    # peers, which relay its traffic; `host` and `port` are then unused
+    outbound_only: bool = False
     folder: Path = Path(".")  # where the file was loaded from; not written
     file_name: str = SITE_FILE  # its name there; not written
 
@@ -143,12 +146,16 @@ class SiteConfig:
 
     @property
     def listen_address(self) -> str:
-        """The interface and port the site binds."""
+        """The interface and port the site binds ("" if it only dials out)."""
+        if self.outbound_only:
+            return ""
         return SiteAddress(self.host, self.port).listen
 
     @property
     def dialled_address(self) -> str:
-        """Where the other sites reach it."""
+        """Where the other sites reach it ("" if only through its relays)."""
+        if self.outbound_only:
+            return ""
         return SiteAddress(self.host, self.port, self.advertise).dialled
 
     def path(self, name: str) -> Path:
@@ -179,14 +186,17 @@ class SiteConfig:
         return replace(self, peers=peers)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "site": {
-                "name": self.name,
-                "index": self.index,
+        where = (
+            {"outbound_only": True}
+            if self.outbound_only
+            else {
                 "host": self.host,
                 "port": self.port,
                 **({"advertise": self.advertise} if self.advertise else {}),
-            },
+            }
+        )
+        return {
+            "site": {"name": self.name, "index": self.index, **where},
             "files": dict(vars(self.files)),
             "swarm": dict(vars(self.swarm)),
             **(
@@ -247,6 +257,7 @@ class _Table:
 
 
 _KIND_NAMES = {
+    bool: "true or false",
     str: "a string",
     int: "an integer",
     float: "a number",
@@ -337,11 +348,13 @@ def load_site_config(path: Path | str) -> SiteConfig:
                 eth_address=_eth_address(peer, "eth_address"),
             )
         )
+    outbound_only = site.get("outbound_only", bool, False)
     return SiteConfig(
         name=_non_empty(site, "name"),
         index=site.positive("index"),
-        host=_non_empty(site, "host"),
-        port=site.port("port"),
+        host="" if outbound_only else _non_empty(site, "host"),
+        port=0 if outbound_only else site.port("port"),
+        outbound_only=outbound_only,
         task=task,
         swarm=_swarm(swarm),
         files=SiteFiles(

@@ -51,15 +51,17 @@ def leave_swarm(
     # The site's own peer hears it too, and stops training and sealing: a
     # block it sealed now could outlive the leave (keyed apart from the
     # site's address, which the transport never sends to).
-    peers[OWN_PEER] = config.dialled_address
+    if config.dialled_address:  # a site that only dials out hears it from relays
+        peers[OWN_PEER] = config.dialled_address
     try:
-        transport = GrpcTransport(
-            address, f"{config.host}:0", peers, config.tls_material()
-        )
+        # it only sends and fetches: a server on a free port, never dialled
+        listen = f"{config.host or '127.0.0.1'}:0"
+        transport = GrpcTransport(address, listen, peers, config.tls_material())
     except TransportError as exc:
         raise ConfigError(f"{config.folder}: cannot reach the swarm: {exc}") from None
     report(
-        f"site {config.name} ({address}) asks its {len(peers) - 1} peers to let it go"
+        f"site {config.name} ({address}) asks its {len(config.peers)} peers "
+        "to let it go"
     )
     deadline = time.monotonic() + wait_s
     sent_at = -RESEND_S

@@ -89,6 +89,16 @@ class Lan:
         """`argv` run on host K."""
         return ["ip", "netns", "exec", self.hosts[k - 1], *argv]
 
+    def run(self, k: int, argv: Sequence[str]) -> str:
+        """Run `argv` on host K; its standard output."""
+        return subprocess.run(
+            self.command(k, argv),
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=_COMMAND_TIMEOUT_S,
+        ).stdout
+
     def start_peer(self, k: int, site: Path) -> subprocess.Popen:
         return self.start_cli(k, "peer", "--config", str(site / "site.toml"))
 

@@ -5,8 +5,9 @@ others' peer lists; each `peer` runs inside its namespace and binds that
 address only. One site's link is cut both ways for longer than the round
 timeout: the others go on without it, and once back it syncs and
 contributes again. A fourth site, enrolled after the genesis on a host of
-its own, joins the running swarm, and site 2 leaves it with `leave`.
-Addresses used: NETNS_RANGE (see `netns.py`) only.
+its own, joins the running swarm, and site 2 leaves it with `leave`. A fifth
+listens nowhere and dials site 1 only, which relays its traffic; it trains
+and leads like any other. Addresses used: NETNS_RANGE (see `netns.py`) only.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from real_sites import Watched, outcome
 
 from swarmflower.ledger import Ledger
 from swarmflower.pki import load_eth_key
-from swarmflower.site_config import load_site_config
+from swarmflower.site_config import load_site_config, write_site_config
 
 SITES, ROUNDS, CUT_S = 3, 18, 5.0  # the cut outlasts the 3 s round timeout
 NEWCOMER, LEAVER, CUT = 4, 2, 3  # hosts: the site that joins, leaves, is cut
+HIDDEN, RELAY = 5, 1  # the site that only dials out, and the one it dials
 
 _why_not = Lan.skip_reason()
 pytestmark = pytest.mark.skipif(_why_not is not None, reason=_why_not or "")
@@ -38,10 +40,11 @@ def address_of(site: Path) -> str:
 
 @pytest.fixture(scope="module")
 def cut_swarm(tmp_path_factory):
-    """Three founding sites on three hosts and a newcomer on a fourth, all
-    started at once; once round 2 is adopted, site 3 is cut off for CUT_S
-    seconds and site 2 asks to leave. Returns (sites, outputs, wall time
-    the link came back, the leave command's output)."""
+    """Three founding sites on three hosts, a newcomer on a fourth and one
+    that only dials out on a fifth, all started at once; once round 2 is
+    adopted, site 3 is cut off for CUT_S seconds and site 2 asks to leave.
+    Returns (sites, outputs, wall time the link came back, the leave
+    command's output, what listened on the fifth host)."""
     out = tmp_path_factory.mktemp("netns") / "swarm"
     hosts = ",".join(Lan.address(k) for k in range(1, SITES + 1))
     made = run_cli(
@@ -54,11 +57,23 @@ def cut_swarm(tmp_path_factory):
         "--host", Lan.address(NEWCOMER),
     )  # fmt: skip
     assert enrolled.returncode == 0, enrolled.stderr
-    sites = [out / f"site-{k}" for k in range(1, SITES + 1)] + [out / "newcomer"]
-    with Lan(SITES + 1) as lan:
+    hidden = run_cli(
+        "enroll", "--swarm", str(out), "--name", "hidden", "--outbound-only",
+        "--partition-id", str(LEAVER - 1),  # heart has 4 hospitals: the leaver's
+    )  # fmt: skip
+    assert hidden.returncode == 0, hidden.stderr
+    config = load_site_config(out / "hidden")
+    relay = load_site_config(out / f"site-{RELAY}").dialled_address
+    write_site_config(
+        config.with_peers(tuple(p for p in config.peers if p.address == relay))
+    )
+    sites = [out / f"site-{k}" for k in range(1, SITES + 1)]
+    sites += [out / "newcomer", out / "hidden"]
+    with Lan(len(sites)) as lan:
         outputs = [Watched(lan.start_peer(k, site)) for k, site in enumerate(sites, 1)]
         try:
             outputs[0].wait_for(f"round 2/{ROUNDS} adopted", timeout=90)
+            listening = lan.run(HIDDEN, ["ss", "-Hltn"])
             lan.cut(CUT, CUT_S)
             back = time.time() + CUT_S
             config = str(sites[LEAVER - 1] / "site.toml")
@@ -70,7 +85,7 @@ def cut_swarm(tmp_path_factory):
                 if output.process.poll() is None:
                     output.process.kill()
     assert codes == [0] * len(sites), ["".join(o.lines) for o in outputs]
-    return sites, outputs, back, left
+    return sites, outputs, back, left, listening
 
 
 def records_of(site: Path) -> list:
@@ -87,7 +102,7 @@ def test_each_certificate_names_its_own_hosts_address_only(cut_swarm):
         cert = x509.load_pem_x509_certificate((site / "site.pem").read_bytes())
         names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
         ips = [str(ip) for ip in names.value.get_values_for_type(x509.IPAddress)]
-        assert ips == [Lan.address(k)]
+        assert ips == ([] if k == HIDDEN else [Lan.address(k)])
         assert names.value.get_values_for_type(x509.DNSName) == []
 
 
@@ -104,7 +119,7 @@ def test_the_sites_finish_on_one_head_and_model_across_hosts(cut_swarm):
 def test_a_site_cut_off_past_the_round_timeout_comes_back_and_contributes(
     cut_swarm,
 ):
-    sites, outputs, back, _ = cut_swarm
+    sites, outputs, back, *_ = cut_swarm
     records = records_of(sites[0])
     assert [r.round for r in records] == list(range(1, ROUNDS + 1))
     cut = address_of(sites[CUT - 1])
@@ -145,7 +160,7 @@ def test_a_site_enrolled_at_run_time_joins_on_its_own_host_and_contributes(
 def test_a_site_leaves_with_a_signed_request_and_ledger_show_lists_both(
     cut_swarm,
 ):
-    sites, outputs, _, (code, said) = cut_swarm
+    sites, outputs, _, (code, said), _ = cut_swarm
     assert code == 0, said
     leaver = address_of(sites[LEAVER - 1])
     records = records_of(sites[0])
@@ -160,3 +175,23 @@ def test_a_site_leaves_with_a_signed_request_and_ledger_show_lists_both(
     assert f"+{newcomer[:10]}" in shown.stdout
     assert f"-{leaver[:10]}" in shown.stdout
     assert f"left with round {gone.round}" in shown.stdout
+
+
+def test_a_site_that_only_dials_out_trains_and_leads_through_its_relay(cut_swarm):
+    sites, outputs, *_, listening = cut_swarm
+    assert listening == ""  # nothing on its host accepts a connection
+    (peer,) = load_site_config(sites[HIDDEN - 1]).peers  # it dials its relay only
+    assert peer.address.startswith(f"{Lan.address(RELAY)}:")
+    hidden = address_of(sites[HIDDEN - 1])
+    records = records_of(sites[0])
+    (joined,) = [r for r in records if hidden in (e.address for e in r.enrolled)]
+    assert joined.enrolled[0].listen == ""  # nobody dials it
+    assert [r.round for r in records if hidden in r.contributors]
+    led = [r.round for r in records if r.leader == hidden]
+    assert led, "the relayed site never sealed a round"
+    # its blocks are on every staying site's chain, which all end on one head
+    for k, site in enumerate(sites, 1):
+        if k != LEAVER:
+            assert [r.leader for r in records_of(site)] == [r.leader for r in records]
+    said = "".join(outputs[HIDDEN - 1].lines)
+    assert outcome(said)[:2] == ("finished", ROUNDS)
