@@ -131,8 +131,8 @@ class FaultPlan:
         `recover-after:K`, and the drills at protocol points
         `seal-no-announce:R`, `crash-mid-fetch:SITE@R`,
         `crash-mid-write:SITE@R`, `drop-sends:PERCENT`,
-        `bad-update:SITE@R:KIND` (KIND one of `BAD_UPDATES`). An empty text is
-        no faults.
+        `bad-update:SITE@R:KIND` (KIND one of `BAD_UPDATES`),
+        `straggler:SITE@R:SECONDS`. An empty text is no faults.
         """
         lists: dict[str, list] = {name: [] for name in _SETS + _LISTS}
         scalars: dict[str, float | int] = {}
@@ -185,13 +185,29 @@ _ITEMS: dict[str, tuple[str, Callable[[str, int, int | None], list]]] = {
     "crash-mid-fetch": ("fetch_crashes", lambda v, n, r: [_site_round(v, n)]),
     "crash-mid-write": ("write_crashes", lambda v, n, r: [_site_round(v, n)]),
     "bad-update": ("bad_updates", lambda v, n, r: [_bad_update(v, n)]),
+    "straggler": ("stragglers", lambda v, n, r: [_straggler(v, n)]),
 }
 _SCALARS: dict[str, tuple[str, Callable[[str], float | int]]] = {
     "drop-sends": ("drop_sends", _percentage),
     "recover-after": ("recover_after", lambda v: _positive(v)),
 }
 _SETS = ("leader_crash_rounds", "dishonest_leader_rounds", "silent_seal_rounds")
-_LISTS = ("site_crashes", "fetch_crashes", "write_crashes", "bad_updates")
+_LISTS = (
+    "site_crashes",
+    "fetch_crashes",
+    "write_crashes",
+    "bad_updates",
+    "stragglers",
+)
+
+
+def _straggler(value: str, num_sites: int) -> tuple[int, int, float]:
+    """`SITE@R:SECONDS`: that site's update for round R held back that long."""
+    where, _, seconds = value.rpartition(":")
+    delay = float(seconds)
+    if not 0 < delay <= 3600:
+        raise ConfigError(f"a straggler's delay must be 0-3600 s, got {seconds}")
+    return (*_site_round(where, num_sites), delay)
 
 
 def _site_round(text: str, num_sites: int) -> tuple[int, int]:

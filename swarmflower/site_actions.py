@@ -168,3 +168,5 @@ class PeerLog:
     # (round, "enrolled" | "left", site) for each change a block it adopted made
     membership: list[tuple[int, str, str]] = field(default_factory=list)
     left: int | None = None  # the round whose block took its leave
+    # (round, rank) when it began a round as its leader (0) or k-th backup
+    elected: list[tuple[int, int]] = field(default_factory=list)

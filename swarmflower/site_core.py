@@ -513,6 +513,9 @@ class SiteCore:
                 self.log.joined,
                 round,
             )
+        electees = self._electees(round)
+        if self.address in electees:
+            self.log.elected.append((round, electees.index(self.address)))
         drawn = self._drawn(round)
         if drawn is not None and self.address not in drawn:
             log.info("site %s: not drawn to train round %d", self.identity.name, round)

@@ -27,6 +27,7 @@ def _hex(digest: bytes) -> str:
 
 # PeerLog list -> (event name, its fields from one entry)
 _LISTS: dict[str, tuple[str, Callable[[Any], dict[str, Any]]]] = {
+    "elected": ("elected", lambda e: {"round": e[0], "rank": e[1]}),  # 0: leads
     "trained": ("trained", lambda r: {"round": r}),
     "failed": ("app_failed", lambda e: {"round": e[0], "error": str(e[1])}),
     "sealed": (

@@ -50,6 +50,8 @@ def test_lost_sends_are_seeded_per_site_and_near_the_asked_share():
         ("bad-update:9@1:complex", "site 9 is not one of 1..3"),
         ("crash-mid-fetch:1@0", "0 is not a positive number"),
         ("drop-sends:150", "150 is not a percentage"),
+        ("straggler:1@2:0", "a straggler's delay must be 0-3600 s"),
+        ("straggler:1@2", "bad fault item 'straggler:1@2'"),
         ("seal-no-announce:x", "bad fault item 'seal-no-announce:x'"),
     ],
 )

@@ -188,6 +188,24 @@ def test_the_leader_seals_the_moment_the_last_update_is_in():
     assert len(swarm.blocks()) == 3  # sealed then, and announced to the others
     assert swarm.cores[leader].log.sealed == [(1, 0, Reason.NORMAL)]
     assert len(swarm.cores[leader].ledger.round(1).commitments) == 4
+    # each site knew its rank when the round began: the leader, two backups
+    ranks = sorted(r for core in swarm.cores for round, r in core.log.elected)
+    assert ranks == [0, 1, 2] and swarm.cores[leader].log.elected == [(1, 0)]
+
+
+def test_a_straggler_drill_holds_one_sites_update_back():
+    plan = FaultPlan.parse("straggler:2@1:5", num_sites=4)
+    assert plan.delay(1, 1) == 5.0 and plan.delay(1, 2) == plan.delay(0, 1) == 0
+    swarm = Swarm(faults=plan)
+    swarm.start()
+    swarm.tick(4.9)
+
+    def senders() -> set[int]:
+        return {s for s, send in swarm.outbox if isinstance(send.message, UpdateOffer)}
+
+    assert senders() == {0, 2, 3}  # site 2 trained but holds its update back
+    swarm.tick(5.0)
+    assert senders() == {0, 1, 2, 3}
 
 
 def test_a_late_update_after_the_seal_is_never_merged():
