@@ -66,6 +66,7 @@ class SiteEvents:
         self.path, self.site = path, site
         self._seen: dict[str, int] = dict.fromkeys(_LISTS, 0)
         self._waited: set[int] = set()
+        self._links_seen = 0
 
     def write(self, event: str, **fields: Any) -> None:
         self._append([(event, fields)])
@@ -84,6 +85,16 @@ class SiteEvents:
                 self._waited.add(round)
                 new.append(("waiting", {"round": round, "missing": list(missing)}))
         self._append(new)
+
+    def follow_links(self, changes: list[tuple[float, str, bool]]) -> None:
+        """Write the transport's new link changes: a peer that stopped
+        answering (`disconnected`) or answers again (`reconnected`)."""
+        end = len(changes)
+        self._append(
+            ("reconnected" if up else "disconnected", {"peer": peer, "at": round(t, 3)})
+            for t, peer, up in changes[self._links_seen : end]
+        )
+        self._links_seen = end
 
     def _append(self, events: Iterable[tuple[str, dict[str, Any]]]) -> None:
         lines = [

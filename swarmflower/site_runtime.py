@@ -303,6 +303,7 @@ def run_site(
         head = ledger.head()
         ledger.close()
     events.follow(peer.log)
+    events.follow_links(getattr(peer.transport, "link_changes", []))
     model_hash = peer.log.adopted[-1].model_hash if peer.log.adopted else None
     left = peer.log.left is not None
     result = SiteOutcome(finished, head.height, head.hash, model_hash, left)
@@ -323,8 +324,10 @@ def _report_progress(
     """One line per adopted round: the site's status as it goes; everything
     its log records into its events file."""
     shown = switched = 0
+    links = getattr(peer.transport, "link_changes", [])
     while not stop.is_set() or shown < len(peer.log.adopted):
         events.follow(peer.log)
+        events.follow_links(links)
         while switched < len(peer.log.switched):
             report(peer.log.switched[switched])
             switched += 1

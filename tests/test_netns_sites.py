@@ -12,6 +12,7 @@ and leads like any other. Addresses used: NETNS_RANGE (see `netns.py`) only.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -128,6 +129,17 @@ def test_a_site_cut_off_past_the_round_timeout_comes_back_and_contributes(
     after = [r for r in records if r.timestamp > back + 1]
     assert after, "every round was sealed before the link came back"
     assert any(cut in r.contributors for r in after)
+    # its story says which links went and came back
+    links = [
+        (e["event"], e["peer"])
+        for e in map(
+            json.loads, (sites[CUT - 1] / "events.jsonl").read_text().splitlines()
+        )
+        if e["event"] in ("disconnected", "reconnected")
+    ]
+    gone = [peer for event, peer in links if event == "disconnected"]
+    assert gone, "the cut site logged no lost link"
+    assert ("reconnected", gone[0]) in links[links.index(("disconnected", gone[0])) :]
     cut_output = "".join(outputs[CUT - 1].lines)
     rounds_seen = re.findall(rf"round (\d+)/{ROUNDS} adopted", cut_output)
     assert int(rounds_seen[-1]) == ROUNDS

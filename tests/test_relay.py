@@ -166,8 +166,13 @@ def test_a_relay_cannot_speak_for_another_site_and_strangers_relay_nothing(pki):
 def test_with_two_relays_a_dead_relay_costs_nothing(pki):
     with swarm_with_relayed_site(pki, relays=2) as ((a, b, c), d):
         eventually(lambda: set(c._hub.relays_of(d.address)) == {a.address, b.address})
+        assert c.peer_head(a.address) is not None and not c.link_changes
         a.disconnect()  # as a killed process: its stream breaks
         eventually(lambda: d.relays == [b.address])
+        # both ends that knew a say it went away, once
+        assert [(p, up) for _, p, up in d.link_changes] == [(a.address, False)]
+        assert c.peer_head(a.address) is None
+        assert [(p, up) for _, p, up in c.link_changes] == [(a.address, False)]
         c.send(d.address, offer(2))
         got = receive_all(d, 2, 3.0)
         assert [m.commitment.site for m in got] == [c.address]

@@ -413,6 +413,10 @@ class GrpcTransport(TransportAPI):
         self._lock = threading.Lock()
         self._alive = True
         self._closing = False
+        # (Unix time, peer, reachable) each time a peer that answered stops
+        # answering, or one that stopped answers again: the site's event log
+        self.link_changes: list[tuple[float, str, bool]] = []
+        self._reachable: dict[str, bool] = {}
         self._handlers = _PeerServer(
             self.inbox, self.settings, authorize, chunk_filter, members, departed
         )
@@ -423,7 +427,12 @@ class GrpcTransport(TransportAPI):
         self.port, self.target = 0, ""
         if not listen:
             self._links = RelayLinks(
-                address, list(self._peers), self._channel, RELAY, self._from_relay
+                address,
+                list(self._peers),
+                self._channel,
+                RELAY,
+                self._from_relay,
+                on_change=self._reached,
             )
             return
         self._hub = self._handlers.hub = RelayHub(address, self._queue, self._others)
@@ -550,10 +559,14 @@ class GrpcTransport(TransportAPI):
             reply = channel.unary_unary(HEAD)(
                 wire.encode_head_request(), timeout=self.settings.head_timeout_s
             )
-            return wire.decode_head(reply)
+            head = wire.decode_head(reply)
         except (grpc.RpcError, WireFormatError) as err:
             log.debug("%s: head of %s: %s", self.address, peer, err)
+            if isinstance(err, grpc.RpcError):
+                self._answered(peer, err)
             return None
+        self._reached(peer, True)
+        return head
 
     def disconnect(self) -> None:
         """Drop off at once, as a killed process does: nothing is drained."""
@@ -637,6 +650,36 @@ class GrpcTransport(TransportAPI):
             self._retrying(lambda: call(payload, timeout=timeout))
         except grpc.RpcError as err:
             log.warning("%s: message to %s dropped: %s", self.address, to, _why(err))
+            self._answered(to, err)
+            return
+        self._reached(to, True)
+
+    def _answered(self, peer: str, err: grpc.RpcError) -> None:
+        """A failed call: the link is down if the peer could not be reached."""
+        if err.code() in (
+            grpc.StatusCode.UNAVAILABLE,
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+        ):
+            self._reached(peer, False)
+
+    def _reached(self, peer: str, reachable: bool) -> None:
+        """Whether `peer` answered now; a change is a link event (a peer
+        never reached yet is starting, not disconnected)."""
+        if not self._alive or self._closing:
+            return  # this site is going: its links say nothing of the peers
+        with self._lock:
+            before = self._reachable.get(peer)
+            if before is None and not reachable:
+                return
+            self._reachable[peer] = reachable
+            if before is not None and before != reachable:
+                self.link_changes.append((time.time(), peer, reachable))
+                log.info(
+                    "%s: %s %s",
+                    self.address,
+                    peer,
+                    "reachable again" if reachable else "unreachable",
+                )
 
     def _unless_closed(self, attempt: Callable[[], T]) -> T:
         """Run `attempt`; a call on a channel this transport has already closed

@@ -209,12 +209,14 @@ class RelayLinks:
         receive: Callable[[str, bytes], None],
         backoff_s: float = 0.2,
         backoff_max_s: float = 5.0,
+        on_change: Callable[[str, bool], None] | None = None,
     ) -> None:
         self.address = address
         self._relays = tuple(relays)
         self._channel = channel
         self._method = method
         self._receive = receive  # (relay, frame) for each frame pushed to us
+        self._on_change = on_change  # (relay, open) when a stream opens or breaks
         self._backoff = (backoff_s, backoff_max_s)
         self._live: dict[str, queue.Queue[bytes | None]] = {}
         self._calls: dict[str, grpc.Future] = {}
@@ -283,6 +285,8 @@ class RelayLinks:
                     with self._lock:
                         self._live[relay] = outbox
                     log.info("%s: relayed by %s", self.address, relay)
+                    if self._on_change is not None:
+                        self._on_change(relay, True)
                 self._receive(relay, frame)
         except grpc.RpcError as err:
             log.info("%s: link to relay %s: %s", self.address, relay, err.code().name)
@@ -292,4 +296,6 @@ class RelayLinks:
                 self._calls.pop(relay, None)
             outbox.put(None)
             call.cancel()
+            if opened and self._on_change is not None:
+                self._on_change(relay, False)
         return opened
