@@ -84,14 +84,18 @@ def leave_swarm(
 
 
 def _follow(chain: Ledger, transport: GrpcTransport, site: str) -> Departure | None:
-    """Import the members' new blocks; the one that carries the leave, if any."""
-    start = chain.head().height + 1
-    for block in transport.fetch_blocks(start, start + 1000):
+    """Import the members' new blocks; the canonical block that carries the
+    leave, if any. A block that does not connect means this copy followed a
+    branch the swarm left (a cut-off site's backup block, say): the whole
+    chain is fetched again and the fork rule picks the swarm's branch."""
+    for start in (chain.head().height + 1, 1):
         try:
-            chain.import_block(block)
+            for block in transport.fetch_blocks(start, start + 1000):
+                chain.import_block(block)
+            break
         except InvalidBlock:
-            return None  # a fork or a gap: ask again next time
-    for height in range(start, chain.head().height + 1):
+            continue
+    for height in range(chain.head().height, 0, -1):  # a leave is recent
         record = chain.round(height)
         if site in record.left:
             return Departure(record.round, record.block_hash)

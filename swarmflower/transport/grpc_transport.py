@@ -236,6 +236,10 @@ class _PeerServer:
                 self.hub.learn_routes(relay, sites)
             return
         if kind != wire.FORWARD:
+            if kind != wire.JOIN and not self._is_member(caller):  # before decoding
+                raise Refused(
+                    f"{caller} is not a member of the swarm: it may only ask to join"
+                )
             message = _checked(caller, wire.decode_message(frame), self._is_member)
             self._put(message)
             return
