@@ -140,9 +140,18 @@ def verify(folder: Path = _DIR) -> None:
     ledger = _open(folder)
     try:
         head = ledger.head()
+        try:
+            final = ledger.final_round()
+        except LedgerError as exc:
+            _fail(str(exc))
         typer.echo(f"swarm {ledger.swarm_id.hex()}")
         typer.echo(
-            f"verified {head.height} rounds: seals, elections, commitments, state roots"
+            f"verified {head.height} rounds: seals, elections, commitments, "
+            "state roots, finality"
+        )
+        typer.echo(
+            f"final through round {final}: a majority of the members built on "
+            "each block up to it; later rounds may still be replaced"
         )
         typer.echo("0x" + head.hash.hex())
     finally:

@@ -765,6 +765,26 @@ class Ledger(LedgerAPI, BlockSourceAPI):
             self._nodes[c].support >= need for c in self._children.get(block_hash, ())
         )
 
+    def final_round(self) -> int:
+        """The last round whose canonical block is final here (0: none yet).
+
+        Raises LedgerStateError if this replica knows a final block that is
+        not on its canonical chain: a fork choice that gave up a round a
+        majority had built on, which the rule in forkchoice.py forbids.
+        """
+        last = 0
+        for block_hash, node in self._nodes.items():
+            height = node.ref.height
+            if height == 0 or not self.is_final(block_hash):
+                continue
+            if height >= len(self._canonical) or self._canonical[height] != block_hash:
+                raise LedgerStateError(
+                    f"round {height}: block 0x{block_hash.hex()} is final (a "
+                    "majority built on it) but not on the canonical chain"
+                )
+            last = max(last, height)
+        return last
+
     def block_parent(self, block_hash: bytes) -> bytes:
         """The parent hash of a known block (genesis: its own hash)."""
         node = self._known_node(block_hash)

@@ -64,6 +64,8 @@ class StateSnapshot:
     server_round: int
     model_hash: bytes
     fields: Mapping[str, Mapping[str, NDArray]] = field(default_factory=dict)
+    # what the merge did to each update (robust merges), in the JSON header
+    report: Mapping[str, Any] = field(default_factory=dict)
 
 
 def encode_state(snapshot: StateSnapshot) -> bytes:
@@ -75,6 +77,7 @@ def encode_state(snapshot: StateSnapshot) -> bytes:
         "model": snapshot.model_hash.hex(),
         "round": snapshot.server_round,
         "strategy": snapshot.strategy,
+        **({"report": dict(snapshot.report)} if snapshot.report else {}),
     }
     header_bytes = json.dumps(
         header, sort_keys=True, separators=(",", ":"), allow_nan=False
@@ -105,6 +108,7 @@ def decode_state(blob: bytes) -> StateSnapshot:
             server_round=int(header["round"]),
             model_hash=bytes.fromhex(header["model"]),
             fields={name: reader.ndarrays() for name in names},
+            report=dict(header.get("report", {})),
         )
     except CodecError as err:
         raise StrategyStateError(f"strategy state is corrupt: {err}") from err

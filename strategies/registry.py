@@ -26,6 +26,12 @@ from swarmflower.strategies.base import LeaderStrategy
 from swarmflower.strategies.fedavgm import FedAvgMStrategy
 from swarmflower.strategies.fedopt import FedOptStrategy
 from swarmflower.strategies.flower_strategy import FlowerStrategy
+from swarmflower.strategies.robust import (
+    CenteredClipping,
+    GeometricMedian,
+    NormBoundedAvg,
+)
+from swarmflower.strategies.robust_leader import RobustStrategy
 
 # The leader merges whatever the round committed; Flower's node minimums are
 # for sampling in a ServerApp and must not make a small swarm wait.
@@ -57,6 +63,10 @@ SPECS: Mapping[str, StrategySpec] = {
     "FedAdam": StrategySpec(FedAdam, FedOptStrategy),
     "FedYogi": StrategySpec(FedYogi, FedOptStrategy),
     "FedAdagrad": StrategySpec(FedAdagrad, FedOptStrategy),
+    # robust merges of our own (robust.py), verifiable like Flower's
+    "GeometricMedian": StrategySpec(GeometricMedian, RobustStrategy),
+    "NormBoundedAvg": StrategySpec(NormBoundedAvg, RobustStrategy),
+    "CenteredClipping": StrategySpec(CenteredClipping, RobustStrategy),
 }
 
 STRATEGY_NAMES: tuple[str, ...] = tuple(SPECS)
@@ -94,7 +104,7 @@ def strategy_options(strategy: Strategy) -> dict[str, Any]:
             f"the ServerApp's strategy {kind.__name__} is not one a swarm can "
             f"lead yet; choose one of: {', '.join(STRATEGY_NAMES)}"
         )
-    names = [k for k in inspect.signature(kind.__init__).parameters if k != "self"]
+    names = _option_names(kind)
     unread = [k for k in names if not hasattr(strategy, k)]
     if unread:  # a Flower version that stores an option under another name
         raise ConfigError(
@@ -102,6 +112,24 @@ def strategy_options(strategy: Strategy) -> dict[str, Any]:
             f"{', '.join(unread)} back from the strategy object"
         )
     return {key: getattr(strategy, key) for key in names}
+
+
+def _option_names(kind: type) -> list[str]:
+    """A strategy class's constructor options; a class that passes `**kwargs`
+    on to its base (our robust merges to FedAvg) has the base's too."""
+    names: list[str] = []
+    for cls in kind.__mro__:
+        if "__init__" not in vars(cls):
+            continue
+        parameters = inspect.signature(cls.__init__).parameters.values()
+        names += [
+            p.name
+            for p in parameters
+            if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        ]
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            break
+    return list(dict.fromkeys(names))
 
 
 def adopt_strategy(

@@ -57,6 +57,7 @@ from swarmflower.transport import GrpcTransport
 log = logging.getLogger("swarmflower.site")
 
 GOSSIP_S = 2.0  # seconds between a real site's head queries to a random peer
+QUIET_S = 60.0  # a site stuck this long (or 3 round timeouts) says so
 
 
 @dataclass(frozen=True)
@@ -325,9 +326,14 @@ def _report_progress(
     its log records into its events file."""
     shown = switched = 0
     links = getattr(peer.transport, "link_changes", [])
+    quiet_s = max(QUIET_S, 3 * peer.config.round_timeout)
+    progress = time.monotonic()  # when the site last moved on (or started)
     while not stop.is_set() or shown < len(peer.log.adopted):
         events.follow(peer.log)
         events.follow_links(links)
+        if time.monotonic() - progress > quiet_s and not peer.core.done:
+            report(_waiting_line(peer, time.monotonic() - progress, shown))
+            progress = time.monotonic()  # said: again after as long
         while switched < len(peer.log.switched):
             report(peer.log.switched[switched])
             switched += 1
@@ -340,6 +346,21 @@ def _report_progress(
                 f"model 0x{a.model_hash.hex()[:12]} ({how})"
             )
             shown += 1
+            progress = time.monotonic()
         if stop.is_set():
             return
         time.sleep(0.1)
+
+
+def _waiting_line(peer: SwarmPeer, quiet: float, adopted: int) -> str:
+    """What a site that has not moved on for a while says (never silent)."""
+    name = peer.identity.name
+    if adopted == 0 and peer.log.joined is None and peer.core.join is not None:
+        return (
+            f"{name}: not enrolled yet after {quiet:.0f} s: asking the members "
+            "to join; are they running and reachable from here?"
+        )
+    return (
+        f"{name}: no round adopted for {quiet:.0f} s; waiting for the other "
+        "sites (are they running and reachable from here?)"
+    )

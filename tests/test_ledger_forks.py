@@ -129,11 +129,26 @@ def test_a_block_a_majority_built_on_is_final_against_higher_views():
     assert cut_side.round(round).view == 1
     assert cut_side.import_block(built_on) is ImportOutcome.ADOPTED
     assert cut_side.head() == majority_side.head()
+    assert cut_side.final_round() == majority_side.final_round() == round
     # two of four sites do not make a majority: no finality
     fresh = _swarm(1)[0]
     produce(fresh, KEYS)
     produce(fresh, KEYS, contributors=KEYS[:2])
     assert not fresh.is_final(fresh.block_hash(fresh.head().height - 1))
+    assert fresh.final_round() == fresh.head().height - 2
+
+
+def test_ledger_verify_refuses_a_replica_that_gave_up_a_final_round():
+    """A fork choice that dropped a round a majority built on would be a
+    bug; `final_round` (and `ledger verify`) says so instead of passing."""
+    (replica,) = _swarm(1)
+    produce(replica, KEYS)
+    produce(replica, KEYS)  # all four built on the round before: final
+    final = replica.final_round()
+    assert final == replica.head().height - 1
+    replica._canonical[final] = keccak(b"another block")  # as a broken rule would
+    with pytest.raises(LedgerStateError, match=f"round {final}: block 0x.* is final"):
+        replica.final_round()
 
 
 def test_a_commitment_is_sealed_only_on_the_block_it_was_trained_on():
