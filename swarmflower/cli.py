@@ -17,6 +17,8 @@ from rich.text import Text
 from swarmflower.cli_options import (
     DEFAULT_MAX_EXAMPLES,
     DEFAULT_MAX_UPDATE_RATIO,
+    AttackersOption,
+    AttackOption,
     BasePort,
     CompareApp,
     CompareOut,
@@ -431,6 +433,8 @@ def simulate(
     engine: Engine = "inproc",
     rounds: Rounds = 20,
     faults: FaultDrills = "",
+    attack: AttackOption = "",
+    attackers: AttackersOption = "1",
     dropout: Dropout = 0.0,
     scenario: SimulateScenario = None,
     ray_address: RayAddress = None,
@@ -457,6 +461,8 @@ def simulate(
                 "--app plays the app's own plan: --scenario, --faults, "
                 "--dropout and --min-peers do not apply to it yet"
             )
+        if attack:
+            raise ConfigError("--attack needs a built-in task or module:app, not --app")
         sites, seed = task_args.sites, task_args.seed
         _play_app(app_dir, sites, run_config, engine, round_timeout, seed, out)
         return
@@ -466,16 +472,36 @@ def simulate(
     ray_options = _ray_options(engine, ray_address, hosts)
     _check_dropout(dropout, engine)
     if scenario is not None:
+        if attack:
+            raise ConfigError("--scenario brings its own faults: drop --attack")
         run = _scenario_simulation(scenario, engine, faults, dropout)
     else:
         run = _options_simulation(
             task_args.spec(), rounds, strategy, round_timeout, faults, dropout
         )
+        run = _with_attack(run, attack, attackers)
     num_sites = run.spec.load().num_sites
     if engine == "ray":
         ray_options["heterogeneity"] = run.profile.heterogeneity(num_sites)
     result = _run_simulation(run, engine, ray_options, min_peers, out)
     _report_simulation(result, run, engine, out)
+
+
+def _with_attack(run: _Simulation, attack: str, attackers: str) -> _Simulation:
+    """`run` with `--attack` played by `--attackers` (nothing if no attack)."""
+    if not attack:
+        return run
+    from swarmflower.attacks import Attack, attacker_sites
+
+    chosen = Attack.parse(attack, attacker_sites(attackers, run.spec.load().num_sites))
+    if chosen.kind == "label-flip" and ":" in run.spec.task:
+        raise ConfigError(
+            "--attack label-flip flips the labels of the built-in tasks; "
+            "a module:app would not know it is attacked"
+        )
+    names = ", ".join(str(k + 1) for k in sorted(chosen.sites))
+    console.print(f"sites {names} play the attack {attack}", soft_wrap=True)
+    return replace(run, plan=replace(run.plan, attack=chosen))
 
 
 def _check_dropout(dropout: float, engine: str) -> None:

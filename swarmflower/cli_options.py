@@ -267,6 +267,22 @@ FaultDrills = Annotated[
         "'drop-sends:PERCENT', 'bad-update:S@R:KIND' (README: Fault drills)."
     ),
 ]
+AttackOption = Annotated[
+    str,
+    typer.Option(
+        "--attack",
+        help="Poisoned sites: 'sign-flip', 'scale:K', 'gaussian:SIGMA' or "
+        "'label-flip' (built-in tasks); they sign what they send, so the "
+        "ledger names them.",
+    ),
+]
+AttackersOption = Annotated[
+    str,
+    typer.Option(
+        "--attackers",
+        help="Who plays --attack: N (the first N sites) or sites like 1,3,5.",
+    ),
+]
 Dropout = Annotated[
     float,
     typer.Option(help="ray: chance that a site misses a given round."),

@@ -11,6 +11,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from swarmflower.attacks import Attack
 from swarmflower.errors import ConfigError
 
 BAD_UPDATES = ("zero-examples", "huge-examples", "complex", "integer", "huge-weights")
@@ -47,6 +48,8 @@ class FaultPlan:
       lost, drawn per site from a seeded generator.
     - `bad_updates`: (site index, round, kind): that site offers a bad update
       of `kind` (see `BAD_UPDATES`), signed as an honest one would be.
+    - `attack`: the sites that poison every update they send, and how
+      (`attacks.py`).
     """
 
     leader_crash_rounds: frozenset[int] = frozenset()
@@ -60,6 +63,7 @@ class FaultPlan:
     write_crashes: tuple[tuple[int, int], ...] = ()
     drop_sends: float = 0.0
     bad_updates: tuple[tuple[int, int, str], ...] = ()
+    attack: Attack | None = None
 
     def drills(self) -> set[str]:
         """The `--faults` names of the protocol-point drills this plan holds."""

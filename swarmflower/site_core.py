@@ -380,6 +380,10 @@ class SiteCore:
         trained = LocalUpdate(*result)
         self.log.train_metrics[round] = dict(trained.metrics or {})
         num_examples, update = self._tamper(round, trained.num_examples, trained.arrays)
+        if self.faults.attack is not None and self._model is not None:
+            update = self.faults.attack.poison(
+                self.identity.index, round, self._model, update
+            )
         digest = self.store.put_arrays(update)
         offer = sign_offer(
             self.identity,
@@ -524,7 +528,10 @@ class SiteCore:
             return []
         assert self._model is not None
         self._training = round
-        return [Train(round, self._model, dict(self.strategy.train_config(round)))]
+        config = dict(self.strategy.train_config(round))
+        if self.faults.attack is not None:  # label-flip: the app trains poisoned
+            config.update(self.faults.attack.train_config(self.identity.index))
+        return [Train(round, self._model, config)]
 
     def _in_round(self, round: int, now: float) -> list[Action]:
         """While a round is open: send a held update when its delay is over,

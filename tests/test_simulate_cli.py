@@ -27,3 +27,27 @@ def test_a_second_run_replaces_the_replicas_of_the_first(tmp_path):
         assert replica.head().height == 2
     finally:
         replica.close()
+
+
+def test_simulate_plays_an_attack_and_names_its_sites(tmp_path):
+    command = [
+        "simulate",
+        "--rounds",
+        "2",
+        "--local-steps",
+        "2",
+        "--out",
+        str(tmp_path),
+    ]
+    attacked = CliRunner().invoke(
+        app, [*command, "--attack", "scale:-5", "--attackers", "2,4"]
+    )
+    assert attacked.exit_code == 0, attacked.output
+    assert "sites 2, 4 play the attack scale:-5" in attacked.output
+    for bad, problem in (
+        (["--attack", "alie"], "unknown attack 'alie'"),
+        (["--attack", "sign-flip", "--attackers", "4"], "choose 1..3"),
+    ):
+        refused = CliRunner().invoke(app, [*command, *bad])
+        assert refused.exit_code != 0  # the command line prints it as one line
+        assert problem in str(refused.exception)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from swarmflower.attacks import LABEL_FLIP_KEY
 from swarmflower.tasks.models import build_model
 from swarmflower.tasks.spec import TaskSpec
 from swarmflower.tasks.training import evaluate, round_seed, train_steps, warm_up
@@ -40,10 +41,13 @@ def make_client_app(spec: TaskSpec) -> ClientApp:
         server_round = int(config.get("server-round", 0))
         model = build_model(spec, data.num_features)
         model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+        labels = site.y_train
+        if config.get(LABEL_FLIP_KEY):  # a poisoned site (attacks.py)
+            labels = 1 - labels
         loss = train_steps(
             model,
             site.x_train,
-            site.y_train,
+            labels,
             steps=int(config.get("local-steps", spec.local_steps)),
             batch_size=spec.batch_size,
             learning_rate=float(config.get("lr", spec.learning_rate)),

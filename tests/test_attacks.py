@@ -1,0 +1,114 @@
+"""Poisoned sites: what they send, that the ledger names them, and what a
+robust merge makes of them (the in-process swarm on heart)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from flwr.app import Array, ArrayRecord
+from swarm_helpers import heart_swarm
+
+from swarmflower.attacks import Attack, attacker_sites
+from swarmflower.errors import ConfigError
+from swarmflower.faults import FaultPlan
+from swarmflower.strategies import build_strategy
+from swarmflower.tasks import TaskSpec
+from swarmflower.tasks.models import build_model
+from swarmflower.tasks.training import evaluate
+
+ATTACKER = 3  # VA, the second smallest of heart's hospitals
+CURRENT = ArrayRecord({"w": Array(np.array([1.0, 2.0], dtype=np.float32))})
+TRAINED = ArrayRecord({"w": Array(np.array([1.5, 1.0], dtype=np.float32))})
+
+
+@pytest.mark.parametrize(
+    ("spec", "sent"),
+    [("sign-flip", [0.5, 3.0]), ("scale:10", [6.0, -8.0]), ("scale:-1", [0.5, 3.0])],
+)
+def test_an_attacker_sends_its_change_reversed_or_scaled(spec, sent):
+    attack = Attack.parse(spec, [1])
+    poisoned = attack.poison(1, 3, CURRENT, TRAINED)
+    np.testing.assert_allclose(poisoned["w"].numpy(), sent)
+    assert poisoned["w"].numpy().dtype == np.float32
+    assert attack.poison(0, 3, CURRENT, TRAINED) is TRAINED  # honest sites
+
+
+def test_gaussian_noise_is_seeded_by_site_and_round():
+    attack = Attack.parse("gaussian:0.5", [0, 1])
+    first = attack.poison(0, 2, CURRENT, TRAINED)["w"].numpy()
+    assert np.array_equal(first, attack.poison(0, 2, CURRENT, TRAINED)["w"].numpy())
+    assert not np.array_equal(first, attack.poison(1, 2, CURRENT, TRAINED)["w"].numpy())
+
+
+def test_label_flip_tells_only_the_attackers_app():
+    attack = Attack.parse("label-flip", [2])
+    assert attack.train_config(2) == {"label-flip": True}
+    assert attack.train_config(0) == {}
+    assert attack.poison(2, 1, CURRENT, TRAINED) is TRAINED  # it trains poisoned
+
+
+@pytest.mark.parametrize(
+    ("spec", "match"),
+    [
+        ("alie", "unknown attack 'alie'"),
+        ("scale", "needs its K"),
+        ("gaussian:-1", "SIGMA must be a positive number"),
+        ("sign-flip:3", "takes no parameter"),
+    ],
+)
+def test_a_bad_attack_is_one_clear_error(spec, match):
+    with pytest.raises(ConfigError, match=match):
+        Attack.parse(spec, [0])
+
+
+def test_attackers_are_a_count_or_a_list_of_sites():
+    assert attacker_sites("2", 5) == {0, 1}
+    assert attacker_sites("1,3", 5) == {0, 2}
+    with pytest.raises(ConfigError, match="choose 1..4"):
+        attacker_sites("5", 5)
+    with pytest.raises(ConfigError, match=r"sites \[9\] are not among 1..5"):
+        attacker_sites("1,9", 5)
+
+
+def union_accuracy(arrays: ArrayRecord) -> float:
+    spec = TaskSpec(local_steps=10)
+    data = spec.load()
+    model = build_model(spec, data.num_features)
+    model.load_state_dict(arrays.to_torch_state_dict())
+    x = np.concatenate([s.x_test for s in data.sites])
+    y = np.concatenate([s.y_test for s in data.sites])
+    return evaluate(model, x, y).accuracy
+
+
+@pytest.fixture(scope="module")
+def accuracies() -> dict[tuple[str, bool], tuple[float, list]]:
+    """Heart, 6 rounds, site 4 of 4 (VA, 17% of the examples) sending its
+    change 30 times reversed."""
+    torch.manual_seed(0)
+    attack = FaultPlan(attack=Attack.parse("scale:-30", [ATTACKER]))
+    found = {}
+    for name in ("FedAvg", "NormBoundedAvg", "GeometricMedian"):
+        for attacked in (False, True):
+            result = heart_swarm(
+                6,
+                strategy=build_strategy(name),
+                faults=attack if attacked else FaultPlan(),
+            )
+            found[name, attacked] = (union_accuracy(result.final_arrays), result)
+    return found
+
+
+def test_the_attacker_signs_what_it_sends_so_the_ledger_names_it(accuracies):
+    _, result = accuracies["FedAvg", True]
+    attacker = result.sites[ATTACKER].address
+    assert all(attacker in r.contributors for r in result.rounds)
+
+
+@pytest.mark.parametrize("merge", ["NormBoundedAvg", "GeometricMedian"])
+def test_one_attacker_ruins_fedavg_and_not_a_robust_merge(accuracies, merge):
+    clean = accuracies["FedAvg", False][0]
+    assert accuracies["FedAvg", True][0] < clean - 0.15
+    robust_clean = accuracies[merge, False][0]
+    assert abs(robust_clean - clean) <= 0.03  # no attack: it costs little
+    assert accuracies[merge, True][0] >= robust_clean - 0.05
