@@ -22,13 +22,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
-from flwr.app import Array, ArrayRecord
+from flwr.app import Array, ArrayRecord, Context, Message
+from flwr.clientapp import ClientApp
 
 from swarmflower.errors import ConfigError
 
 ATTACKS = ("sign-flip", "scale", "gaussian", "label-flip")
 WITH_PARAMETER = {"scale": "K", "gaussian": "SIGMA"}
 LABEL_FLIP_KEY = "label-flip"
+PARTITION_KEY = "partition-id"  # Flower's node config key for a site
 
 
 @dataclass(frozen=True)
@@ -122,3 +124,31 @@ def attacker_sites(attackers: str, num_sites: int) -> frozenset[int]:
     if bad:
         raise ConfigError(f"--attackers: sites {bad} are not among 1..{num_sites}")
     return frozenset(n - 1 for n in numbers)
+
+
+def attacked_client_app(inner: ClientApp, attack: Attack) -> ClientApp:
+    """`inner`, with the sites of `attack` (Flower's `partition-id`) playing
+    it: for a yardstick run outside the swarm, such as Flower's own FedAvg
+    on its simulation engine, so both face the same attackers."""
+    app = ClientApp()
+
+    @app.train()
+    def train(message: Message, context: Context) -> Message:
+        site = int(context.node_config[PARTITION_KEY])
+        config = message.content["config"]
+        for key, value in attack.train_config(site).items():
+            config[key] = value
+        reply = inner(message, context)
+        if attack.plays(site) and reply.has_content():
+            server_round = int(config.get("server-round", 0))
+            current = message.content["arrays"]
+            trained = reply.content["arrays"]
+            poisoned = attack.poison(site, server_round, current, trained)
+            reply.content["arrays"] = poisoned
+        return reply
+
+    @app.evaluate()
+    def evaluate(message: Message, context: Context) -> Message:
+        return inner(message, context)
+
+    return app

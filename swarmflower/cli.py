@@ -144,6 +144,9 @@ def compare(
     engine: Engine = "inproc",
     ray_address: RayAddress = None,
     hosts: Hosts = None,
+    strategy: Strategy = "FedAvg",
+    attack: AttackOption = "",
+    attackers: AttackersOption = "1",
     *,
     task_args: TaskArgs,
     scenario: CompareScenario = None,
@@ -156,7 +159,9 @@ def compare(
     (Flower's simulation engine), each site alone, and all data pooled: same
     data, seeds and training budget; `+ft` rows personalise a final model at
     each site. Every final model is scored on each site's test set (local
-    models on every site's, as FLamby does) and on their union.
+    models on every site's, as FLamby does) and on their union. With
+    --attack, the chosen sites poison what they send in the swarm and in
+    Flower's FedAvg alike; --strategy is the swarm's merge.
     """
     from swarmflower.simulations.experiments.compare import (
         check_methods,
@@ -169,11 +174,23 @@ def compare(
     _check_engine(engine)
     ray_options = _ray_options(engine, ray_address, hosts)
     if scenario is not None or app_dir is not None:
+        if attack or strategy != "FedAvg":
+            raise ConfigError(
+                "--scenario and --app bring their own plan: drop --attack and "
+                "--strategy"
+            )
         experiment = (scenario, app_dir, run_config)
         _compare_experiment(*experiment, out, engine, ray_options, report)
         return
 
     spec = task_args.spec()
+    swarm_options: dict = {"engine": engine, "strategy": strategy}
+    baseline_options: dict = {}
+    if (chosen_attack := _attack_of(spec, attack, attackers)) is not None:
+        from swarmflower.faults import FaultPlan
+
+        swarm_options["faults"] = FaultPlan(attack=chosen_attack)
+        baseline_options["attack"] = chosen_attack
     chosen = check_methods([m.strip() for m in methods.split(",") if m.strip()])
     check_seeds(seeds)
     tuning = FineTuning(steps=ft_steps, threshold=ft_threshold)
@@ -186,9 +203,10 @@ def compare(
             rounds,
             chosen,
             live.advance,
-            {"engine": engine, **_with_table(ray_options, live)},
+            {**swarm_options, **_with_table(ray_options, live)},
             seeds=seeds,
             tuning=tuning,
+            baseline_options=baseline_options,
         ),
     )
     _report(results, out, rounds, spec, html=report)
@@ -489,19 +507,27 @@ def simulate(
 
 def _with_attack(run: _Simulation, attack: str, attackers: str) -> _Simulation:
     """`run` with `--attack` played by `--attackers` (nothing if no attack)."""
-    if not attack:
+    chosen = _attack_of(run.spec, attack, attackers)
+    if chosen is None:
         return run
+    return replace(run, plan=replace(run.plan, attack=chosen))
+
+
+def _attack_of(spec: TaskSpec, attack: str, attackers: str):
+    """`--attack` played by `--attackers` on `spec`'s sites, said once."""
+    if not attack:
+        return None
     from swarmflower.attacks import Attack, attacker_sites
 
-    chosen = Attack.parse(attack, attacker_sites(attackers, run.spec.load().num_sites))
-    if chosen.kind == "label-flip" and ":" in run.spec.task:
+    chosen = Attack.parse(attack, attacker_sites(attackers, spec.load().num_sites))
+    if chosen.kind == "label-flip" and ":" in spec.task:
         raise ConfigError(
             "--attack label-flip flips the labels of the built-in tasks; "
             "a module:app would not know it is attacked"
         )
     names = ", ".join(str(k + 1) for k in sorted(chosen.sites))
     console.print(f"sites {names} play the attack {attack}", soft_wrap=True)
-    return replace(run, plan=replace(run.plan, attack=chosen))
+    return chosen
 
 
 def _check_dropout(dropout: float, engine: str) -> None:

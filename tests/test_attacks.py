@@ -9,11 +9,12 @@ import torch
 from flwr.app import Array, ArrayRecord
 from swarm_helpers import heart_swarm
 
-from swarmflower.attacks import Attack, attacker_sites
+from swarmflower.attacks import Attack, attacked_client_app, attacker_sites
 from swarmflower.errors import ConfigError
 from swarmflower.faults import FaultPlan
+from swarmflower.flower_messages import TRAIN, model_instruction, site_context
 from swarmflower.strategies import build_strategy
-from swarmflower.tasks import TaskSpec
+from swarmflower.tasks import TaskSpec, initial_model, make_client_app
 from swarmflower.tasks.models import build_model
 from swarmflower.tasks.training import evaluate
 
@@ -112,3 +113,28 @@ def test_one_attacker_ruins_fedavg_and_not_a_robust_merge(accuracies, merge):
     robust_clean = accuracies[merge, False][0]
     assert abs(robust_clean - clean) <= 0.03  # no attack: it costs little
     assert accuracies[merge, True][0] >= robust_clean - 0.05
+
+
+def test_flowers_baseline_faces_the_same_attack_through_its_clientapp():
+    """Flower's FedAvg runs the task's ClientApp on its own engine: wrapped,
+    the attacking partition sends what it would send in the swarm."""
+    spec = TaskSpec(local_steps=2)
+    data = spec.load()
+    current = ArrayRecord(initial_model(spec, data.num_features).state_dict())
+    attack = Attack.parse("sign-flip", [1])
+    plain, wrapped = (
+        make_client_app(spec),
+        attacked_client_app(make_client_app(spec), attack),
+    )
+
+    def train(app, site: int) -> ArrayRecord:
+        message = model_instruction(current, TRAIN, 2, dst_node_id=site + 1)
+        return app(message, site_context(site, data.num_sites)).content["arrays"]
+
+    honest, poisoned = train(plain, 1), train(wrapped, 1)
+    expected = attack.poison(1, 2, current, honest)
+    for key in honest:
+        np.testing.assert_array_equal(poisoned[key].numpy(), expected[key].numpy())
+    untouched = train(wrapped, 0)  # an honest partition trains as before
+    for key, array in train(plain, 0).items():
+        np.testing.assert_array_equal(untouched[key].numpy(), array.numpy())

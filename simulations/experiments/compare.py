@@ -71,13 +71,14 @@ def run_compare(
     swarm_options: Mapping[str, object] | None = None,
     seeds: int = 1,
     tuning: FineTuning = DEFAULT_TUNING,
+    baseline_options: Mapping[str, object] | None = None,
 ) -> list[MethodResult]:
     """Run each method once per seed; every result scored by the yardsticks.
 
     Seeds are `spec.seed`, `spec.seed + 1`, ...; `progress(method, done)`
     counts rounds over all seeds. `swarm_options` (strategy, faults,
-    round_timeout, ...) go to the swarm only. Results come seed by seed, in
-    the order of `methods`.
+    round_timeout, ...) go to the swarm only, `baseline_options` (an attack)
+    to Flower's FedAvg. Results come seed by seed, in the order of `methods`.
     """
     if rounds < 1:
         raise ConfigError(f"rounds must be at least 1, got {rounds}")
@@ -92,7 +93,10 @@ def run_compare(
         trained = {}
         for method in trained_methods(chosen):
             hook = _counting(progress, method, offset * rounds)
-            options = swarm_options if method == "swarm" and swarm_options else {}
+            options = {
+                "swarm": swarm_options or {},
+                "fedavg": baseline_options or {},
+            }.get(method, {})
             trained[method] = RUNNERS[method](seeded, rounds, hook, **options)
             trained[method].seed = seeded.seed
         for method in chosen:

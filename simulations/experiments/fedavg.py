@@ -16,6 +16,7 @@ from flwr.app import ArrayRecord, Context, MetricRecord, RecordDict
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg, Result
 
+from swarmflower.attacks import Attack, attacked_client_app
 from swarmflower.logs import quiet_flower
 from swarmflower.simulations.engine.ray_engine import local_ray_init_args, loopback_node
 from swarmflower.simulations.experiments.results import MethodResult, round_record
@@ -91,8 +92,10 @@ def run_flower_fedavg(
     rounds: int,
     progress: Callable[[int], None] | None = None,
     cpus: int | None = None,
+    attack: Attack | None = None,
 ) -> MethodResult:
-    """Run Flower's simulation engine; return per-round and final accuracies."""
+    """Run Flower's simulation engine; return per-round and final accuracies.
+    With `attack`, its sites poison what they send (`attacks.py`)."""
     from flwr.simulation import run_simulation
 
     # Keep Ray from rewriting CUDA_VISIBLE_DEVICES for CPU-only actors (and
@@ -100,11 +103,14 @@ def run_flower_fedavg(
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     started = time.perf_counter()
     data = spec.load()
+    client_app = make_client_app(spec)
+    if attack is not None:
+        client_app = attacked_client_app(client_app, attack)
     outcome: dict[str, Result] = {}
     with quiet_flower(logging.ERROR), loopback_node():
         run_simulation(
             server_app=make_server_app(spec, rounds, outcome, progress),
-            client_app=make_client_app(spec),
+            client_app=client_app,
             num_supernodes=data.num_sites,
             backend_config=ray_backend_config(cpus),
         )
