@@ -23,9 +23,10 @@ from swarmflower.identity import simulated_identities
 from swarmflower.ledger.cli import app as ledger_app
 from swarmflower.simulations.engine.ray_engine import run_ray_swarm
 from swarmflower.simulations.engine.timing import Heterogeneity, SiteProfile
-from swarmflower.simulations.experiments.scenarios import Faults
+from swarmflower.simulations.experiments.scenarios import Faults, load_scenario
 from swarmflower.simulations.experiments.swarm import run_swarm_method
 from swarmflower.strategies import build_strategy
+from swarmflower.strategies.helpers import decode_state
 from swarmflower.swarm_result import SwarmResult
 from swarmflower.tasks import TaskSpec, initial_model, make_client_app
 
@@ -75,6 +76,33 @@ def test_a_stateful_strategy_with_options_matches_the_in_process_swarm():
         r.state_hash for r in in_process.rounds
     ]
     assert on_ray.rounds[-1].model_hash == in_process.rounds[-1].model_hash
+
+
+def test_a_byzantine_scenario_entry_plays_the_same_attack_on_both_engines(tmp_path):
+    """A scenario's `byzantine` entry: the attacker's poisoned commitments and
+    the robust merge's clipping are the same on Ray as in process."""
+    path = tmp_path / "attacked.toml"
+    path.write_text(
+        'rounds = 3\nstrategy = "NormBoundedAvg"\n[task]\ntask = "heart"\n'
+        "local_steps = 10\n"
+        '[faults]\nbyzantine = { sites = [4], attack = "scale:-30" }\n'
+    )
+    scenario = load_scenario(path)
+    plan = scenario.faults.fault_plan(scenario.rounds)
+    assert plan.attack.sites == {3}
+    options = {"strategy": build_strategy(scenario.strategy), "faults": plan}
+    on_ray = ray_swarm(scenario.spec, 3, **options)
+    in_process = heart_swarm(3, **options)
+    assert [r.model_hash for r in on_ray.rounds] == [
+        r.model_hash for r in in_process.rounds
+    ]
+    assert [r.state_hash for r in on_ray.rounds] == [
+        r.state_hash for r in in_process.rounds
+    ]
+    report = decode_state(
+        in_process.sites[0].store.get_blob(in_process.rounds[-1].state_hash)
+    ).report
+    assert 3 in report["clipped"]  # the attacker (site 4) is clipped, by name
 
 
 @pytest.fixture(scope="module")

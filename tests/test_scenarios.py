@@ -105,6 +105,16 @@ def test_a_file_by_path(tmp_path: Path) -> None:
         ("rounds = 3", "rounds = 3\nleader = 1", "'leader' is not a known key"),
         ("rounds = 3", "rounds = 3\nstrategy = 'FedMagic'", "'strategy' unknown"),
         ("rounds = 3", "rounds = [3", "not valid TOML"),
+        (
+            "slowdown = 3.0",
+            'slowdown = 3.0\n[faults.byzantine]\nsites = [7]\nattack = "sign-flip"',
+            r"'faults.byzantine.sites' must list sites between 1 and 4",
+        ),
+        (
+            "slowdown = 3.0",
+            'slowdown = 3.0\n[faults.byzantine]\nsites = [1]\nattack = "alie"',
+            r"'faults.byzantine.attack' unknown attack 'alie'",
+        ),
     ],
 )
 def test_a_malformed_file_names_the_key(tmp_path: Path, old, new, key) -> None:

@@ -149,6 +149,12 @@ def run_scenario(
     if engine == "ray":
         heterogeneity = scenario.faults.heterogeneity(scenario.spec.load().num_sites)
         swarm_options.update(heterogeneity=heterogeneity, **ray_options)
+    attack = scenario.faults.byzantine  # Flower's FedAvg faces it too
     return run_compare(
-        scenario.spec, scenario.rounds, scenario.methods, progress, swarm_options
+        scenario.spec,
+        scenario.rounds,
+        scenario.methods,
+        progress,
+        swarm_options,
+        baseline_options={"attack": attack} if attack else None,
     )

@@ -29,6 +29,7 @@ Schema (every table but `[task]` optional):
     dishonest_leader_rounds = []
     recover_after = 1             # rounds until a crashed site comes back
     crashes = [{ site = 3, round = 4, recover = 6 }]  # site from 1
+    byzantine = { sites = [2, 5], attack = "scale:-10" }  # attacks.py
     slowdown = 1.0                # default for every site
     bandwidth_mbps = 100.0
     latency_ms = 10.0
@@ -45,6 +46,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from swarmflower.attacks import Attack
 from swarmflower.errors import ConfigError
 from swarmflower.faults import FaultPlan
 from swarmflower.simulations.engine.timing import Heterogeneity, SiteProfile
@@ -81,6 +83,7 @@ class Faults:
     bandwidth_mbps: float = 100.0
     latency_ms: float = 10.0
     sites: tuple[SiteProfile, ...] = ()
+    byzantine: Attack | None = None  # the sites that poison what they send
 
     def leader_crashes(self, rounds: int) -> frozenset[int]:
         """Every round whose leader crashes, from both ways of saying it."""
@@ -102,6 +105,7 @@ class Faults:
             site_recoveries=tuple(
                 sorted((c.site - 1, c.recover) for c in self.crashes if c.recover)
             ),
+            attack=self.byzantine,
         )
 
     def heterogeneity(self, num_sites: int) -> Heterogeneity:
@@ -262,6 +266,7 @@ def _faults(root: _Reader, num_sites: int) -> Faults:
             )
         )
     return Faults(
+        byzantine=_byzantine(table, num_sites),
         dropout=dropout,
         leader_crash_every=table.number("leader_crash_every", None, 1, int),
         leader_crash_rounds=table.rounds("leader_crash_rounds"),
@@ -273,6 +278,24 @@ def _faults(root: _Reader, num_sites: int) -> Faults:
         latency_ms=table.number("latency_ms", 10.0, 0.0, float),
         sites=tuple(profiles),
     )
+
+
+def _byzantine(table: _Reader, num_sites: int) -> Attack | None:
+    """`byzantine = { sites = [...], attack = "KIND[:PARAM]" }`, sites from 1."""
+    if "byzantine" not in table.data:
+        return None
+    entry = table.table("byzantine")
+    entry.only(("sites", "attack"))
+    sites = entry.get("sites", list)
+    if not sites or any(
+        isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= num_sites
+        for s in sites
+    ):
+        raise entry.fail("sites", f"must list sites between 1 and {num_sites}")
+    try:
+        return Attack.parse(entry.get("attack", str), [s - 1 for s in sites])
+    except ConfigError as exc:
+        raise entry.fail("attack", str(exc)) from None
 
 
 def _methods(root: _Reader) -> tuple[str, ...]:
