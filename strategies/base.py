@@ -60,6 +60,9 @@ class LeaderStrategy(ABC):
     """
 
     name: str
+    # merge bucket means of this many updates (bucketing.py); 0 or 1: off
+    bucketing: int = 0
+    last_buckets: list[list[int]] | None = None  # the sites of each, last merge
 
     @abstractmethod
     def flower_strategy(self) -> Strategy:
@@ -96,6 +99,13 @@ class LeaderStrategy(ABC):
         strategy = self.flower_strategy()
         weight_key = weighted_by_key(strategy)
         ordered = checked_updates(server_round, current, updates, weight_key)
+        self.last_buckets = None
+        if self.bucketing > 1:
+            from swarmflower.strategies.bucketing import bucketed
+
+            ordered, self.last_buckets = bucketed(
+                current, server_round, ordered, self.bucketing
+            )
         self.restore(strategy, server_round, current, state)
         replies = [
             train_reply(server_round, update, current.keys(), weight_key)

@@ -84,13 +84,20 @@ def canonical_name(name: str) -> str:
         ) from None
 
 
-def build_strategy(name: str = DEFAULT_STRATEGY, **options: Any) -> FlowerStrategy:
-    """The leader adapter for Flower strategy `name`; options go to its class."""
+def build_strategy(
+    name: str = DEFAULT_STRATEGY, bucketing: int = 0, **options: Any
+) -> FlowerStrategy:
+    """The leader adapter for Flower strategy `name`; options go to its class.
+    `bucketing` K > 1 merges the means of random buckets of K updates."""
     name = canonical_name(name)
     spec = SPECS[name]
-    return spec.leader_class(
+    if bucketing < 0 or bucketing == 1:
+        raise ConfigError(f"bucketing must be 0 (off) or at least 2, got {bucketing}")
+    leader = spec.leader_class(
         name, spec.flower_class, {**SWARM_DEFAULTS, **spec.defaults, **options}
     )
+    leader.bucketing = bucketing
+    return leader
 
 
 def strategy_options(strategy: Strategy) -> dict[str, Any]:

@@ -74,6 +74,8 @@ class RobustStrategy(StatefulFlowerStrategy):
             if arrays is not None
         }
         report = strategy.last_report.as_dict() if strategy.last_report else {}
+        if self.last_buckets is not None:  # report positions are buckets
+            report["buckets"] = self.last_buckets
         return encode_state(
             StateSnapshot(
                 self.name,

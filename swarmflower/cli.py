@@ -20,6 +20,7 @@ from swarmflower.cli_options import (
     AttackersOption,
     AttackOption,
     BasePort,
+    BucketingOption,
     CompareApp,
     CompareOut,
     CompareScenario,
@@ -60,6 +61,7 @@ from swarmflower.errors import ConfigError, SwarmflowerError
 if TYPE_CHECKING:
     from swarmflower.faults import FaultPlan
     from swarmflower.simulations.experiments.scenarios import Faults
+    from swarmflower.strategies import LeaderStrategy
     from swarmflower.tasks import TaskSpec
 
 app = typer.Typer(
@@ -147,6 +149,7 @@ def compare(
     strategy: Strategy = "FedAvg",
     attack: AttackOption = "",
     attackers: AttackersOption = "1",
+    bucketing: BucketingOption = 0,
     *,
     task_args: TaskArgs,
     scenario: CompareScenario = None,
@@ -174,17 +177,20 @@ def compare(
     _check_engine(engine)
     ray_options = _ray_options(engine, ray_address, hosts)
     if scenario is not None or app_dir is not None:
-        if attack or strategy != "FedAvg":
+        if attack or strategy != "FedAvg" or bucketing:
             raise ConfigError(
-                "--scenario and --app bring their own plan: drop --attack and "
-                "--strategy"
+                "--scenario and --app bring their own plan: drop --attack, "
+                "--strategy and --bucketing"
             )
         experiment = (scenario, app_dir, run_config)
         _compare_experiment(*experiment, out, engine, ray_options, report)
         return
 
     spec = task_args.spec()
-    swarm_options: dict = {"engine": engine, "strategy": strategy}
+    swarm_options: dict = {
+        "engine": engine,
+        "strategy": _bucketed(strategy, bucketing) if bucketing else strategy,
+    }
     baseline_options: dict = {}
     if (chosen_attack := _attack_of(spec, attack, attackers)) is not None:
         from swarmflower.faults import FaultPlan
@@ -439,7 +445,7 @@ class _Simulation:
 
     spec: TaskSpec
     rounds: int
-    strategy: str
+    strategy: str | LeaderStrategy  # a built one with --bucketing
     round_timeout: int
     plan: FaultPlan
     profile: Faults  # the dropout, slow sites and links (Ray engine)
@@ -453,6 +459,7 @@ def simulate(
     faults: FaultDrills = "",
     attack: AttackOption = "",
     attackers: AttackersOption = "1",
+    bucketing: BucketingOption = 0,
     dropout: Dropout = 0.0,
     scenario: SimulateScenario = None,
     ray_address: RayAddress = None,
@@ -498,6 +505,10 @@ def simulate(
             task_args.spec(), rounds, strategy, round_timeout, faults, dropout
         )
         run = _with_attack(run, attack, attackers)
+    if bucketing:
+        if scenario is not None:
+            raise ConfigError("--scenario brings its own strategy: drop --bucketing")
+        run = replace(run, strategy=_bucketed(run.strategy, bucketing))
     num_sites = run.spec.load().num_sites
     if engine == "ray":
         ray_options["heterogeneity"] = run.profile.heterogeneity(num_sites)
@@ -511,6 +522,13 @@ def _with_attack(run: _Simulation, attack: str, attackers: str) -> _Simulation:
     if chosen is None:
         return run
     return replace(run, plan=replace(run.plan, attack=chosen))
+
+
+def _bucketed(strategy: str, bucketing: int):
+    """The swarm's strategy with `--bucketing` (a built strategy object)."""
+    from swarmflower.strategies import build_strategy
+
+    return build_strategy(strategy, bucketing=bucketing)
 
 
 def _attack_of(spec: TaskSpec, attack: str, attackers: str):

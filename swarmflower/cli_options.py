@@ -276,6 +276,14 @@ AttackOption = Annotated[
         "ledger names them.",
     ),
 ]
+BucketingOption = Annotated[
+    int,
+    typer.Option(
+        "--bucketing",
+        help="Merge the means of random buckets of K updates (drawn from the "
+        "ledger, the same at every site) with the strategy; 0: off.",
+    ),
+]
 AttackersOption = Annotated[
     str,
     typer.Option(

@@ -13,6 +13,7 @@ from swarmflower.codec import arrays_hash
 from swarmflower.errors import ConfigError
 from swarmflower.round_protocol import verify_merge
 from swarmflower.strategies import Update, adopt_strategy, build_strategy
+from swarmflower.strategies.bucketing import bucket_sites, bucketed
 from swarmflower.strategies.helpers import decode_state
 from swarmflower.strategies.robust import NormBoundedAvg, geometric_median
 
@@ -147,3 +148,31 @@ def test_a_server_apps_robust_strategy_is_adopted_with_its_options():
     assert leader.name == "NormBoundedAvg"
     assert leader.options["bound_factor"] == 3.0
     assert leader.options["fraction_train"] == 0.5
+
+
+def test_buckets_are_drawn_from_the_round_and_cover_every_site_once():
+    sites = list(range(7))
+    first = bucket_sites(CURRENT, 3, sites, 2)
+    assert first == bucket_sites(CURRENT, 3, sites, 2)  # every verifier agrees
+    assert sorted(s for bucket in first for s in bucket) == sites
+    assert [len(b) for b in first] == [2, 2, 2, 1]
+    assert first != bucket_sites(CURRENT, 4, sites, 2)  # a new draw each round
+
+
+@pytest.mark.parametrize("name", ["GeometricMedian", "FedMedian", "Krum"])
+def test_bucketing_merges_the_bucket_means_with_any_strategy(name):
+    updates = round_updates(scale=-50.0)
+    leader = build_strategy(name, bucketing=2)
+    outcome = leader.merge(1, CURRENT, updates, leader.initial_state(CURRENT))
+    means, buckets = bucketed(CURRENT, 1, updates, 2)
+    assert leader.last_buckets == buckets and len(means) == 3
+    plain = build_strategy(name)
+    expected = plain.merge(1, CURRENT, means, plain.initial_state(CURRENT))
+    assert arrays_hash(outcome.arrays) == arrays_hash(expected.arrays)
+    if name == "GeometricMedian":  # the report says which sites each bucket held
+        assert decode_state(outcome.state).report["buckets"] == buckets
+
+
+def test_bucketing_of_one_is_refused():
+    with pytest.raises(ConfigError, match="bucketing must be 0 .off. or at least 2"):
+        build_strategy("FedAvg", bucketing=1)

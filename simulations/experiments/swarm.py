@@ -31,6 +31,7 @@ from swarmflower.simulations.experiments.results import (
     RoundScore,
     round_record,
 )
+from swarmflower.strategies import LeaderStrategy
 from swarmflower.swarm import run_swarm
 from swarmflower.swarm_result import RoundReport, SwarmResult
 from swarmflower.swarm_setup import SwarmSettings
@@ -42,7 +43,7 @@ def run_swarm_method(
     rounds: int,
     progress: Callable[[int], None] | None = None,
     *,
-    strategy: str = "FedAvg",
+    strategy: str | LeaderStrategy = "FedAvg",
     faults: FaultPlan = NO_FAULTS,
     round_timeout: int = 10,
     min_peers: int | None = None,
@@ -84,7 +85,7 @@ def _run_in_process(
     rounds: int,
     progress: Callable[[int], None] | None,
     *,
-    strategy: str,
+    strategy: str | LeaderStrategy,
     faults: FaultPlan,
     ledger_dir: Path | None,
     **settings: Unpack[SwarmSettings],
