@@ -327,13 +327,14 @@ def _report_progress(
     shown = switched = 0
     links = getattr(peer.transport, "link_changes", [])
     quiet_s = max(QUIET_S, 3 * peer.config.round_timeout)
-    progress = time.monotonic()  # when the site last moved on (or started)
+    moved = said = time.monotonic()  # when it last moved on (or started)
     while not stop.is_set() or shown < len(peer.log.adopted):
         events.follow(peer.log)
         events.follow_links(links)
-        if time.monotonic() - progress > quiet_s and not peer.core.done:
-            report(_waiting_line(peer, time.monotonic() - progress, shown))
-            progress = time.monotonic()  # said: again after as long
+        now = time.monotonic()
+        if now - max(moved, said) > quiet_s and not peer.core.done:
+            report(_waiting_line(peer, now - moved, shown))
+            said = now  # said: again after as long
         while switched < len(peer.log.switched):
             report(peer.log.switched[switched])
             switched += 1
@@ -346,7 +347,7 @@ def _report_progress(
                 f"model 0x{a.model_hash.hex()[:12]} ({how})"
             )
             shown += 1
-            progress = time.monotonic()
+            moved = time.monotonic()
         if stop.is_set():
             return
         time.sleep(0.1)

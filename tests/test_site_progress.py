@@ -23,7 +23,7 @@ def waiting_site(join: object | None) -> SimpleNamespace:
 
 
 def lines_while_stuck(peer, tmp_path, monkeypatch, seconds: float) -> list[str]:
-    monkeypatch.setattr(site_runtime, "QUIET_S", 0.3)
+    monkeypatch.setattr(site_runtime, "QUIET_S", 0.4)
     said: list[str] = []
     stop = threading.Event()
     events = SiteEvents(tmp_path / "events.jsonl", "clinic-d")
@@ -41,6 +41,8 @@ def test_a_newcomer_no_member_answers_says_so_every_while(tmp_path, monkeypatch)
     said = lines_while_stuck(waiting_site(join=object()), tmp_path, monkeypatch, 1.1)
     assert 2 <= len(said) <= 4  # once per quiet spell, not once per poll
     assert all("clinic-d: not enrolled yet after" in line for line in said)
+    waited = [float(line.split("after ")[1].split(" s")[0]) for line in said]
+    assert waited == sorted(waited)  # counted from the start, not from the last line
     assert "asking the members to join" in said[0]
 
 

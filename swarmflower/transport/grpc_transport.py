@@ -241,7 +241,7 @@ class _PeerServer:
                     f"{caller} is not a member of the swarm: it may only ask to join"
                 )
             message = _checked(caller, wire.decode_message(frame), self._is_member)
-            self._put(message)
+            self.put(message)
             return
         forward = wire.decode_forward(frame)
         if upstream and forward.origin != caller:
@@ -253,9 +253,10 @@ class _PeerServer:
         )
         if self.hub is None:
             raise Refused("this site relays nothing", grpc.StatusCode.UNIMPLEMENTED)
-        self.hub.forwarded(frame, forward, upstream, lambda: self._put(message))
+        self.hub.forwarded(frame, forward, upstream, lambda: self.put(message))
 
-    def _put(self, message: PeerMessage) -> None:
+    def put(self, message: PeerMessage) -> None:
+        """Into the inbox the round loop reads (Refused when it is full)."""
         try:
             self.inbox.put_nowait(message)
         except queue.Full:
@@ -611,7 +612,7 @@ class GrpcTransport(TransportAPI):
                 sender, message = forward.origin, wire.decode_message(forward.inner)
             else:
                 sender, message = relay, wire.decode_message(frame)
-            self._handlers._put(_checked(sender, message, lambda _: True))
+            self._handlers.put(_checked(sender, message, lambda _: True))
         except (Refused, WireFormatError) as err:
             log.warning("%s: frame from relay %s refused: %s", self.address, relay, err)
 
