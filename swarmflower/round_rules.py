@@ -24,6 +24,10 @@ if TYPE_CHECKING:  # the ledger imports these rules: no import back at load time
     from swarmflower.ledger.records import Reason
 
 UPDATE_WAIT_SHARE = 0.8  # of the round timeout: the leader's default wait
+# How far a leader's block timestamp may lead its own clock; replicas refuse
+# blocks more than 15 s ahead of theirs (ledger MAX_DRIFT): 10 s are left
+# for the sites' clocks to differ.
+MAX_STAMP_LEAD_S = 5
 
 
 def default_update_wait(round_timeout: float) -> float:

@@ -51,6 +51,7 @@ from swarmflower.round_protocol import (
     verify_merge,
 )
 from swarmflower.round_rules import (
+    MAX_STAMP_LEAD_S,
     drawn_sites,
     earliest_timestamp,
     may_seal,
@@ -693,9 +694,23 @@ class SiteCore:
                 round_timeout=self.config.round_timeout,
                 grace=self._grace(round),
             ):
+                if self._stamp_ahead(round, view, now):
+                    return []  # wait: the tick after the clock catches up seals
                 return self._seal(round, view, seal_reason(view, current), now)
             return []
         return []
+
+    def _stamp_ahead(self, round: int, view: int, now: float) -> bool:
+        """Whether this block's timestamp would run too far ahead of the clock.
+
+        Timestamps are whole seconds and rise by at least one a block, so
+        rounds faster than one a second stamp blocks ahead of the wall clock
+        until replicas refuse them as from the future (`MAX_DRIFT`). A real
+        site's leader lets its stamps lead its clock by `MAX_STAMP_LEAD_S`
+        at most, then waits: fast swarms slow to a round a second."""
+        if self.config.logical_time:
+            return False
+        return self._timestamp(round, view, now) > now + MAX_STAMP_LEAD_S
 
     def _say_short(self, round: int, offers: Mapping[str, object], now: float) -> None:
         """Once a round, when this site is the round's leader and its time to

@@ -3,6 +3,8 @@ by the test, at the time the test says, so each race is played exactly."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from flwr.app import Array, ArrayRecord
 
@@ -428,3 +430,27 @@ def test_round_one_waits_the_start_up_grace_then_starts_naming_who_is_missing(
     assert all(address in said[0] for address in late)
     # Round 2 has no grace: its leader's usual wait applies.
     assert swarm.cores[leader]._deadline(0, 2) == 8.0
+
+
+def test_a_real_sites_leader_keeps_its_stamps_near_its_clock():
+    """Whole-second stamps rise by one a block: eight rounds in half a second
+    would stamp the last blocks seconds ahead of every clock. The leader
+    waits once its stamp would lead its clock by 5 s (replicas refuse 15 s)."""
+    swarm = Swarm(rounds=8)
+    for core in swarm.cores:  # wall-clock stamps, as at real sites
+        core.config = replace(core.config, logical_time=False)
+
+    def run_until_quiet(now: float) -> int:
+        for _ in range(40):
+            if not swarm.outbox:
+                swarm.tick(now)
+            if not swarm.outbox:
+                break
+            swarm.deliver(now)
+        return swarm.cores[0].ledger.head().height
+
+    swarm.start(0.0)
+    assert run_until_quiet(0.5) == 5  # stamps 1..5; the sixth would be 6 > 5.5
+    assert all(swarm.cores[0].ledger.round(r).timestamp == r for r in range(1, 6))
+    assert run_until_quiet(1.0) == 6  # a second later, one more
+    assert run_until_quiet(3.0) == 8

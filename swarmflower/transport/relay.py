@@ -104,7 +104,7 @@ class RelayHub:
         """Send `frame` down `site`'s stream; False if it is not attached here."""
         with self._lock:
             streams = list(self._attached.get(site, ()))
-        for outbox in streams[:1]:  # one stream per site is enough
+        for outbox in streams[-1:]:  # its newest stream (an old one may be dead)
             try:
                 outbox.put_nowait(frame)
             except queue.Full:
