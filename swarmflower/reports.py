@@ -185,6 +185,8 @@ def rounds_frame(results: Sequence[MethodResult]) -> pd.DataFrame:
             for column in ("up", "wall_s", "sim_s"):
                 if getattr(record, column) is not None:
                     row[column] = getattr(record, column)
+            if record.attackers:  # a run with --attack names them
+                row["attackers"] = record.attackers
             for name, acc in zip(result.site_names, record.site_accuracy, strict=True):
                 row[f"accuracy_{name}"] = acc
             rows.append(row)

@@ -91,7 +91,9 @@ def test_a_byzantine_scenario_entry_plays_the_same_attack_on_both_engines(tmp_pa
     plan = scenario.faults.fault_plan(scenario.rounds)
     assert plan.attack.sites == {3}
     options = {"strategy": build_strategy(scenario.strategy), "faults": plan}
-    on_ray = ray_swarm(scenario.spec, 3, **options)
+    method = run_swarm_method(scenario.spec, 3, engine="ray", **options)
+    on_ray = method.details
+    assert [r.attackers for r in method.rounds] == ["va"] * 3  # rounds.csv names it
     in_process = heart_swarm(3, **options)
     assert [r.model_hash for r in on_ray.rounds] == [
         r.model_hash for r in in_process.rounds

@@ -1,5 +1,6 @@
 """`swarmflower simulate` run after run into the same folder."""
 
+import pandas as pd
 from typer.testing import CliRunner
 
 from swarmflower.cli import app
@@ -44,6 +45,8 @@ def test_simulate_plays_an_attack_and_names_its_sites(tmp_path):
     )
     assert attacked.exit_code == 0, attacked.output
     assert "sites 2, 4 play the attack scale:-5" in attacked.output
+    rounds = pd.read_csv(tmp_path / "rounds.csv")
+    assert list(rounds["attackers"]) == ["hungary;va"] * 2  # in every round
     for bad, problem in (
         (["--attack", "alie"], "unknown attack 'alie'"),
         (["--attack", "sign-flip", "--attackers", "4"], "choose 1..3"),

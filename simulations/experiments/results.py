@@ -41,6 +41,7 @@ class RoundScore:
     up: int | None = None  # sites that trained (Ray engine)
     wall_s: float | None = None  # this round's wall time (Ray engine)
     sim_s: float | None = None  # this round's simulated time (Ray engine)
+    attackers: str = ""  # attacking sites whose updates the round merged (";")
 
 
 @dataclass(frozen=True)
