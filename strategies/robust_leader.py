@@ -9,11 +9,9 @@ what the merge did to whom, and every verifier recomputes it.
 
 from __future__ import annotations
 
-from flwr.app import ArrayRecord
+from flwr.app import Array, ArrayRecord
 from flwr.serverapp.strategy import Strategy
 
-from swarmflower.codec import arrays_hash
-from swarmflower.strategies.helpers import StateSnapshot, encode_state
 from swarmflower.strategies.robust import (
     CenteredClipping,
     GeometricMedian,
@@ -58,31 +56,13 @@ class RobustStrategy(StatefulFlowerStrategy):
         if isinstance(strategy, CenteredClipping):
             change = fields.get("previous_change")
             if change is not None:
-                from flwr.app import Array
-
                 strategy.previous_change = ArrayRecord(
                     {k: Array(v) for k, v in change.items()}
                 )
 
-    def state_of(
-        self, strategy: Strategy, server_round: int, merged: ArrayRecord
-    ) -> bytes:
+    def report_of(self, strategy: Strategy) -> dict:
         assert isinstance(strategy, GeometricMedian | NormBoundedAvg | CenteredClipping)
-        fields = {
-            name: arrays
-            for name, arrays in self.export_fields(strategy).items()
-            if arrays is not None
-        }
         report = strategy.last_report.as_dict() if strategy.last_report else {}
         if self.last_buckets is not None:  # report positions are buckets
             report["buckets"] = self.last_buckets
-        return encode_state(
-            StateSnapshot(
-                self.name,
-                self.settings,
-                server_round,
-                arrays_hash(merged),
-                fields,
-                report=report,
-            )
-        )
+        return report

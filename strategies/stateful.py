@@ -105,6 +105,15 @@ class StatefulFlowerStrategy(FlowerStrategy):
         }
         return encode_state(
             StateSnapshot(
-                self.name, self.settings, server_round, arrays_hash(merged), fields
+                self.name,
+                self.settings,
+                server_round,
+                arrays_hash(merged),
+                fields,
+                report=self.report_of(strategy),
             )
         )
+
+    def report_of(self, strategy: Strategy) -> dict:
+        """What the merge did to each update, for the state's header (none)."""
+        return {}
