@@ -13,9 +13,7 @@ from collections.abc import Callable, Iterator
 import grpc
 import pytest
 from eth_utils import keccak
-
-from swarmflower.transport import BlockAnnouncement, GrpcTransport, UpdateOffer, wire
-from tests.test_grpc_transport import (
+from test_grpc_transport import (
     ADDRESSES,
     FAST,
     Store,
@@ -27,6 +25,8 @@ from tests.test_grpc_transport import (
     same_arrays,
     store,
 )
+
+from swarmflower.transport import BlockAnnouncement, GrpcTransport, UpdateOffer, wire
 
 MEMBERS = set(ADDRESSES)
 
