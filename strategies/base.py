@@ -25,6 +25,7 @@ from swarmflower.strategies.helpers import (
     metrics_dict,
     train_reply,
 )
+from swarmflower.strategies.update_audit import UpdateAudit, audit_updates
 
 ConfigValue = int | float | str | bool
 T = TypeVar("T")
@@ -49,6 +50,9 @@ class MergeOutcome:
     state: bytes
     state_hash: bytes
     metrics: Mapping[str, float]
+    # site index -> its update's norm and distance to `arrays` (update_audit)
+    audit: Mapping[int, UpdateAudit] = field(default_factory=dict)
+    held_back: tuple[int, ...] = ()  # sites the merge clipped or left out
 
 
 class LeaderStrategy(ABC):
@@ -122,7 +126,15 @@ class LeaderStrategy(ABC):
             state=new_state,
             state_hash=content_hash(new_state),
             metrics=metrics_dict(metrics),
+            audit=audit_updates(current, updates, arrays),
+            held_back=self.held_back(strategy, [u.site for u in ordered]),
         )
+
+    def held_back(self, strategy: Strategy, replies: Sequence[int]) -> tuple[int, ...]:
+        """The sites whose updates the last merge clipped or left out, from
+        the sites (or buckets, `last_buckets`) of its replies in order; a
+        plain Flower strategy does not say."""
+        return ()
 
     def aggregate_evaluate(
         self,

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flwr.serverapp.strategy import (
+    Bulyan,
     FedAdagrad,
     FedAdam,
     FedAvg,
@@ -60,6 +61,7 @@ SPECS: Mapping[str, StrategySpec] = {
     "FedTrimmedAvg": StrategySpec(FedTrimmedAvg, defaults={"beta": 0.2}),
     "Krum": StrategySpec(Krum, defaults={"num_malicious_nodes": 0}),
     "MultiKrum": StrategySpec(MultiKrum, defaults={"num_malicious_nodes": 0}),
+    "Bulyan": StrategySpec(Bulyan, defaults={"num_malicious_nodes": 0}),
     "FedAdam": StrategySpec(FedAdam, FedOptStrategy),
     "FedYogi": StrategySpec(FedYogi, FedOptStrategy),
     "FedAdagrad": StrategySpec(FedAdagrad, FedOptStrategy),

@@ -9,6 +9,8 @@ what the merge did to whom, and every verifier recomputes it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from flwr.app import Array, ArrayRecord
 from flwr.serverapp.strategy import Strategy
 
@@ -59,6 +61,15 @@ class RobustStrategy(StatefulFlowerStrategy):
                 strategy.previous_change = ArrayRecord(
                     {k: Array(v) for k, v in change.items()}
                 )
+
+    def held_back(self, strategy: Strategy, replies: Sequence[int]) -> tuple[int, ...]:
+        assert isinstance(strategy, GeometricMedian | NormBoundedAvg | CenteredClipping)
+        if strategy.last_report is None:
+            return ()
+        groups = self.last_buckets or [[site] for site in replies]
+        return tuple(
+            sorted(site for p in strategy.last_report.clipped for site in groups[p])
+        )
 
     def report_of(self, strategy: Strategy) -> dict:
         assert isinstance(strategy, GeometricMedian | NormBoundedAvg | CenteredClipping)

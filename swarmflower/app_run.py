@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
@@ -30,6 +31,7 @@ from swarmflower.app_calls import (
     log_failure,
 )
 from swarmflower.errors import ConfigError
+from swarmflower.faults import NO_FAULTS, FaultPlan
 from swarmflower.flower_app import FlowerApp, ServerPlan, client_app_of, server_plan
 from swarmflower.flower_messages import EVALUATE, model_instruction, site_context
 from swarmflower.ledger import RoundRecord
@@ -58,6 +60,7 @@ class AppRun:
     # round -> the contributors' train metrics, aggregated as the strategy's
     # aggregate_train aggregates them
     train_metrics: dict[int, dict[str, float]] = field(default_factory=dict)
+    attackers: frozenset[int] = frozenset()  # sites playing an attack (indices)
 
     @property
     def final_arrays(self) -> ArrayRecord:
@@ -118,10 +121,12 @@ def run_flower_app(
     round_timeout: int = 10,
     seed: int = 0,
     engine: str = "inproc",
+    faults: FaultPlan = NO_FAULTS,
 ) -> AppRun:
     """Play the app's plan (default: `server_plan(app)`) as a swarm of
     `sites` sites: in-process threads, or simulated sites on Ray actors
-    (`engine="ray"`, each actor loading the app itself)."""
+    (`engine="ray"`, each actor loading the app itself); `faults` (such as
+    an attack) as in any simulation."""
     started = time.perf_counter()
     plan = plan or server_plan(app)
     count = sites_for(app, sites)
@@ -132,6 +137,7 @@ def run_flower_app(
         "round_timeout": round_timeout,
         "seed": seed,
         "train_sites": drawn_per_round(plan, count),
+        "faults": faults,
     }
     if engine == "ray":
         swarm = _on_ray(app, count, plan, leader, progress, common)
@@ -164,7 +170,8 @@ def run_flower_app(
     }
     trained = {r.round: train_round(plan, r, swarm) for r in swarm.rounds}
     wall_s = time.perf_counter() - started
-    return AppRun(app, plan, swarm, metrics, wall_s, central, trained)
+    attackers = faults.attack.sites if faults.attack is not None else frozenset()
+    return AppRun(app, plan, swarm, metrics, wall_s, central, trained, attackers)
 
 
 def train_round(
@@ -230,7 +237,7 @@ def _on_ray(
     plan: ServerPlan,
     leader: LeaderStrategy,
     progress: Callable[[int], None] | None,
-    common: dict[str, int],
+    common: dict[str, Any],
 ) -> SwarmResult:
     """The app's swarm on the Ray engine; the app's own evaluate runs here
     afterwards, on every round's model, as for threads."""

@@ -105,6 +105,7 @@ def _describe(spec, rounds: int) -> str:
 def _report(results, out: Path, rounds: int, spec, html: bool = False) -> None:
     """Print the results table and legend; write the result files (and page)."""
     from swarmflower.reports import (
+        flagged_lines,
         legend_line,
         results_table,
         site_table,
@@ -123,6 +124,8 @@ def _report(results, out: Path, rounds: int, spec, html: bool = False) -> None:
     if swarm and fedavg:
         ratio = sum(swarm) / sum(fedavg)
         console.print(f"swarm wall time / Flower FedAvg wall time: {ratio:.2f}")
+    for line in flagged_lines(results):
+        console.print(line, soft_wrap=True, highlight=False)
     written = write_results(
         results, out, heading, data=data, task=spec.task, rounds=rounds
     )
@@ -348,6 +351,8 @@ def run_app(
     engine: Engine = "inproc",
     round_timeout: RoundTimeout = 10,
     seed: Seed = 0,
+    attack: AttackOption = "",
+    attackers: AttackersOption = "1",
     out: Annotated[
         Path, typer.Option(help="Folder for rounds.csv, summary.csv, final_model.npz.")
     ] = Path("swarmflower-results/run"),
@@ -357,9 +362,13 @@ def run_app(
 
     Reads the project's pyproject.toml as `flwr run` does (components and run
     config); every round's model is evaluated by the app's own evaluate and
-    aggregated by its own strategy.
+    aggregated by its own strategy. With --attack, the chosen sites poison
+    the updates they send (label-flip needs an app that reads `label-flip`
+    from its train config).
     """
-    _play_app(app_dir, sites, run_config, engine, round_timeout, seed, out)
+    _play_app(
+        app_dir, sites, run_config, engine, round_timeout, seed, out, attack, attackers
+    )
 
 
 def _play_app(
@@ -370,6 +379,8 @@ def _play_app(
     round_timeout: int,
     seed: int,
     out: Path,
+    attack: str = "",
+    attackers: str = "1",
 ) -> None:
     """`run` (and `simulate --app`): the app's swarm, its table and files."""
     from swarmflower.app_run import run_flower_app, sites_for
@@ -383,8 +394,11 @@ def _play_app(
 
     _check_engine(engine)
     flower_app = load_flower_app(app_dir, run_config)
+    from swarmflower.faults import FaultPlan
+
     count = sites_for(flower_app, sites)
     plan = server_plan(flower_app)
+    faults = FaultPlan(attack=_attack_on(attack, attackers, count))
     console.print(
         f"[bold]{flower_app.name}[/] ({flower_app.directory}): {count} sites, "
         f"{plan.num_rounds} rounds of {type(plan.strategy).__name__}, "
@@ -403,6 +417,7 @@ def _play_app(
             round_timeout=round_timeout,
             seed=seed,
             engine=engine,
+            faults=faults,
         ),
     )
     console.print(app_rounds_table(result))
@@ -486,10 +501,18 @@ def simulate(
                 "--app plays the app's own plan: --scenario, --faults, "
                 "--dropout and --min-peers do not apply to it yet"
             )
-        if attack:
-            raise ConfigError("--attack needs a built-in task or module:app, not --app")
         sites, seed = task_args.sites, task_args.seed
-        _play_app(app_dir, sites, run_config, engine, round_timeout, seed, out)
+        _play_app(
+            app_dir,
+            sites,
+            run_config,
+            engine,
+            round_timeout,
+            seed,
+            out,
+            attack,
+            attackers,
+        )
         return
     if run_config:
         raise ConfigError("--run-config is for a Flower app: add --app APP_DIR")
@@ -535,14 +558,23 @@ def _attack_of(spec: TaskSpec, attack: str, attackers: str):
     """`--attack` played by `--attackers` on `spec`'s sites, said once."""
     if not attack:
         return None
-    from swarmflower.attacks import Attack, attacker_sites
 
-    chosen = Attack.parse(attack, attacker_sites(attackers, spec.load().num_sites))
-    if chosen.kind == "label-flip" and ":" in spec.task:
+    if attack.startswith("label-flip") and ":" in spec.task:
         raise ConfigError(
             "--attack label-flip flips the labels of the built-in tasks; "
             "a module:app would not know it is attacked"
         )
+    return _attack_on(attack, attackers, spec.load().num_sites)
+
+
+def _attack_on(attack: str, attackers: str, num_sites: int):
+    """`--attack` played by `--attackers` of `num_sites` sites, said once
+    (None without an attack)."""
+    if not attack:
+        return None
+    from swarmflower.attacks import Attack, attacker_sites
+
+    chosen = Attack.parse(attack, attacker_sites(attackers, num_sites), num_sites)
     names = ", ".join(str(k + 1) for k in sorted(chosen.sites))
     console.print(f"sites {names} play the attack {attack}", soft_wrap=True)
     return chosen

@@ -271,9 +271,10 @@ AttackOption = Annotated[
     str,
     typer.Option(
         "--attack",
-        help="Poisoned sites: 'sign-flip', 'scale:K', 'gaussian:SIGMA' or "
-        "'label-flip' (built-in tasks); they sign what they send, so the "
-        "ledger names them.",
+        help="Poisoned sites: 'sign-flip', 'scale:K', 'gaussian:SIGMA', "
+        "'label-flip' (built-in tasks), or colluding, from the honest updates "
+        "of the round: 'alie[:Z]', 'ipm:EPS', 'mimic:SITE'. They sign what "
+        "they send, so the ledger names them.",
     ),
 ]
 BucketingOption = Annotated[

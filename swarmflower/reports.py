@@ -11,7 +11,7 @@ has `method,seed,round,accuracy,leader` (+ one accuracy column per site).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -187,6 +187,7 @@ def rounds_frame(results: Sequence[MethodResult]) -> pd.DataFrame:
                     row[column] = getattr(record, column)
             if record.attackers:  # a run with --attack names them
                 row["attackers"] = record.attackers
+            row |= audit_cells(record.updates, record.held_back)
             for name, acc in zip(result.site_names, record.site_accuracy, strict=True):
                 row[f"accuracy_{name}"] = acc
             rows.append(row)
@@ -196,6 +197,42 @@ def rounds_frame(results: Sequence[MethodResult]) -> pd.DataFrame:
         if column in frame:
             frame[column] = frame[column].astype("Int64")
     return frame
+
+
+def flagged_lines(results: Sequence[MethodResult]) -> list[str]:
+    """One line per swarm run that has flagged sites (`suspects.py`)."""
+    from swarmflower.suspects import suspects
+
+    swarm = [r for r in results if r.method == "swarm"]
+    if not swarm:
+        return []
+    lines = []
+    frame = rounds_frame(swarm)
+    for seed, rows in frame.groupby("seed", sort=True):
+        found = suspects(rows)
+        if found:
+            reasons = "; ".join(s.why() for s in found)
+            lines.append(f"flagged in the swarm (seed {seed}): {reasons}")
+    return lines
+
+
+def audit_cells(
+    updates: Sequence[tuple[str, float, float]], held_back: Sequence[str]
+) -> dict[str, str]:
+    """rounds.csv's cells on what a swarm round's merge did to each update:
+    `norms` and `distances` (`site=value;...`) and `held_back` (`a;b`)."""
+    if not updates:
+        return {}
+    return {
+        "norms": _per_site((site, norm) for site, norm, _ in updates),
+        "distances": _per_site((site, distance) for site, _, distance in updates),
+        "held_back": ";".join(held_back),
+    }
+
+
+def _per_site(values: Iterable[tuple[str, float]]) -> str:
+    """`site=value;...`, four significant digits."""
+    return ";".join(f"{site}={value:.4g}" for site, value in values)
 
 
 def roc_frame(results: Sequence[MethodResult]) -> pd.DataFrame:
@@ -422,20 +459,23 @@ def app_rounds_frame(run: AppRun) -> pd.DataFrame:
     """A Flower app's swarm, one row per round: who sealed it, and the app's
     own evaluate metrics (aggregated by its strategy) under their own names."""
     leaders = run.swarm.leader_names()
+    audits = run.swarm.round_audits(run.attackers)
     rows = []
     for record in run.swarm.rounds:
-        rows.append(
-            {
-                "method": "swarm",
-                "seed": 0,
-                "round": record.round,
-                "leader": leaders[record.round],
-                "view": record.view,
-                "reason": record.reason.name.lower(),
-                "contributors": len(record.commitments),
-                **_app_metrics(run, record.round),
-            }
-        )
+        audit = audits.get(record.round, {})
+        row = {
+            "method": "swarm",
+            "seed": 0,
+            "round": record.round,
+            "leader": leaders[record.round],
+            "view": record.view,
+            "reason": record.reason.name.lower(),
+            "contributors": len(record.commitments),
+        }
+        if run.attackers:
+            row["attackers"] = audit.get("attackers", "")
+        row |= audit_cells(audit.get("updates", ()), audit.get("held_back", ()))
+        rows.append(row | _app_metrics(run, record.round))
     return pd.DataFrame(rows)
 
 

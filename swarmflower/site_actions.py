@@ -9,6 +9,7 @@ here: how a driver paces the core (`PeerConfig`) and what the core records
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from flwr.app import ArrayRecord
@@ -16,6 +17,7 @@ from flwr.app import ArrayRecord
 from swarmflower.app_calls import AppFailure
 from swarmflower.ledger import Reason, SwarmParams
 from swarmflower.round_rules import default_update_wait
+from swarmflower.strategies.update_audit import UpdateAudit
 from swarmflower.transport.base import PeerMessage
 
 AGREED_GRACE_S = 1.5  # a finished site's stay once every site holds its head
@@ -145,6 +147,14 @@ class Adoption:
     recomputed: bool
 
 
+@dataclass(frozen=True)
+class RoundAudit:
+    """What a round's merge did to each update, as a verifier redid it."""
+
+    updates: Mapping[int, UpdateAudit]  # site index -> norm, distance
+    held_back: tuple[int, ...] = ()  # sites clipped or left out
+
+
 @dataclass
 class PeerLog:
     """What a site did, for tests and reports."""
@@ -170,3 +180,6 @@ class PeerLog:
     left: int | None = None  # the round whose block took its leave
     # (round, rank) when it began a round as its leader (0) or k-th backup
     elected: list[tuple[int, int]] = field(default_factory=list)
+    # round -> what its merge did to each update (norms, distances, who was
+    # clipped or left out), where this site redid the merge
+    audits: dict[int, RoundAudit] = field(default_factory=dict)

@@ -25,6 +25,7 @@ import numpy as np
 from flwr.app import Array, ArrayRecord
 
 from swarmflower.app_calls import AppFailure, FailureLog
+from swarmflower.attacks import Attack
 from swarmflower.codec import arrays_hash, content_hash
 from swarmflower.faults import NO_FAULTS, FaultPlan
 from swarmflower.identity import SiteIdentity
@@ -69,6 +70,7 @@ from swarmflower.site_actions import (
     FetchChain,
     PeerConfig,
     PeerLog,
+    RoundAudit,
     Send,
     Train,
 )
@@ -87,6 +89,8 @@ log = logging.getLogger("swarmflower.peer")
 LOOKAHEAD = 2  # updates for rounds further ahead than this are dropped
 DRAWS_KEPT = 4  # draws of trainers remembered (by parent block): recent rounds
 FETCH_RETRY_S = 0.05  # a fetch that found nothing is asked again after this
+COLLUSION_WAIT_SHARE = 0.5  # of update_wait: a colluder's wait for the honest
+COLLUSION_POLL_S = 0.05  # how often a waiting colluder looks at the board
 
 VetJoin = Callable[[JoinRequest], Enrollment]
 """A join request -> the enrollment to seal; raises ValueError naming why not."""
@@ -210,6 +214,7 @@ class SiteCore:
         self._mine: dict[int, UpdateOffer] = {}
         self._offered_at: dict[int, float] = {}
         self._held: dict[int, tuple[UpdateOffer, float]] = {}  # a straggler's
+        self._crafting: dict[int, tuple[int, ArrayRecord, float]] = {}  # colluder
         self._started: dict[int, float] = {}
         self._training: int | None = None
         self._trained_round = self._model_round
@@ -292,6 +297,7 @@ class SiteCore:
         if self.crashed or self.done:
             return None
         times = [t for _, t in self._held.values()]
+        times += [min(t, now + COLLUSION_POLL_S) for _, _, t in self._crafting.values()]
         times += [t + self.config.round_timeout for t in self._offered_at.values()]
         times += [t + FETCH_RETRY_S for t in self._no_source.values()]
         round = self._model_round + 1
@@ -381,10 +387,18 @@ class SiteCore:
         trained = LocalUpdate(*result)
         self.log.train_metrics[round] = dict(trained.metrics or {})
         num_examples, update = self._tamper(round, trained.num_examples, trained.arrays)
-        if self.faults.attack is not None and self._model is not None:
-            update = self.faults.attack.poison(
-                self.identity.index, round, self._model, update
-            )
+        attack = self.faults.attack
+        if attack is not None and self._model is not None:
+            if attack.colludes:
+                return self._collude(attack, round, num_examples, update, now)
+            update = attack.poison(self.identity.index, round, self._model, update)
+        self._hold(round, num_examples, update, now)
+        return self.tick(now)
+
+    def _hold(
+        self, round: int, num_examples: int, update: ArrayRecord, now: float
+    ) -> None:
+        """Sign this site's update of `round`; it leaves when its delay is over."""
         digest = self.store.put_arrays(update)
         offer = sign_offer(
             self.identity,
@@ -396,7 +410,52 @@ class SiteCore:
             parent=self._model_block or self.ledger.swarm_id,  # trained on it
         )
         self._held[round] = (offer, now + self.faults.delay(self.identity.index, round))
+
+    def _collude(
+        self,
+        attack: Attack,
+        round: int,
+        num_examples: int,
+        update: ArrayRecord,
+        now: float,
+    ) -> list[Action]:
+        """A colluding attack: honest sites show their change on the board;
+        an attacker waits (bounded) until every honest site's is there, then
+        crafts its update from them (`collusion.py`)."""
+        me, model = self.identity.index, self._model
+        parent = self._model_block or self.ledger.swarm_id
+        if not attack.plays(me):
+            attack.board.post(round, parent, me, _change(model, update))
+            self._hold(round, num_examples, update, now)
+        else:
+            wait = COLLUSION_WAIT_SHARE * self.config.update_wait
+            self._crafting[round] = (num_examples, update, now + wait)
         return self.tick(now)
+
+    def _crafted(self, round: int, now: float) -> bool:
+        """Whether an attacker's update of `round` is crafted and held (or
+        it was never waiting): once every honest drawn site has shown its
+        change, or when its wait is over, with what it has seen."""
+        waiting = self._crafting.get(round)
+        attack = self.faults.attack
+        if waiting is None or attack is None or self._model is None:
+            return True
+        num_examples, update, until = waiting
+        parent = self._model_block or self.ledger.swarm_id
+        seen = attack.board.seen(round, parent)
+        drawn = self._drawn(round)
+        honest = {
+            self._index_of[site]
+            for site in (drawn if drawn is not None else self.sites)
+            if site in self._index_of and site not in self.left
+        } - attack.sites
+        if now < until and not honest <= seen.keys():
+            return False
+        del self._crafting[round]
+        me = self.identity.index
+        crafted = attack.poison(me, round, self._model, update, seen)
+        self._hold(round, num_examples, crafted, now)
+        return True
 
     def block_fetched(
         self, block_hash: bytes, block: bytes | None, sources: Sequence[str], now: float
@@ -538,6 +597,8 @@ class SiteCore:
         """While a round is open: send a held update when its delay is over,
         send it again if it may have been lost, and seal when it is this
         site's turn."""
+        if not self._crafted(round, now):
+            return []
         held = self._held.get(round)
         if held is not None:
             if now < held[1]:
@@ -1011,6 +1072,7 @@ class SiteCore:
             if outcome is None:
                 return False, actions
             arrays, state, recomputed = outcome.arrays, outcome.state, True
+            self.log.audits[height] = RoundAudit(outcome.audit, outcome.held_back)
         else:
             found, actions = self._model_of(record, now)
             if found is None:
@@ -1183,3 +1245,11 @@ class SiteCore:
         log.info("site %s: %s", self.identity.name, why)
         self.crashed = True
         return [Crash(why)]
+
+
+def _change(model: ArrayRecord, trained: ArrayRecord) -> dict[str, np.ndarray]:
+    """`trained - model`, per key, in float64."""
+    return {
+        key: array.numpy().astype(np.float64) - model[key].numpy().astype(np.float64)
+        for key, array in trained.items()
+    }

@@ -70,6 +70,39 @@ class SwarmResult:
         names = {core.address: core.identity.name for core in self.sites}
         return {r.round: names.get(r.leader, r.leader) for r in self.rounds}
 
+    def round_audits(
+        self, attackers: frozenset[int] = frozenset()
+    ) -> dict[int, dict[str, object]]:
+        """Round -> what it merged, sites by name: `attackers` (site indices
+        playing an attack) among the sites whose signed commitments it holds;
+        each update's (site, norm, distance to the merged model), and the
+        sites the merge clipped or left out, from a site that redid it."""
+        names = {core.identity.index: core.identity.name for core in self.sites}
+        by_address = {core.address: core.identity.name for core in self.sites}
+        columns: dict[int, dict[str, object]] = {}
+        for record in self.rounds:
+            merged = {by_address.get(c.site, c.site) for c in record.commitments}
+            playing = [names[k] for k in sorted(attackers) if names.get(k) in merged]
+            found: dict[str, object] = {"attackers": ";".join(playing)}
+            audit = next(
+                (
+                    core.log.audits[record.round]
+                    for core in self.sites
+                    if record.round in core.log.audits
+                ),
+                None,
+            )
+            if audit is not None:
+                found["updates"] = tuple(
+                    (names.get(k, str(k)), a.norm, a.distance)
+                    for k, a in sorted(audit.updates.items())
+                )
+                found["held_back"] = tuple(
+                    names.get(k, str(k)) for k in audit.held_back
+                )
+            columns[record.round] = found
+        return columns
+
     @property
     def sim_s(self) -> float:
         """Simulated time at real sites (Ray engine), summed over rounds."""

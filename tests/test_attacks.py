@@ -9,7 +9,13 @@ import torch
 from flwr.app import Array, ArrayRecord
 from swarm_helpers import heart_swarm
 
-from swarmflower.attacks import Attack, attacked_client_app, attacker_sites
+from swarmflower.attacks import (
+    Attack,
+    ColludingFedAvg,
+    attacked_client_app,
+    attacker_sites,
+)
+from swarmflower.collusion import alie_z
 from swarmflower.errors import ConfigError
 from swarmflower.faults import FaultPlan
 from swarmflower.flower_messages import TRAIN, model_instruction, site_context
@@ -52,15 +58,51 @@ def test_label_flip_tells_only_the_attackers_app():
 @pytest.mark.parametrize(
     ("spec", "match"),
     [
-        ("alie", "unknown attack 'alie'"),
+        ("krum", "unknown attack 'krum'"),
         ("scale", "needs its K"),
+        ("ipm", "needs its EPS"),
+        ("ipm:0", "EPS must be a positive number"),
+        ("mimic:1", "mimic:1: that site attacks"),
+        ("mimic:1.5", "SITE is a site number from 1"),
+        ("mimic:9", "mimic:9: only 4 sites"),
         ("gaussian:-1", "SIGMA must be a positive number"),
         ("sign-flip:3", "takes no parameter"),
     ],
 )
 def test_a_bad_attack_is_one_clear_error(spec, match):
     with pytest.raises(ConfigError, match=match):
-        Attack.parse(spec, [0])
+        Attack.parse(spec, [0], num_sites=4)
+
+
+HONEST = {
+    0: {"w": np.array([1.0, 0.0])},
+    2: {"w": np.array([3.0, 2.0])},
+}  # site index -> change; the current model is CURRENT
+
+
+@pytest.mark.parametrize(
+    ("spec", "change"),
+    [
+        ("alie:1", [2.0 - 1.0, 1.0 - 1.0]),  # mean - 1 * std
+        ("ipm:0.5", [-1.0, -0.5]),  # -0.5 * mean
+        ("mimic:3", [3.0, 2.0]),  # site 3's change
+    ],
+)
+def test_colluders_craft_from_the_honest_changes(spec, change):
+    attack = Attack.parse(spec, [1, 3])
+    assert attack.colludes
+    sent = attack.poison(1, 4, CURRENT, TRAINED, HONEST)["w"].numpy()
+    np.testing.assert_allclose(sent, CURRENT["w"].numpy() + np.array(change))
+    assert attack.poison(1, 4, CURRENT, TRAINED, {}) is TRAINED  # saw no one
+
+
+def test_alie_z_follows_the_count_of_sites_and_attackers():
+    assert alie_z(25, 5) == pytest.approx(0.4677, abs=1e-4)  # Phi^-1(17/25)
+    assert alie_z(4, 1) == 0.0  # too few to win anyone over: the mean
+    # Without Z: computed from the sites seen (2 honest + 1 attacker).
+    sent = Attack.parse("alie", [1]).poison(1, 4, CURRENT, TRAINED, HONEST)
+    expected = CURRENT["w"].numpy() + np.array([2.0, 1.0]) - alie_z(3, 1)
+    np.testing.assert_allclose(sent["w"].numpy(), expected, rtol=1e-6)
 
 
 def test_attackers_are_a_count_or_a_list_of_sites():
@@ -138,3 +180,38 @@ def test_flowers_baseline_faces_the_same_attack_through_its_clientapp():
     untouched = train(wrapped, 0)  # an honest partition trains as before
     for key, array in train(plain, 0).items():
         np.testing.assert_array_equal(untouched[key].numpy(), array.numpy())
+
+
+def test_colluders_in_a_swarm_see_the_honest_updates_of_the_round():
+    """mimic: the attacker's signed update, on the ledger, is the very update
+    of the site it copies, every round (the attackers waited for it)."""
+    attack = Attack.parse("mimic:1", [ATTACKER], num_sites=4)
+    result = heart_swarm(3, faults=FaultPlan(attack=attack))
+    names = {core.address: core.identity.name for core in result.sites}
+    for record in result.rounds:
+        sent = {names[c.site]: c.update_hash for c in record.commitments}
+        assert sent["va"] == sent[result.sites[0].identity.name]
+
+
+def test_flowers_fedavg_faces_colluders_crafted_from_the_honest_replies():
+    """On Flower's engine the replies meet only at the strategy: there
+    `ColludingFedAvg` crafts the attackers' updates before FedAvg averages."""
+    spec = TaskSpec(local_steps=2)
+    data = spec.load()
+    current = ArrayRecord(initial_model(spec, data.num_features).state_dict())
+    attack = Attack.parse("mimic:2", [ATTACKER], num_sites=data.num_sites)
+    app = attacked_client_app(make_client_app(spec), attack)
+    replies = [
+        app(
+            model_instruction(current, TRAIN, 1, dst_node_id=site + 1),
+            site_context(site, data.num_sites),
+        )
+        for site in range(data.num_sites)
+    ]
+    fedavg = ColludingFedAvg(attack)
+    fedavg._current = current  # what configure_train keeps (it needs a Grid)
+    merged, _ = fedavg.aggregate_train(1, replies)
+    copied, copy = replies[1].content["arrays"], replies[ATTACKER].content["arrays"]
+    for key in copied:
+        np.testing.assert_array_equal(copy[key].numpy(), copied[key].numpy())
+    assert merged is not None

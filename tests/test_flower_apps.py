@@ -23,6 +23,7 @@ from swarmflower.app_run import run_flower_app
 from swarmflower.errors import ConfigError
 from swarmflower.flower_app import load_flower_app, server_plan
 from swarmflower.strategies import adopt_strategy
+from swarmflower.suspects import per_site
 
 APPS = Path(__file__).parent / "apps"
 GROUND_TRUTH = Path(__file__).parent / "flower_ground_truth.py"
@@ -289,3 +290,25 @@ def test_a_legacy_server_fn_app_is_refused_naming_the_api_the_swarm_plays(tmp_pa
         server_plan(load_flower_app(tmp_path))
     assert "legacy API" in str(refused.value)
     assert "strategy.start" in str(refused.value)
+
+
+def test_run_plays_an_attack_on_the_app_and_rounds_csv_names_the_attacker(tmp_path):
+    """`run --attack`: site 3 copies site 1's update (mimic), so both show
+    the same change norm; rounds.csv names the attacker every round."""
+    result = run_cli(
+        "run",
+        str(APPS / "numpy_app"),
+        "--attack",
+        "mimic:1",
+        "--attackers",
+        "3,",
+        "--out",
+        str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "sites 3 play the attack mimic:1" in result.stdout
+    rounds = pd.read_csv(tmp_path / "rounds.csv")
+    assert list(rounds["attackers"]) == ["site-3"] * 3
+    for cell in rounds["norms"]:
+        norms = per_site(cell)
+        assert norms["site-3"] == norms["site-1"] != norms["site-2"]

@@ -16,6 +16,7 @@ from flwr.app import ArrayRecord
 from swarm_helpers import first_epoch_leaders, heart_swarm
 from typer.testing import CliRunner
 
+from swarmflower.attacks import Attack
 from swarmflower.cli import app
 from swarmflower.codec import arrays_hash
 from swarmflower.faults import FaultPlan
@@ -105,6 +106,20 @@ def test_a_byzantine_scenario_entry_plays_the_same_attack_on_both_engines(tmp_pa
         in_process.sites[0].store.get_blob(in_process.rounds[-1].state_hash)
     ).report
     assert 3 in report["clipped"]  # the attacker (site 4) is clipped, by name
+    assert [r.held_back for r in method.rounds] == [("va",)] * 3  # rounds.csv
+    assert all(len(r.updates) == 4 for r in method.rounds)
+
+
+def test_colluding_attackers_see_the_honest_updates_in_simulated_time():
+    """mimic on Ray: the attacker waits in simulated time for the update it
+    copies, and the ledger shows the copy, as in process."""
+    attack = Attack.parse("mimic:2", [3], num_sites=4)
+    on_ray = ray_swarm(HEART, 2, faults=FaultPlan(attack=attack))
+    names = [site.name for site in HEART.load().sites]
+    address = [identity.address for identity in simulated_identities(names, 0)]
+    for record in on_ray.rounds:
+        sent = {c.site: c.update_hash for c in record.commitments}
+        assert sent[address[3]] == sent[address[1]] != sent[address[0]]
 
 
 @pytest.fixture(scope="module")

@@ -112,8 +112,8 @@ def test_a_file_by_path(tmp_path: Path) -> None:
         ),
         (
             "slowdown = 3.0",
-            'slowdown = 3.0\n[faults.byzantine]\nsites = [1]\nattack = "alie"',
-            r"'faults.byzantine.attack' unknown attack 'alie'",
+            'slowdown = 3.0\n[faults.byzantine]\nsites = [1]\nattack = "ipm"',
+            r"'faults.byzantine.attack' attack ipm needs its EPS",
         ),
     ],
 )

@@ -5,6 +5,7 @@ from typer.testing import CliRunner
 
 from swarmflower.cli import app
 from swarmflower.ledger import Ledger
+from swarmflower.suspects import per_site
 
 
 def test_a_second_run_replaces_the_replicas_of_the_first(tmp_path):
@@ -47,8 +48,13 @@ def test_simulate_plays_an_attack_and_names_its_sites(tmp_path):
     assert "sites 2, 4 play the attack scale:-5" in attacked.output
     rounds = pd.read_csv(tmp_path / "rounds.csv")
     assert list(rounds["attackers"]) == ["hungary;va"] * 2  # in every round
+    norms = [per_site(cell) for cell in rounds["norms"]]
+    assert all(set(n) == {"cleveland", "hungary", "switzerland", "va"} for n in norms)
+    assert all(max(n, key=n.get) in {"hungary", "va"} for n in norms)  # 5x changes
+    assert all(per_site(cell) for cell in rounds["distances"])
     for bad, problem in (
-        (["--attack", "alie"], "unknown attack 'alie'"),
+        (["--attack", "krum"], "unknown attack 'krum'"),
+        (["--attack", "mimic:2", "--attackers", "2,4"], "mimic:2: that site attacks"),
         (["--attack", "sign-flip", "--attackers", "4"], "choose 1..3"),
     ):
         refused = CliRunner().invoke(app, [*command, *bad])

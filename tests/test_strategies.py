@@ -203,7 +203,7 @@ def test_fedprox_train_config_comes_from_flowers_configure_train():
 def test_names_are_flowers_and_case_insensitive():
     assert STRATEGY_NAMES == (
         "FedAvg", "FedProx", "FedAvgM", "FedMedian", "FedTrimmedAvg",
-        "Krum", "MultiKrum", "FedAdam", "FedYogi", "FedAdagrad",
+        "Krum", "MultiKrum", "Bulyan", "FedAdam", "FedYogi", "FedAdagrad",
         "GeometricMedian", "NormBoundedAvg", "CenteredClipping",
     )  # fmt: skip
     assert build_strategy("fedadam").name == "FedAdam"

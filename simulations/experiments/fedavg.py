@@ -16,7 +16,7 @@ from flwr.app import ArrayRecord, Context, MetricRecord, RecordDict
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg, Result
 
-from swarmflower.attacks import Attack, attacked_client_app
+from swarmflower.attacks import Attack, ColludingFedAvg, attacked_client_app
 from swarmflower.logs import quiet_flower
 from swarmflower.simulations.engine.ray_engine import local_ray_init_args, loopback_node
 from swarmflower.simulations.experiments.results import MethodResult, round_record
@@ -57,8 +57,11 @@ def make_server_app(
     rounds: int,
     outcome: dict[str, Result],
     progress: Callable[[int], None] | None = None,
+    attack: Attack | None = None,
 ) -> ServerApp:
-    """A Flower `ServerApp` running FedAvg over every site each round.
+    """A Flower `ServerApp` running FedAvg over every site each round (with
+    a colluding `attack`, Flower's FedAvg with the attackers' updates crafted
+    from the honest ones first: `ColludingFedAvg`).
 
     The finished `Result` is left in `outcome["result"]`: the ServerApp runs in
     a thread of this process under `run_simulation`.
@@ -68,13 +71,18 @@ def make_server_app(
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        fedavg = FedAvg(
-            fraction_train=1.0,
-            fraction_evaluate=1.0,
-            min_train_nodes=data.num_sites,
-            min_evaluate_nodes=data.num_sites,
-            min_available_nodes=data.num_sites,
-            evaluate_metrics_aggr_fn=per_site_accuracy,
+        options = {
+            "fraction_train": 1.0,
+            "fraction_evaluate": 1.0,
+            "min_train_nodes": data.num_sites,
+            "min_evaluate_nodes": data.num_sites,
+            "min_available_nodes": data.num_sites,
+            "evaluate_metrics_aggr_fn": per_site_accuracy,
+        }
+        fedavg = (
+            ColludingFedAvg(attack, **options)
+            if attack is not None and attack.colludes
+            else FedAvg(**options)
         )
         initial = ArrayRecord(initial_model(spec, data.num_features).state_dict())
         outcome["result"] = fedavg.start(
@@ -109,7 +117,7 @@ def run_flower_fedavg(
     outcome: dict[str, Result] = {}
     with quiet_flower(logging.ERROR), loopback_node():
         run_simulation(
-            server_app=make_server_app(spec, rounds, outcome, progress),
+            server_app=make_server_app(spec, rounds, outcome, progress, attack),
             client_app=client_app,
             num_supernodes=data.num_sites,
             backend_config=ray_backend_config(cpus),

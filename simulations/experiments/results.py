@@ -42,6 +42,10 @@ class RoundScore:
     wall_s: float | None = None  # this round's wall time (Ray engine)
     sim_s: float | None = None  # this round's simulated time (Ray engine)
     attackers: str = ""  # attacking sites whose updates the round merged (";")
+    # (site, norm of its change, distance to the merged model) per update the
+    # round merged, and the sites the merge clipped or left out
+    updates: tuple[tuple[str, float, float], ...] = ()
+    held_back: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

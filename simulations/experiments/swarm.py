@@ -23,7 +23,6 @@ from swarmflower.datasets import FederatedDataset
 from swarmflower.errors import ConfigError
 from swarmflower.faults import NO_FAULTS, FaultPlan
 from swarmflower.flower_messages import site_context
-from swarmflower.identity import simulated_identities
 from swarmflower.simulations.engine.ray_engine import run_ray_swarm
 from swarmflower.simulations.engine.timing import Heterogeneity
 from swarmflower.simulations.experiments.results import (
@@ -111,38 +110,26 @@ def _run_in_process(
         ledger_dir=ledger_dir,
         **settings,
     )
-    history = _score_rounds(spec, app, swarm, _attackers(swarm, faults, data, spec))
+    history = _score_rounds(spec, app, swarm, _audits(swarm, faults))
     return _swarm_result(
         data, started, history, swarm.final_arrays, swarm, len(swarm.crashes)
     )
 
 
-def _attackers(
-    swarm: SwarmResult, faults: FaultPlan, data: FederatedDataset, spec: TaskSpec
-) -> dict[int, str]:
-    """Round -> the attacking sites (`faults.attack`) whose updates it merged,
-    by name: from the commitments on the ledger, which the attackers signed."""
-    if faults.attack is None:
-        return {}
-    names = [s.name for s in data.sites]
-    identities = simulated_identities(names, spec.seed)
-    attackers = {identities[k].address: names[k] for k in faults.attack.sites}
-    return {
-        record.round: ";".join(
-            sorted(
-                (attackers[c.site] for c in record.commitments if c.site in attackers),
-                key=names.index,
-            )
-        )
-        for record in swarm.rounds
-    }
+def _audits(swarm: SwarmResult, faults: FaultPlan) -> dict[int, dict[str, object]]:
+    """Round -> its `RoundScore` columns about the updates it merged."""
+    attack = faults.attack
+    return swarm.round_audits(attack.sites if attack is not None else frozenset())
 
 
 def _score_rounds(
-    spec: TaskSpec, app: ClientApp, swarm: SwarmResult, attackers: dict[int, str]
+    spec: TaskSpec,
+    app: ClientApp,
+    swarm: SwarmResult,
+    audits: dict[int, dict[str, object]],
 ) -> list:
     """Each round's model on each site's test set, via the site's ClientApp
-    (NaN where it failed); `attackers` names a round's merged attackers."""
+    (NaN where it failed), with the round's `audits` columns."""
     data = spec.load()
     leaders = swarm.leader_names()
     contexts = {k: site_context(k, data.num_sites) for k in range(data.num_sites)}
@@ -162,7 +149,7 @@ def _score_rounds(
                 view=record.view,
                 reason=record.reason.name.lower(),
                 contributors=len(record.commitments),
-                attackers=attackers.get(record.round, ""),
+                **audits.get(record.round, {}),
             )
         )
     return history
@@ -198,7 +185,7 @@ def _run_on_ray(
         progress=round_done,
         **options,
     )
-    attacked = _attackers(result, options.get("faults", NO_FAULTS), data, spec)
+    audits = _audits(result, options.get("faults", NO_FAULTS))
     history = [
         round_record(
             r.round,
@@ -210,7 +197,7 @@ def _run_on_ray(
             up=r.up,
             wall_s=r.wall_s,
             sim_s=r.sim_s,
-            attackers=attacked.get(r.round, ""),
+            **audits.get(r.round, {}),
         )
         for r in result.reports
     ]

@@ -10,8 +10,13 @@ import pandas as pd
 
 from swarmflower.report.figures import curves_figure, roc_figure
 from swarmflower.report.run_files import Run, Stat, load_run
+from swarmflower.suspects import suspects
 
 SHOWN_SITES = 12  # per-site tables show this many weakest and strongest sites
+AUDIT_COLUMNS = {
+    "attackers": "attacking sites (--attack) whose signed updates were merged",
+    "held_back": "sites whose updates the merge clipped or left out",
+}
 SHOWN_ROUNDS = 30  # the swarm's rounds table: this many first and last rounds
 ONE_CLASS = "one class in this test set"
 
@@ -357,10 +362,15 @@ def _swarm_rounds_section(run: Run) -> str:
         note += f" The first and last {SHOWN_ROUNDS} of {len(swarm)} rounds "
         note += "(all are in rounds.csv)."
         swarm = pd.concat([swarm.head(SHOWN_ROUNDS), swarm.tail(SHOWN_ROUNDS)])
+    flagged = suspects(swarm)
+    if flagged:
+        note += " Flagged: " + "; ".join(s.why() for s in flagged) + "."
+    extra = [c for c in AUDIT_COLUMNS if c in swarm and swarm[c].notna().any()]
     rows = [
         f"<tr>{_td(_count(r.round))}{_text_td(r.leader)}{_td(_whole(r.view))}"
         f"{_text_td(r.reason)}{_td(_whole(r.contributors))}"
-        f"{_td(_stat_html(Stat(r.accuracy)))}</tr>"
+        + "".join(_text_td(_blank(getattr(r, c))) for c in extra)
+        + f"{_td(_stat_html(Stat(r.accuracy)))}</tr>"
         for r in swarm.itertuples()
     ]
     headers = [
@@ -369,9 +379,15 @@ def _swarm_rounds_section(run: Run) -> str:
         ("view", "election view: above 0 when a leader had to be replaced"),
         ("reason", "why this site led"),
         ("contributors", "sites whose updates were merged"),
+        *[(c.replace("_", " "), AUDIT_COLUMNS[c]) for c in extra],
         ("accuracy", "mean per-site test accuracy after the round"),
     ]
     return f"<h2>Swarm rounds</h2>{_note(note)}{_table(headers, rows)}"
+
+
+def _blank(value: object) -> str:
+    """A rounds.csv text cell; empty where pandas read nothing."""
+    return value if isinstance(value, str) else ""
 
 
 def _footer(run: Run) -> str:
