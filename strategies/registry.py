@@ -28,6 +28,7 @@ from swarmflower.strategies.fedavgm import FedAvgMStrategy
 from swarmflower.strategies.fedopt import FedOptStrategy
 from swarmflower.strategies.flower_strategy import FlowerStrategy
 from swarmflower.strategies.robust import (
+    AlignedAvg,
     CenteredClipping,
     GeometricMedian,
     NormBoundedAvg,
@@ -69,6 +70,7 @@ SPECS: Mapping[str, StrategySpec] = {
     "GeometricMedian": StrategySpec(GeometricMedian, RobustStrategy),
     "NormBoundedAvg": StrategySpec(NormBoundedAvg, RobustStrategy),
     "CenteredClipping": StrategySpec(CenteredClipping, RobustStrategy),
+    "AlignedAvg": StrategySpec(AlignedAvg, RobustStrategy),
 }
 
 STRATEGY_NAMES: tuple[str, ...] = tuple(SPECS)

@@ -19,6 +19,11 @@ can use it as it uses Flower's own (`GeometricMedian()` in place of
   default: the round's median distance to the centre) and `iterations`
   passes (Karimireddy, He and Jaggi, ICML 2021). The merged change is
   carried to the next round as strategy state.
+- `AlignedAvg`: the weighted mean of the changes whose cosine with the
+  round's coordinate-wise median change exceeds `min_cosine` (0), each
+  clipped to `bound_factor` (2) times the median norm of those kept: a
+  direction check in the spirit of FLTrust (Cao et al., NDSS 2021) with the
+  sites' own median as the trusted direction, then norm-bounded averaging.
 
 After each merge `last_report` says, per reply in the order given, the
 weight it had in the merge and whether its change was clipped; a swarm's
@@ -300,8 +305,65 @@ class CenteredClipping(_RobustFedAvg):
         return centre + guess, report
 
 
+class AlignedAvg(_RobustFedAvg):
+    """The weighted mean of the changes that point the way the round's
+    coordinate-wise median change points (cosine above `min_cosine`), each
+    clipped to `bound_factor` times the median norm of those kept. The
+    median direction is set by the majority of sites, however few examples
+    they hold, so a reversed or inflated change (sign flip, IPM, a scaled
+    update) is left out whatever weight it claims."""
+
+    def __init__(
+        self, *, min_cosine: float = 0.0, bound_factor: float = 2.0, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        if not -1 <= min_cosine < 1 or not bound_factor > 0:
+            raise ValueError("AlignedAvg needs -1 <= min_cosine < 1, bound_factor > 0")
+        self.min_cosine = min_cosine
+        self.bound_factor = bound_factor
+
+    def robust_merge(self, points, weights, server_round):
+        centre = self.centre(points.shape[1])
+        changes = points - centre
+        norms = [norm(c) for c in changes]
+        reference = np.median(changes, axis=0)
+        cosines = [
+            _cosine(c, n, reference) for c, n in zip(changes, norms, strict=True)
+        ]
+        kept = [i for i, c in enumerate(cosines) if c > self.min_cosine]
+        if not kept:  # no direction to agree with (all changes zero, say)
+            kept = list(range(len(changes)))
+        bound = self.bound_factor * float(np.median([norms[i] for i in kept]))
+        clipped = {i: clip(changes[i], bound) for i in kept}
+        share = np.zeros(len(changes))
+        share[kept] = weights[kept] / np.sum(weights[kept])
+        merged = centre + weighted_sum(
+            np.stack([clipped[i][0] for i in kept]), share[kept]
+        )
+        left_out = [i for i in range(len(changes)) if i not in clipped]
+        report = MergeReport(
+            weights=tuple(float(s) for s in share),
+            clipped=tuple(sorted(left_out + [i for i in kept if clipped[i][1]])),
+            norms=tuple(norms),
+            bound=bound,
+            extra={
+                "left_out": left_out,
+                "cosines": [round(c, 12) for c in cosines],
+            },
+        )
+        return merged, report
+
+
+def _cosine(change: np.ndarray, length: float, reference: np.ndarray) -> float:
+    """Cosine of the angle between `change` and `reference` (0 if either is
+    zero), by plain sums."""
+    scale = length * norm(reference)
+    return float(np.sum(change * reference)) / scale if scale > 0 else 0.0
+
+
 ROBUST_STRATEGIES: Sequence[type[_RobustFedAvg]] = (
     GeometricMedian,
     NormBoundedAvg,
     CenteredClipping,
+    AlignedAvg,
 )

@@ -15,6 +15,8 @@ from flwr.app import Array, ArrayRecord
 from flwr.serverapp.strategy import Strategy
 
 from swarmflower.strategies.robust import (
+    ROBUST_STRATEGIES,
+    AlignedAvg,
     CenteredClipping,
     GeometricMedian,
     NormBoundedAvg,
@@ -29,6 +31,7 @@ HYPERPARAMETERS = {
     GeometricMedian: ("max_iterations", "tolerance", "distance_floor"),
     NormBoundedAvg: ("bound_factor",),
     CenteredClipping: ("clip_radius", "momentum", "iterations"),
+    AlignedAvg: ("min_cosine", "bound_factor"),
 }
 
 
@@ -53,7 +56,7 @@ class RobustStrategy(StatefulFlowerStrategy):
     def import_fields(
         self, strategy: Strategy, current: ArrayRecord, fields: StateFields
     ) -> None:
-        assert isinstance(strategy, GeometricMedian | NormBoundedAvg | CenteredClipping)
+        assert isinstance(strategy, tuple(ROBUST_STRATEGIES))
         strategy.current_arrays = ArrayRecord(dict(current.items()))
         if isinstance(strategy, CenteredClipping):
             change = fields.get("previous_change")
@@ -63,7 +66,7 @@ class RobustStrategy(StatefulFlowerStrategy):
                 )
 
     def held_back(self, strategy: Strategy, replies: Sequence[int]) -> tuple[int, ...]:
-        assert isinstance(strategy, GeometricMedian | NormBoundedAvg | CenteredClipping)
+        assert isinstance(strategy, tuple(ROBUST_STRATEGIES))
         if strategy.last_report is None:
             return ()
         groups = self.last_buckets or [[site] for site in replies]
@@ -72,7 +75,7 @@ class RobustStrategy(StatefulFlowerStrategy):
         )
 
     def report_of(self, strategy: Strategy) -> dict:
-        assert isinstance(strategy, GeometricMedian | NormBoundedAvg | CenteredClipping)
+        assert isinstance(strategy, tuple(ROBUST_STRATEGIES))
         report = strategy.last_report.as_dict() if strategy.last_report else {}
         if self.last_buckets is not None:  # report positions are buckets
             report["buckets"] = self.last_buckets

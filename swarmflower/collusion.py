@@ -76,6 +76,14 @@ class CollusionBoard:
         self._lock = threading.Lock()
         self._changes: dict[tuple[int, bytes], dict[int, dict[str, np.ndarray]]] = {}
 
+    def __getstate__(self) -> dict:
+        """A board sent to another process (a Ray actor) arrives empty: what
+        colluders see is posted where the sites' cores run."""
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__()
+
     def post(self, round: int, parent: bytes, site: int, change: Change) -> None:
         with self._lock:
             self._changes.setdefault((round, parent), {})[site] = dict(change)

@@ -3,6 +3,8 @@ robust merge makes of them (the in-process swarm on heart)."""
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -215,3 +217,13 @@ def test_flowers_fedavg_faces_colluders_crafted_from_the_honest_replies():
     for key in copied:
         np.testing.assert_array_equal(copy[key].numpy(), copied[key].numpy())
     assert merged is not None
+
+
+def test_an_attack_travels_to_ray_actors_with_an_empty_board():
+    """Flower's engine pickles the attacked ClientApp for its actors: the
+    board's lock must not stop it, and what colluders saw stays home."""
+    attack = Attack.parse("ipm:10", [3])
+    attack.board.post(1, b"block", 0, {"w": np.ones(2)})
+    copy = pickle.loads(pickle.dumps(attack))
+    assert copy == attack and copy.board.seen(1, b"block") == {}
+    assert set(attack.board.seen(1, b"block")) == {0}

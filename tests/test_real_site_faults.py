@@ -1,17 +1,15 @@
 """Real `peer` processes against a bad participant, damaged files and chaos.
 
 Each test runs its own small swarm of real processes over gRPC with mutual
-TLS on 127.0.0.1: a site that offers poisoned updates, a site whose replica
-and model files are damaged while it is down, and seeded chaos runs with
-random SIGKILLs and restarts.
+TLS on 127.0.0.1: a site whose replica and model files are damaged while it
+is down, and seeded chaos runs with random SIGKILLs and restarts. (A site
+offering poisoned updates plays in `test_real_sites.py`'s shared swarm.)
 """
 
 from __future__ import annotations
 
-import re
 import signal
 import subprocess
-from pathlib import Path
 
 import pytest
 from eth_utils import keccak
@@ -19,16 +17,7 @@ from real_sites import Watched, finish, init_swarm, outcome, start_peer, verify_
 
 from swarmflower.ledger import Ledger
 from swarmflower.ledger.store import FILENAME
-from swarmflower.pki import load_eth_key
 from swarmflower.simulations.experiments.chaos import run_chaos
-
-BAD_ROUNDS = {
-    1: ("zero-examples", "num_examples 0 is outside 1..max_examples"),
-    2: ("huge-examples", f"num_examples {2**63} is outside 1..max_examples"),
-    3: ("complex", "has dtype complex64, the model has float32"),
-    4: ("integer", "has dtype int32, the model has float32"),
-    5: ("huge-weights", "update too far from the model"),
-}
 
 
 @pytest.fixture()
@@ -40,51 +29,6 @@ def reaped():
         if process.poll() is None:
             process.kill()
             process.communicate()
-
-
-def _address(site: Path) -> str:
-    return load_eth_key(site / "site.key").public_key.to_checksum_address()
-
-
-def test_a_site_offering_poisoned_updates_is_refused_by_name(tmp_path, reaped):
-    # Its updates are all refused: no start-up grace to wait out in round 1.
-    init_swarm(tmp_path, 3, 5, 3, "--start-grace", "0")
-    sites = [tmp_path / f"site-{k}" for k in (1, 2, 3)]
-    drill = ",".join(f"bad-update:3@{r}:{kind}" for r, (kind, _) in BAD_ROUNDS.items())
-    processes = [start_peer(site, "--faults", drill) for site in sites]
-    reaped.extend(processes)
-    results = [finish(p) for p in processes]
-    assert [code for code, _ in results] == [0, 0, 0], results
-    outcomes = [outcome(output) for _, output in results]
-    assert {o[:2] for o in outcomes} == {("finished", 5)}
-    assert len({o[2] for o in outcomes}) == 1 and len({o[3] for o in outcomes}) == 1
-
-    poisoner = _address(sites[2])
-    ledger = Ledger.open(sites[0])
-    try:
-        records = list(ledger.rounds())
-    finally:
-        ledger.close()
-    assert [r.round for r in records] == [1, 2, 3, 4, 5]
-    for record in records:
-        assert poisoner not in record.contributors
-        assert len(record.contributors) == 2
-    # The honest sites name the poisoner and the problem, round by round. In
-    # round 1 its offer may reach a site that started earlier only after that
-    # site adopted the round: dropped as late, unread (the poisoner's own
-    # check at the door still names it).
-    for round, (_, problem) in BAD_ROUNDS.items():
-        refusal = re.compile(
-            rf"refused the round-{round} update of site 3 \({poisoner}\): .*"
-            + re.escape(problem)
-        )
-        honest = [output for _, output in results[:2]]
-        if round == 1:
-            named = [bool(refusal.search(o)) for _, o in results]
-            assert any(named), (round, results)
-        else:
-            assert all(refusal.search(o) for o in honest), (round, honest)
-    assert "Traceback" not in "".join(output for _, output in results)
 
 
 def test_a_damaged_replica_and_model_files_are_repaired_from_peers(tmp_path, reaped):

@@ -25,7 +25,7 @@ from swarmflower.strategies import (
 NUM_SITES = 5
 STATEFUL = {"FedAvgM", "FedAdam", "FedYogi", "FedAdagrad"}
 # the robust merges publish what they did to each update every round
-STATEFUL |= {"GeometricMedian", "NormBoundedAvg", "CenteredClipping"}
+STATEFUL |= {"GeometricMedian", "NormBoundedAvg", "CenteredClipping", "AlignedAvg"}
 # Options that make every strategy do something a plain mean would not.
 OPTIONS = {
     "FedAvgM": {"server_momentum": 0.9, "server_learning_rate": 0.5},
@@ -204,7 +204,7 @@ def test_names_are_flowers_and_case_insensitive():
     assert STRATEGY_NAMES == (
         "FedAvg", "FedProx", "FedAvgM", "FedMedian", "FedTrimmedAvg",
         "Krum", "MultiKrum", "Bulyan", "FedAdam", "FedYogi", "FedAdagrad",
-        "GeometricMedian", "NormBoundedAvg", "CenteredClipping",
+        "GeometricMedian", "NormBoundedAvg", "CenteredClipping", "AlignedAvg",
     )  # fmt: skip
     assert build_strategy("fedadam").name == "FedAdam"
     assert build_strategy("normboundedavg").name == "NormBoundedAvg"

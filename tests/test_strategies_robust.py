@@ -17,7 +17,7 @@ from swarmflower.strategies.bucketing import bucket_sites, bucketed
 from swarmflower.strategies.helpers import decode_state
 from swarmflower.strategies.robust import NormBoundedAvg, geometric_median
 
-ROBUST = ("GeometricMedian", "NormBoundedAvg", "CenteredClipping")
+ROBUST = ("GeometricMedian", "NormBoundedAvg", "CenteredClipping", "AlignedAvg")
 ATTACKER = 4  # the last of five sites
 
 
@@ -75,6 +75,24 @@ def test_without_an_attacker_the_norm_bound_clips_nothing_and_equals_fedavg():
     assert report["clipped"] == []
     np.testing.assert_allclose(bounded, fedavg, rtol=1e-6)
     assert report["bound"] == pytest.approx(2.0 * np.median(report["norms"]))
+
+
+def test_aligned_avg_leaves_out_a_reversed_change_whatever_weight_it_claims():
+    """IPM-like: the attacker sends a small change against the others' mean
+    (its norm passes any norm bound) and claims most of the examples."""
+    updates = round_updates()
+    mean = np.mean([vector(u.arrays) for u in updates[:ATTACKER]], axis=0)
+    updates[ATTACKER] = Update(ATTACKER, model(-1.5 * mean), 10**6)
+    honest, _ = merged("FedAvg", round_updates()[:ATTACKER])
+    bounded, _ = merged("NormBoundedAvg", updates)
+    aligned, report = merged("AlignedAvg", updates)
+    assert float(np.sum(bounded * honest)) < 0  # the norm bound goes backwards
+    np.testing.assert_allclose(aligned, honest, rtol=1e-6)
+    assert report["left_out"] == [ATTACKER] and report["weights"][ATTACKER] == 0
+    assert report["cosines"][ATTACKER] < 0 < min(report["cosines"][:ATTACKER])
+    clean, clean_report = merged("AlignedAvg", round_updates())
+    np.testing.assert_allclose(clean, merged("FedAvg", round_updates())[0], rtol=1e-6)
+    assert clean_report["left_out"] == []
 
 
 def test_a_leader_that_skips_the_clipping_is_refused():

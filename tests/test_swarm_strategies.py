@@ -19,6 +19,11 @@ def test_three_rounds_with_the_rotating_leader(name):
     assert finals == {result.rounds[-1].model_hash}
     assert all(a.recomputed for p in result.sites for a in p.log.adopted)
     stateful = name in {"FedAvgM", "FedAdam", "FedYogi", "FedAdagrad"}
-    stateful |= name in {"GeometricMedian", "NormBoundedAvg", "CenteredClipping"}
+    stateful |= name in {
+        "GeometricMedian",
+        "NormBoundedAvg",
+        "CenteredClipping",
+        "AlignedAvg",
+    }
     state_hashes = {r.state_hash for r in result.rounds}
     assert (len(state_hashes) == 3) == stateful
