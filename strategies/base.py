@@ -8,8 +8,10 @@ the ledger), aggregates, and publishes the new state.
 
 from __future__ import annotations
 
+import gc
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -161,6 +163,24 @@ def weighted_by_key(strategy: Strategy) -> str:
     return str(getattr(strategy, "weighted_by_key", DEFAULT_WEIGHT_KEY))
 
 
+@contextmanager
+def _heap_frozen() -> Iterator[None]:
+    """Some Flower strategies (Bulyan) force a full `gc.collect()` for every
+    reply they convert; in a process holding torch, Flower and a ledger each
+    takes a fraction of a second. Frozen, the existing heap is skipped and a
+    collection walks only what the merge made (the cycles it frees are the
+    same; frozen objects are collected later, once thawed). A process that
+    froze its heap itself is left as it is."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def _flower_call(name: str, call: Callable[[], T]) -> T:
     """Run a Flower aggregation, turning its refusals into `MergeError`.
 
@@ -168,7 +188,8 @@ def _flower_call(name: str, call: Callable[[], T]) -> T:
     cast) are refusals of the replies too, not bugs of the leader.
     """
     try:
-        return call()
+        with _heap_frozen():
+            return call()
     except (AggregationError, InconsistentMessageReplies) as err:
         raise MergeError(f"{name} refused to aggregate: {err}") from err
     except (ArithmeticError, TypeError, ValueError) as err:
