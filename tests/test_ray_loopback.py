@@ -1,7 +1,7 @@
 """A local Ray, the swarm engine's or Flower's baseline's, listens on loopback only.
 
 Ray has no authentication by default: a simulation on a laptop must not open
-its GCS, raylet, workers or agents to the network. Each test runs the real
+its GCS, raylet, workers or agents to the network. The test runs the real
 command line and, while it runs, records every listening socket of its whole
 process tree (TCP in LISTEN, UDP bound without a peer).
 """
@@ -99,20 +99,15 @@ def assert_loopback_only(seen: set[tuple[str, str, str, int]]) -> None:
 
 
 def test_ray_engine_listens_on_loopback_only(tmp_path):
+    """One `compare` starts both Rays: the swarm's engine (`--engine ray`)
+    and Flower's simulation engine for the FedAvg baseline."""
     code, seen = watch(
         tmp_path,
-        *("simulate", "--engine", "ray", "--task", "heart"),
-        *("--rounds", "3", "--local-steps", "5", "--out", str(tmp_path)),
+        *("compare", "--engine", "ray", "--methods", "swarm,fedavg"),
+        *("--task", "heart", "--rounds", "2", "--local-steps", "5"),
+        *("--out", str(tmp_path)),
     )
     assert code == 0, (tmp_path / "stderr.txt").read_text()
     assert_loopback_only(seen)
-
-
-def test_flower_baseline_listens_on_loopback_only(tmp_path):
-    code, seen = watch(
-        tmp_path,
-        *("compare", "--methods", "fedavg", "--task", "heart"),
-        *("--rounds", "2", "--local-steps", "5", "--out", str(tmp_path)),
-    )
-    assert code == 0, (tmp_path / "stderr.txt").read_text()
-    assert_loopback_only(seen)
+    rounds = (tmp_path / "rounds.csv").read_text()
+    assert "\nswarm," in rounds and "\nfedavg," in rounds  # both engines ran
