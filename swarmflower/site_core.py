@@ -597,8 +597,8 @@ class SiteCore:
         """While a round is open: send a held update when its delay is over,
         send it again if it may have been lost, and seal when it is this
         site's turn."""
-        if not self._crafted(round, now):
-            return []
+        if not self._crafted(round, now):  # a colluder still waiting may lead
+            return self._maybe_seal(round, now)
         held = self._held.get(round)
         if held is not None:
             if now < held[1]:
