@@ -69,13 +69,19 @@ class SwarmParams:
     # seconds round 1 waits for every founding site before it starts with
     # min_peers (sites start their processes at different times)
     start_grace: int = 0
+    # merge the means of seeded buckets of this many updates (0: off; see
+    # strategies/bucketing.py); every verifier buckets alike
+    bucketing: int = 0
 
     def __post_init__(self) -> None:
         names = ("rounds", "round_timeout", "min_peers", "train_sites", "start_grace")
+        names += ("bucketing",)
         for name in names:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"SwarmParams.{name} must be a non-negative int")
+        if self.bucketing == 1:
+            raise ValueError("SwarmParams.bucketing must be 0 (off) or at least 2")
         if len(self.strategy.encode()) > 64:
             raise ValueError("SwarmParams.strategy is at most 64 bytes")
         count = self.max_examples
@@ -95,7 +101,8 @@ class SwarmParams:
     def to_dict(self) -> dict[str, int | float | str]:
         """The canonical form in the genesis JSON.
 
-        The update limits, `train_sites` and `start_grace` appear only when
+        The update limits, `train_sites`, `start_grace` and `bucketing` appear
+        only when
         they differ from the defaults, so a swarm founded before they existed
         keeps its swarm id; other values are in the JSON, hence in the id.
         """
@@ -113,6 +120,8 @@ class SwarmParams:
             data["train_sites"] = self.train_sites
         if self.start_grace:
             data["start_grace"] = self.start_grace
+        if self.bucketing:
+            data["bucketing"] = self.bucketing
         return data
 
 

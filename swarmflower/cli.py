@@ -708,6 +708,7 @@ def init(
     run_config: RunConfigOption = "",
     hosts: InitHosts = None,
     start_grace: StartGrace = None,
+    bucketing: BucketingOption = 0,
     *,
     task_args: TaskArgs,
     max_examples: MaxExamples = DEFAULT_MAX_EXAMPLES,
@@ -731,6 +732,7 @@ def init(
         "max_examples": max_examples,
         "max_update_ratio": max_update_ratio,
         "start_grace": 3 * round_timeout if start_grace is None else start_grace,
+        "bucketing": bucketing,
     }
     if founding["start_grace"] < 0:
         raise ConfigError(f"--start-grace must be at least 0, got {start_grace}")
@@ -774,8 +776,9 @@ def _print_swarm(layout, out: Path) -> None:
 
     params = layout.genesis.params
     table = Table(
-        title=f"swarm in {out}: {params.rounds} rounds, {params.strategy}, "
-        f"min_peers {params.min_peers}, round timeout {params.round_timeout} s"
+        title=f"swarm in {out}: {params.rounds} rounds, {params.strategy}"
+        + (f" over buckets of {params.bucketing}" if params.bucketing else "")
+        + f", min_peers {params.min_peers}, round timeout {params.round_timeout} s"
     )
     table.add_column("site")
     table.add_column("listens on")

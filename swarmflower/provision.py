@@ -205,6 +205,7 @@ def init_swarm(
         max_examples=founding.pop("max_examples", DEFAULT_MAX_EXAMPLES),
         max_update_ratio=founding.pop("max_update_ratio", DEFAULT_MAX_UPDATE_RATIO),
         start_grace=founding.pop("start_grace", 0),
+        bucketing=founding.pop("bucketing", 0),
     )
     return _found_swarm(out, names, arrays, params, template, **founding)
 
@@ -244,6 +245,7 @@ def init_app_swarm(
         max_examples=founding.pop("max_examples", DEFAULT_MAX_EXAMPLES),
         max_update_ratio=founding.pop("max_update_ratio", DEFAULT_MAX_UPDATE_RATIO),
         start_grace=founding.pop("start_grace", 0),
+        bucketing=founding.pop("bucketing", 0),
         train_sites=drawn_per_round(plan, count),
     )
     template = AppConfig(

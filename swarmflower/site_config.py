@@ -395,6 +395,7 @@ def _swarm(table: _Table) -> SwarmParams:
             ),
             train_sites=table.positive("train_sites", 0, minimum=0),
             start_grace=table.positive("start_grace", 0, minimum=0),
+            bucketing=table.positive("bucketing", 0, minimum=0),
         )
     except ValueError as exc:
         raise ConfigError(f"{table.path}: [swarm] {exc}") from None

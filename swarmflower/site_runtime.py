@@ -175,7 +175,7 @@ def _workload(
         return _Workload(
             load_client_app(config),
             site_context(config.task.partition_id, count),
-            build_strategy(genesis.params.strategy),
+            build_strategy(genesis.params.strategy, genesis.params.bucketing),
         )
     app, plan = load_site_app(config, genesis)
     assert config.app is not None  # load_site_app refuses a mixed folder
@@ -186,6 +186,7 @@ def _workload(
         node_config=config.app.node_config,
     )
     strategy = adopt_strategy(plan.strategy, plan.train_config)
+    strategy.bucketing = genesis.params.bucketing
     return _Workload(app.client_app(), context, strategy, app, plan, report)
 
 

@@ -35,6 +35,7 @@ def swarm_params(
     max_update_ratio: float = DEFAULT_MAX_UPDATE_RATIO,
     train_sites: int = 0,
     start_grace: int = 0,
+    bucketing: int = 0,
 ) -> SwarmParams:
     """Checked swarm-wide parameters; `min_peers` defaults to a majority (of
     the `train_sites` drawn each round, when only some are).
@@ -70,9 +71,11 @@ def swarm_params(
             max_update_ratio,
             train_sites,
             start_grace,
+            bucketing,
         )
     except ValueError as exc:
         given = {"max_examples": max_examples, "max_update_ratio": max_update_ratio}
+        given |= {"bucketing": bucketing} if bucketing else {}
         raise ConfigError(f"{exc}, got {given}") from None
 
 
@@ -162,6 +165,7 @@ def set_up_swarm(
         max_examples=settings.get("max_examples", DEFAULT_MAX_EXAMPLES),
         max_update_ratio=settings.get("max_update_ratio", DEFAULT_MAX_UPDATE_RATIO),
         train_sites=settings.get("train_sites", 0),
+        bucketing=chosen.bucketing,
     )
     seed = settings.get("seed", 0)
     identities = simulated_identities(names, seed)

@@ -8,6 +8,7 @@ authenticate a real mutual-TLS gRPC handshake.
 
 from __future__ import annotations
 
+import json
 import shutil
 import stat
 from concurrent import futures
@@ -297,3 +298,41 @@ def test_task_options_round_trip_through_site_toml(swarm, tmp_path):
     back = load_site_config(write_site_config(moved))
     assert back.task.spec == spec
     assert dict(back.task.spec.options) == {"genes": 40, "studies": 6, "samples": 300}
+
+
+def test_bucketing_is_fixed_in_the_genesis_and_every_site_merges_with_it(
+    monkeypatch, tmp_path, capsys
+):
+    from swarmflower.site_runtime import build_site
+
+    out = tmp_path / "bucketed"
+    assert (
+        run_main(
+            monkeypatch,
+            *("init", "--task", "heart", "--sites", "3", "--rounds", "2"),
+            *("--strategy", "AlignedAvg", "--bucketing", "2"),
+            *("--out", str(out), "--base-port", "47300"),
+        )
+        == 0
+    )
+    assert "AlignedAvg over buckets of 2" in capsys.readouterr().out
+    genesis = json.loads((out / "genesis.json").read_text())
+    assert genesis["params"]["bucketing"] == 2
+    config = load_site_config(out / "site-2")
+    assert config.swarm.bucketing == 2
+    peer, ledger, workload = build_site(config, report=lambda line: None)
+    try:
+        assert (workload.strategy.name, workload.strategy.bucketing) == (
+            "AlignedAvg",
+            2,
+        )
+    finally:
+        ledger.close()
+    refused = run_main(
+        monkeypatch,
+        *("init", "--task", "heart", "--sites", "3", "--rounds", "2"),
+        *("--bucketing", "1"),
+        *("--out", str(tmp_path / "one"), "--base-port", "47310"),
+    )
+    assert refused == 1
+    assert "bucketing must be 0 (off) or at least 2" in capsys.readouterr().err
