@@ -39,6 +39,7 @@ from flwr.app import ArrayRecord
 from flwr.clientapp import ClientApp
 
 from swarmflower.attacks import Attack
+from swarmflower.collusion import change_of
 from swarmflower.datasets import FederatedDataset
 from swarmflower.flower_messages import TRAIN, model_instruction, site_context
 from swarmflower.logs import quiet_flower
@@ -179,10 +180,7 @@ def _sent(
     if attack is None:
         return [Update(k, arrays, n) for k, (n, arrays) in trained.items()]
     honest = {
-        k: {
-            key: a.numpy().astype(np.float64) - current[key].numpy().astype(np.float64)
-            for key, a in arrays.items()
-        }
+        k: change_of(current, arrays)
         for k, (_, arrays) in trained.items()
         if not attack.plays(k)
     }

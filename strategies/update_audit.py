@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
 from flwr.app import ArrayRecord
+
+from swarmflower.strategies.robust import flatten, norm
 
 if TYPE_CHECKING:
     from swarmflower.strategies.base import Update
@@ -31,18 +32,13 @@ def audit_updates(
     current: ArrayRecord, updates: Sequence[Update], merged: ArrayRecord
 ) -> dict[int, UpdateAudit]:
     """Site index -> its update's norm and distance to `merged`."""
-    start = _flat(current)
-    end = _flat(merged)
+    start, _ = flatten(current)
+    end, _ = flatten(merged)
     audits = {}
     for update in updates:
-        point = _flat(update.arrays)
+        point, _ = flatten(update.arrays)
         audits[update.site] = UpdateAudit(
-            norm=float(np.linalg.norm(point - start)),
-            distance=float(np.linalg.norm(point - end)),
+            norm=norm(point - start),
+            distance=norm(point - end),
         )
     return audits
-
-
-def _flat(record: ArrayRecord) -> np.ndarray:
-    parts = [np.asarray(a.numpy(), dtype=np.float64).ravel() for a in record.values()]
-    return np.concatenate(parts) if parts else np.zeros(0)

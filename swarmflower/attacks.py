@@ -36,7 +36,14 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
-from swarmflower.collusion import Change, CollusionBoard, alie, alie_z, ipm
+from swarmflower.collusion import (
+    Change,
+    CollusionBoard,
+    alie,
+    alie_z,
+    change_of,
+    ipm,
+)
 from swarmflower.errors import ConfigError
 
 ATTACKS = ("sign-flip", "scale", "gaussian", "label-flip", "alie", "ipm", "mimic")
@@ -115,16 +122,13 @@ class Attack:
         and with none seen the attacker sends its own update unchanged."""
         if not self.plays(site) or self.kind == "label-flip":
             return trained
-        start = {k: a.numpy().astype(np.float64) for k, a in current.items()}
-        change = {
-            k: a.numpy().astype(np.float64) - start[k] for k, a in trained.items()
-        }
         if self.colludes:
             if not honest:
                 return trained
             sent = self._colluded(honest, len(honest) + len(self.sites))
         else:
-            sent = self._alone(site, round, change)
+            sent = self._alone(site, round, change_of(current, trained))
+        start = {k: a.numpy().astype(np.float64) for k, a in current.items()}
         return ArrayRecord(
             {
                 key: Array(np.asarray((start[key] + sent[key]).astype(a.numpy().dtype)))
@@ -260,10 +264,7 @@ class ColludingFedAvg(FedAvg):
         current = self._current
         sites = {id(r): int(r.content[SITE_RECORD][PARTITION_KEY]) for r in replies}
         honest = {
-            sites[id(r)]: {
-                k: a.numpy().astype(np.float64) - current[k].numpy().astype(np.float64)
-                for k, a in r.content["arrays"].items()
-            }
+            sites[id(r)]: change_of(current, r.content["arrays"])
             for r in replies
             if not self.attack.plays(sites[id(r)])
         }

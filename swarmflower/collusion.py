@@ -24,10 +24,19 @@ import threading
 from collections.abc import Mapping
 
 import numpy as np
+from flwr.app import ArrayRecord
 
 Change = Mapping[str, np.ndarray]  # a site's trained model minus the round's own
 
 BOARD_ROUNDS = 4  # rounds a board keeps (an attacker is at most this late)
+
+
+def change_of(current: ArrayRecord, trained: ArrayRecord) -> dict[str, np.ndarray]:
+    """`trained - current`, per key, in float64: a site's change."""
+    return {
+        key: array.numpy().astype(np.float64) - current[key].numpy().astype(np.float64)
+        for key, array in trained.items()
+    }
 
 
 def alie_z(num_sites: int, num_attackers: int) -> float:

@@ -27,6 +27,7 @@ from flwr.app import Array, ArrayRecord
 from swarmflower.app_calls import AppFailure, FailureLog
 from swarmflower.attacks import Attack
 from swarmflower.codec import arrays_hash, content_hash
+from swarmflower.collusion import change_of
 from swarmflower.faults import NO_FAULTS, FaultPlan
 from swarmflower.identity import SiteIdentity
 from swarmflower.ledger import (
@@ -425,7 +426,7 @@ class SiteCore:
         me, model = self.identity.index, self._model
         parent = self._model_block or self.ledger.swarm_id
         if not attack.plays(me):
-            attack.board.post(round, parent, me, _change(model, update))
+            attack.board.post(round, parent, me, change_of(model, update))
             self._hold(round, num_examples, update, now)
         else:
             wait = COLLUSION_WAIT_SHARE * self.config.update_wait
@@ -1245,11 +1246,3 @@ class SiteCore:
         log.info("site %s: %s", self.identity.name, why)
         self.crashed = True
         return [Crash(why)]
-
-
-def _change(model: ArrayRecord, trained: ArrayRecord) -> dict[str, np.ndarray]:
-    """`trained - model`, per key, in float64."""
-    return {
-        key: array.numpy().astype(np.float64) - model[key].numpy().astype(np.float64)
-        for key, array in trained.items()
-    }
