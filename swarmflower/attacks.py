@@ -97,6 +97,13 @@ class Attack:
         return site in self.sites
 
     @property
+    def spec(self) -> str:
+        """`KIND[:PARAM]` as `parse` reads it."""
+        if self.kind in WITH_PARAMETER or self.has_parameter:
+            return f"{self.kind}:{self.parameter:g}"
+        return self.kind
+
+    @property
     def colludes(self) -> bool:
         """Whether the attackers need the honest changes of the round."""
         return self.kind in COLLUDING

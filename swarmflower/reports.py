@@ -274,7 +274,29 @@ def run_facts(
         "methods": methods,
         "sites": list(results[0].site_names) if results else [],
         "legend": {m: LEGEND[m] for m in methods if m in LEGEND},
+        **_swarm_facts(results),
     }
+
+
+def _swarm_facts(results: Sequence[MethodResult]) -> dict:
+    """The swarm's merge (from its genesis) and the attack its sites played,
+    when a swarm ran: `strategy`, `bucketing`, `attack`, `attackers`."""
+    from swarmflower.swarm_result import SwarmResult
+
+    swarm = next(
+        (r.details for r in results if isinstance(r.details, SwarmResult)), None
+    )
+    if swarm is None or not swarm.sites:
+        return {}
+    core = swarm.sites[0]
+    params = core.ledger.genesis.params
+    facts: dict = {"strategy": params.strategy, "bucketing": params.bucketing}
+    attack = core.faults.attack
+    if attack is not None:
+        names = {c.identity.index: c.identity.name for c in swarm.sites}
+        facts["attack"] = attack.spec
+        facts["attackers"] = [names.get(k, str(k)) for k in sorted(attack.sites)]
+    return facts
 
 
 def write_results(

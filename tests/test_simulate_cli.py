@@ -1,5 +1,7 @@
 """`swarmflower simulate` run after run into the same folder."""
 
+import json
+
 import pandas as pd
 from typer.testing import CliRunner
 
@@ -48,6 +50,9 @@ def test_simulate_plays_an_attack_and_names_its_sites(tmp_path):
     assert "sites 2, 4 play the attack scale:-5" in attacked.output
     rounds = pd.read_csv(tmp_path / "rounds.csv")
     assert list(rounds["attackers"]) == ["hungary;va"] * 2  # in every round
+    facts = json.loads((tmp_path / "run.json").read_text())
+    assert (facts["strategy"], facts["bucketing"]) == ("FedAvg", 0)
+    assert (facts["attack"], facts["attackers"]) == ("scale:-5", ["hungary", "va"])
     norms = [per_site(cell) for cell in rounds["norms"]]
     assert all(set(n) == {"cleveland", "hungary", "switzerland", "va"} for n in norms)
     assert all(max(n, key=n.get) in {"hungary", "va"} for n in norms)  # 5x changes

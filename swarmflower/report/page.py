@@ -181,6 +181,14 @@ def _facts_section(run: Run) -> str:
         ("sites", f"{len(run.sites)}: {_names(run.sites)}"),
         ("methods", _names(run.methods)),
     ]
+    if "strategy" in run.meta:
+        merge = str(run.meta["strategy"])
+        if run.meta.get("bucketing"):
+            merge += f" over buckets of {run.meta['bucketing']}"
+        facts.append(("swarm merge", escape(merge)))
+    if "attack" in run.meta:
+        who = _names([str(s) for s in run.meta.get("attackers", [])])
+        facts.append(("attack", f"{escape(str(run.meta['attack']))} by {who}"))
     facts += [("positive class", escape(p)) for p in _data_notes(run, "positive_class")]
     items = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts)
     return f'<dl class="facts">{items}</dl>'

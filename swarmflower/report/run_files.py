@@ -28,6 +28,7 @@ ROUNDS_NUMBERS = ("seed", "round", "accuracy")
 ROC_COLUMNS = ("method", "seed", "fpr", "tpr")
 META_TYPES = {"title": str, "task": str, "rounds": int, "seeds": list}
 META_TYPES |= {"methods": list, "sites": list, "legend": dict}
+META_TYPES |= {"strategy": str, "bucketing": int, "attack": str, "attackers": list}
 
 
 @dataclass(frozen=True)
