@@ -110,6 +110,25 @@ def clip(change: np.ndarray, bound: float) -> tuple[np.ndarray, bool]:
     return change * (bound / length), True
 
 
+def bounded_mean(
+    changes: np.ndarray,
+    norms: Sequence[float],
+    weights: np.ndarray,
+    kept: Sequence[int],
+    bound_factor: float,
+) -> tuple[np.ndarray, np.ndarray, list[int], float]:
+    """Norm-bounded averaging of the `kept` changes: each clipped to
+    `bound_factor` times their median norm, then their weighted mean. Also
+    every change's share (0 if not kept), the kept ones clipped, the bound."""
+    bound = bound_factor * float(np.median([norms[i] for i in kept]))
+    clipped = [clip(changes[i], bound) for i in kept]
+    share = np.zeros(len(changes))
+    share[kept] = weights[kept] / np.sum(weights[kept])
+    mean = weighted_sum(np.stack([c for c, _ in clipped]), share[kept])
+    cut = [i for i, (_, was_cut) in zip(kept, clipped, strict=True) if was_cut]
+    return mean, share, cut, bound
+
+
 def geometric_median(
     points: np.ndarray,
     weights: np.ndarray,
@@ -234,17 +253,17 @@ class NormBoundedAvg(_RobustFedAvg):
         centre = self.centre(points.shape[1])
         changes = points - centre
         norms = [norm(c) for c in changes]
-        bound = self.bound_factor * float(np.median(norms))
-        clipped = [clip(c, bound) for c in changes]
-        share = weights / np.sum(weights)
-        merged = centre + weighted_sum(np.stack([c for c, _ in clipped]), share)
+        kept = list(range(len(changes)))
+        change, share, cut, bound = bounded_mean(
+            changes, norms, weights, kept, self.bound_factor
+        )
         report = MergeReport(
             weights=tuple(float(s) for s in share),
-            clipped=tuple(i for i, (_, cut) in enumerate(clipped) if cut),
+            clipped=tuple(cut),
             norms=tuple(norms),
             bound=bound,
         )
-        return merged, report
+        return centre + change, report
 
 
 class CenteredClipping(_RobustFedAvg):
@@ -333,17 +352,13 @@ class AlignedAvg(_RobustFedAvg):
         kept = [i for i, c in enumerate(cosines) if c > self.min_cosine]
         if not kept:  # no direction to agree with (all changes zero, say)
             kept = list(range(len(changes)))
-        bound = self.bound_factor * float(np.median([norms[i] for i in kept]))
-        clipped = {i: clip(changes[i], bound) for i in kept}
-        share = np.zeros(len(changes))
-        share[kept] = weights[kept] / np.sum(weights[kept])
-        merged = centre + weighted_sum(
-            np.stack([clipped[i][0] for i in kept]), share[kept]
+        change, share, cut, bound = bounded_mean(
+            changes, norms, weights, kept, self.bound_factor
         )
-        left_out = [i for i in range(len(changes)) if i not in clipped]
+        left_out = sorted(set(range(len(changes))) - set(kept))
         report = MergeReport(
             weights=tuple(float(s) for s in share),
-            clipped=tuple(sorted(left_out + [i for i in kept if clipped[i][1]])),
+            clipped=tuple(sorted(left_out + cut)),
             norms=tuple(norms),
             bound=bound,
             extra={
@@ -351,7 +366,7 @@ class AlignedAvg(_RobustFedAvg):
                 "cosines": [round(c, 12) for c in cosines],
             },
         )
-        return merged, report
+        return centre + change, report
 
 
 def _cosine(change: np.ndarray, length: float, reference: np.ndarray) -> float:
